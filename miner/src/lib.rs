@@ -1,0 +1,11 @@
+//! Everything MD5 for the chat network: the digest of a chat's window,
+//! validation of whole histories (parallel, or incremental from an
+//! already-validated prefix), and the mining engine.
+
+mod validate;
+mod window;
+
+pub use validate::{
+    InvalidChat, Invalidity, check_chat, validate, validate_extension, validate_from,
+};
+pub use window::{NETWORK_DIFFICULTY, has_leading_zero_bits, window_digest};

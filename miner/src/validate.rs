@@ -1,0 +1,114 @@
+use std::fmt;
+
+use rayon::prelude::*;
+use wire::{DIGEST_LEN, History};
+
+use crate::{NETWORK_DIFFICULTY, has_leading_zero_bits, window_digest};
+
+/// Why a chat breaks the validity rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidity {
+    /// The chat's MD5 field does not begin with two zero bytes.
+    NotMined { digest: [u8; DIGEST_LEN] },
+    /// The MD5 of the chat's window is not the chat's MD5 field.
+    WrongDigest {
+        claimed: [u8; DIGEST_LEN],
+        computed: [u8; DIGEST_LEN],
+    },
+}
+
+/// The first chat of a history that breaks the validity rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidChat {
+    pub index: usize,
+    pub reason: Invalidity,
+}
+
+impl fmt::Display for Invalidity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalidity::NotMined { digest } => {
+                write!(
+                    f,
+                    "its MD5 {} does not start with two zero bytes",
+                    hex(digest)
+                )
+            }
+            Invalidity::WrongDigest { claimed, computed } => write!(
+                f,
+                "its MD5 field is {} but the MD5 of its window is {}",
+                hex(claimed),
+                hex(computed)
+            ),
+        }
+    }
+}
+
+impl fmt::Display for InvalidChat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "chat {} is invalid: {}", self.index, self.reason)
+    }
+}
+
+impl std::error::Error for InvalidChat {}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Checks chat `k` of `history` against the validity rule (the chats
+/// before it are not looked at, only hashed as part of its window).
+///
+/// # Panics
+/// If `k >= history.len()`.
+pub fn check_chat(history: &History, k: usize) -> Result<(), Invalidity> {
+    let claimed = *history.chat(k).expect("index in range").digest();
+    // The cheap test first: a forged chat usually fails it without hashing.
+    if !has_leading_zero_bits(&claimed, NETWORK_DIFFICULTY) {
+        return Err(Invalidity::NotMined { digest: claimed });
+    }
+    let computed = window_digest(history, k);
+    if computed != claimed {
+        return Err(Invalidity::WrongDigest { claimed, computed });
+    }
+    Ok(())
+}
+
+/// Validates a whole history, in parallel over chats on the current Rayon
+/// pool; reports the first invalid chat. The empty history is valid.
+pub fn validate(history: &History) -> Result<(), InvalidChat> {
+    validate_from(history, 0)
+}
+
+/// Validates chats `trusted..` of `history`, taking chats before `trusted`
+/// as already validated: only the later chats are hashed.
+pub fn validate_from(history: &History, trusted: usize) -> Result<(), InvalidChat> {
+    let first_bad = |k: usize| {
+        check_chat(history, k)
+            .err()
+            .map(|reason| InvalidChat { index: k, reason })
+    };
+    let pending = history.len().saturating_sub(trusted);
+    // A handful of chats (the common case: one new chat) is not worth
+    // waking the pool for.
+    if pending <= 4 {
+        return (trusted..history.len())
+            .find_map(first_bad)
+            .map_or(Ok(()), Err);
+    }
+    (trusted..history.len())
+        .into_par_iter()
+        .with_min_len(64)
+        .find_map_first(first_bad)
+        .map_or(Ok(()), Err)
+}
+
+/// Validates `candidate` against `current`, a history already known to be
+/// valid: the chats the two share are compared byte for byte, not hashed,
+/// and only the chats past the common prefix are checked. Returns the
+/// length of the common prefix.
+pub fn validate_extension(current: &History, candidate: &History) -> Result<usize, InvalidChat> {
+    let common = current.common_prefix_len(candidate);
+    validate_from(candidate, common)?;
+    Ok(common)
+}

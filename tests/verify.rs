@@ -1,0 +1,98 @@
+//! `node verify FILE` on the PROTOCOL.md vector, a corrupted copy and a
+//! truncated file.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+fn verify(file: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_node"))
+        .arg("verify")
+        .arg(file)
+        .output()
+        .expect("runs node")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn the_vector_is_valid() {
+    let output = verify(&fixture("vector.bin"));
+    assert_eq!(stdout(&output), "chats: 5\nlast chat: nova msg\nvalid\n");
+    assert_eq!(output.status.code(), Some(0));
+}
+
+#[test]
+fn a_corrupted_copy_names_the_first_invalid_chat() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = std::fs::read(fixture("vector.bin")).unwrap();
+    // A letter of "gahoga", the text of chat 2.
+    let at = bytes.windows(6).position(|w| w == b"gahoga").unwrap();
+    bytes[at] = b'G';
+    let file = dir.path().join("corrupt.bin");
+    std::fs::write(&file, &bytes).unwrap();
+
+    let output = verify(&file);
+    let out = stdout(&output);
+    assert!(
+        out.starts_with(
+            "chats: 5\nlast chat: nova msg\ninvalid: chat 2 is invalid: its MD5 field is 00002e68"
+        ),
+        "{out}"
+    );
+    assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn a_truncated_file_is_an_error_naming_the_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("vector.bin")).unwrap();
+    let file = dir.path().join("cut.bin");
+    std::fs::write(&file, &bytes[..200]).unwrap();
+
+    let output = verify(&file);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("input ends at byte 200, inside chat 3 of 5 (starting at byte 181)"),
+        "{err}"
+    );
+    assert_eq!(stdout(&output), "");
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn a_missing_file_or_another_message_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(
+        verify(&dir.path().join("absent.bin")).status.code(),
+        Some(2)
+    );
+    let file = dir.path().join("request.bin");
+    std::fs::write(&file, [3]).unwrap();
+    let output = verify(&file);
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("ArchiveRequest message, not an ArchiveResponse")
+    );
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn the_fixture_histories_are_valid() {
+    for (name, chats) in [("history-1k.bin", 1000), ("history-100k.bin", 100_000)] {
+        let output = verify(&fixture(name));
+        let out = stdout(&output);
+        assert!(
+            out.starts_with(&format!("chats: {chats}\n")) && out.ends_with("\nvalid\n"),
+            "{name}: {out}"
+        );
+        assert_eq!(output.status.code(), Some(0));
+    }
+}

@@ -1,0 +1,30 @@
+//! The chat network's wire format (see `PROTOCOL.md` in the repository):
+//! the five messages and the chat history as Rust types, their encoding, and
+//! an incremental [`Decoder`] fed with bytes as they arrive from a socket.
+//!
+//! This crate does no I/O and no hashing: validity of a history (the MD5
+//! rule) lives in the `miner` crate.
+
+mod chat;
+mod decoder;
+mod error;
+mod history;
+mod message;
+
+pub use chat::{Chat, ChatRef, TextTooLong};
+pub use decoder::{DEFAULT_MAX_MESSAGE, Decoder, decode};
+pub use error::DecodeError;
+pub use history::{History, HistoryError};
+pub use message::{Message, MessageType};
+
+/// Bytes of a chat's verification code.
+pub const CODE_LEN: usize = 16;
+/// Bytes of a chat's MD5 digest.
+pub const DIGEST_LEN: usize = 16;
+/// The longest chat text: its length travels in one byte.
+pub const MAX_TEXT: usize = 255;
+/// Bytes of a chat on the wire besides its text: length byte, code, digest.
+pub const CHAT_OVERHEAD: usize = 1 + CODE_LEN + DIGEST_LEN;
+/// Number of chats (the chat itself and up to 19 before it) whose bytes
+/// make up the window hashed to check one chat.
+pub const WINDOW_CHATS: usize = 20;
