@@ -1,19 +1,124 @@
 //! `node`: a peer of the chat network (see README.md).
 
 mod cli;
+mod command;
+mod prompt;
+mod protocol;
+mod reactor;
+mod store;
 mod verify;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
+use mio::Poll;
+
+use cli::{Cli, NodeArgs};
+use protocol::{Config, Node, OwnChats};
+use reactor::{Limits, Mining, Outbox, Reactor, Validation};
+use store::DiskStore;
+
+/// Archives with at most this many new chats are checked on the event
+/// loop (a few hundred microseconds); larger ones on the validation thread.
+const INLINE_VALIDATION: usize = 64;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let cli = Cli::parse();
     match cli.command {
         Some(cli::Command::Verify { file }) => verify::run(&file),
-        None => {
-            eprintln!("node: the peer itself is not built yet; only `node verify FILE` works");
-            ExitCode::FAILURE
-        }
+        None => match run(cli.node) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("node: {message}");
+                ExitCode::FAILURE
+            }
+        },
     }
+}
+
+fn default_data_dir(bind: std::net::Ipv4Addr) -> Result<PathBuf, String> {
+    let base = dirs::data_local_dir()
+        .ok_or("no per-user data directory is known here; give --data-dir")?;
+    Ok(base.join("chatchain").join(bind.to_string()))
+}
+
+fn run(args: NodeArgs) -> Result<(), String> {
+    env_logger::Builder::new()
+        .filter_level(args.log)
+        .format_timestamp_millis()
+        .init();
+    if !(args.read_timeout > 0.0 && args.read_timeout.is_finite()) {
+        return Err(format!(
+            "--read-timeout must be a positive number of seconds, not {}",
+            args.read_timeout
+        ));
+    }
+    let threads = args.threads.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        usize::from,
+    );
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => default_data_dir(args.bind)?,
+    };
+    let (store, recovered) = DiskStore::open(&data_dir).map_err(|e| e.to_string())?;
+    let listener = reactor::listen(args.bind, args.port)
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
+
+    for note in &recovered.notes {
+        println!("{note}");
+    }
+    let now = Instant::now();
+    let own = OwnChats::restore(recovered.own, &recovered.history);
+    println!(
+        "listening on {}:{}; {} chats in the history, {} pending; data in {}",
+        args.bind,
+        args.port,
+        recovered.history.len(),
+        own.pending(),
+        data_dir.display()
+    );
+    let config = Config {
+        bind: args.bind,
+        port: args.port,
+        bootstrap: args.peers,
+        max_connecting: args.max_connecting,
+        inline_validation: INLINE_VALIDATION,
+        threads,
+        data_dir: data_dir.display().to_string(),
+    };
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ std::process::id() as u64;
+    let node = Node::new(config, store, recovered.history, own, seed, now);
+
+    let poll = Poll::new().map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let waker = Reactor::<DiskStore>::waker(&poll).map_err(|e| e.to_string())?;
+    let (outbox, reports) = Outbox::new(waker);
+    let mining = Mining::spawn(
+        miner::Miner::new(threads),
+        miner::NETWORK_DIFFICULTY,
+        outbox.clone(),
+    );
+    let validation = Validation::spawn(outbox.clone());
+    let printer = prompt::spawn(outbox);
+    let limits = Limits {
+        bind: args.bind,
+        port: args.port,
+        read_timeout: std::time::Duration::from_secs_f64(args.read_timeout),
+        max_message: args.max_message,
+        max_inbound: args.max_inbound,
+    };
+    let reactor = Reactor::new(
+        poll, listener, reports, node, mining, validation, printer, limits,
+    )
+    .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    reactor
+        .run()
+        .map_err(|e| format!("event loop failed: {e}"))?;
+    println!("stopped; the history is saved in {}", data_dir.display());
+    Ok(())
 }

@@ -16,49 +16,29 @@ pub struct History {
     ends: Vec<usize>,
 }
 
-/// Bytes that do not form a whole number of chats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HistoryError {
-    /// Offset of the chat that runs past the end of the bytes.
-    pub offset: usize,
-    /// How many chats were whole before it.
-    pub chats: usize,
-}
-
-impl fmt::Display for HistoryError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "chat {} starting at byte {} runs past the end of the data",
-            self.chats, self.offset
-        )
-    }
-}
-
-impl std::error::Error for HistoryError {}
-
 impl History {
     pub fn new() -> Self {
         History::default()
     }
 
     /// Parses chats laid back to back (the body of an ArchiveResponse after
-    /// its count).
-    pub fn from_chat_bytes(bytes: Vec<u8>) -> Result<Self, HistoryError> {
+    /// its count, or a file of them). Bytes after the last whole chat (a
+    /// chat cut short) are dropped; returns the history and how many bytes
+    /// were dropped.
+    pub fn from_whole_chats(mut bytes: Vec<u8>) -> (Self, usize) {
         let mut ends = Vec::new();
         let mut at = 0;
         while at < bytes.len() {
             let end = at + CHAT_OVERHEAD + bytes[at] as usize;
             if end > bytes.len() {
-                return Err(HistoryError {
-                    offset: at,
-                    chats: ends.len(),
-                });
+                break;
             }
             ends.push(end);
             at = end;
         }
-        Ok(History { bytes, ends })
+        let dropped = bytes.len() - at;
+        bytes.truncate(at);
+        (History { bytes, ends }, dropped)
     }
 
     /// Builds a history from parts the decoder has already delimited.
@@ -270,13 +250,15 @@ mod tests {
     }
 
     #[test]
-    fn from_chat_bytes_rejects_a_cut_chat() {
+    fn from_whole_chats_drops_a_cut_chat() {
         let history = sample(5);
         let bytes = history.as_bytes();
-        assert_eq!(History::from_chat_bytes(bytes.to_vec()).unwrap(), history);
-        let cut = bytes[..bytes.len() - 1].to_vec();
-        let err = History::from_chat_bytes(cut).unwrap_err();
-        assert_eq!(err.chats, 4);
-        assert_eq!(err.offset, history.chat_range(4).start);
+        assert_eq!(
+            History::from_whole_chats(bytes.to_vec()),
+            (history.clone(), 0)
+        );
+        let (cut, dropped) = History::from_whole_chats(bytes[..bytes.len() - 1].to_vec());
+        assert_eq!(cut.len(), 4);
+        assert_eq!(dropped, history.chat_range(4).len() - 1);
     }
 }

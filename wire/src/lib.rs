@@ -14,7 +14,7 @@ mod message;
 pub use chat::{Chat, ChatRef, TextTooLong};
 pub use decoder::{DEFAULT_MAX_MESSAGE, Decoder, decode};
 pub use error::DecodeError;
-pub use history::{History, HistoryError};
+pub use history::History;
 pub use message::{Message, MessageType};
 
 /// Bytes of a chat's verification code.

@@ -1,0 +1,241 @@
+//! What the node does with a history a peer sends: validate, adopt, relay.
+//!
+//! # Which history wins
+//!
+//! A valid history replaces ours when it is longer (PROTOCOL.md). Two
+//! histories of the same length that differ (two nodes mined on the same
+//! history at once) are a fork the protocol leaves standing; left alone the
+//! network can stay split for good, each side holding its own chat. So we
+//! also switch to an equal-length valid history when it wins a tie-break
+//! that every node of ours computes the same way: at the first chat where
+//! the two differ, the lower digest wins (digests are uniformly random, so
+//! the rule favours no one). A node only ever moves to a longer or winning
+//! history, so no node can flip back and forth; the own chats the loser
+//! held are pending again and mined on top of the winner, which makes the
+//! network's history longer than either side, and every peer, ours or
+//! foreign, adopts it.
+//!
+//! # Whom to relay to
+//!
+//! Foreign peers may never relay, so after adopting a history we send it on,
+//! but a full mesh must not cost n² archives per chat. We skip a peer when
+//! we know it has the history, or that someone else delivers it:
+//! - it sent us this history, or we sent it (`Peer::has`);
+//! - it was connected to the peer the history came from (that peer's last
+//!   PeerList, at most 15 s old, names it), and that peer delivers to its
+//!   own peers: it pushed the history unasked (it is a broadcaster, not
+//!   answering our request) and it listens on the network port (we once
+//!   dialed it), so it is not a client that pushed once and left.
+//! Everyone else gets it. A history that came in answer to our request, or
+//! from a client, reaches everybody through us.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::time::Instant;
+
+use log::{debug, info};
+use wire::{History, Message};
+
+use super::peers::Tip;
+use super::{ConnId, Node, PEER_LIST_FRESH, Store, Validated, ValidationJob};
+use crate::verify::printable;
+
+/// Whether `candidate`, valid, should replace `current`: longer, or as long
+/// and winning the tie-break at the first chat where they differ.
+fn better(candidate: &History, current: &History) -> bool {
+    match candidate.len().cmp(&current.len()) {
+        Ordering::Greater => true,
+        Ordering::Less => false,
+        Ordering::Equal => {
+            let fork = current.common_prefix_len(candidate);
+            if fork == current.len() {
+                return false;
+            }
+            let (a, b) = (
+                candidate.chat(fork).expect("fork < len"),
+                current.chat(fork).expect("fork < len"),
+            );
+            (a.digest(), a.as_bytes()) < (b.digest(), b.as_bytes())
+        }
+    }
+}
+
+impl<S: Store> Node<S> {
+    pub(super) fn on_archive(&mut self, now: Instant, conn: ConnId, candidate: History) {
+        let peer = self.peers.get_mut(&conn).expect("caller checked");
+        let pushed = peer.archive_asked_at.take().is_none();
+        peer.has = Some(Tip::of(&candidate));
+        let ours = Tip::of(&self.history);
+        if candidate.len() < ours.len {
+            // The peer is behind: let it catch up (once per history of ours,
+            // in case it cannot take ours and pushes its own again).
+            if !peer.knows(ours) {
+                self.send_archive_to(conn);
+            }
+            return;
+        }
+        if Tip::of(&candidate) == ours {
+            return;
+        }
+        let trusted = self.history.common_prefix_len(&candidate);
+        let job = ValidationJob {
+            conn,
+            candidate,
+            trusted,
+            pushed,
+        };
+        if job.candidate.len() - trusted <= self.config.inline_validation {
+            let result = miner::validate_from(&job.candidate, trusted);
+            self.on_validated(now, Validated { job, result });
+        } else if self.validating {
+            // One large validation at a time; keep the longest waiting.
+            if self
+                .waiting_validation
+                .as_ref()
+                .is_none_or(|w| w.candidate.len() < job.candidate.len())
+            {
+                self.waiting_validation = Some(job);
+            }
+        } else {
+            self.validating = true;
+            debug!(
+                "validating {} chats off the event loop",
+                job.candidate.len() - trusted
+            );
+            self.outbox.push_back(super::Action::Validate(job));
+        }
+    }
+
+    pub(super) fn on_validated(&mut self, now: Instant, validated: Validated) {
+        let Validated { job, result } = validated;
+        let ValidationJob {
+            conn,
+            candidate,
+            pushed,
+            ..
+        } = job;
+        if let Err(invalid) = result {
+            self.reject(conn, &invalid.to_string());
+        } else if better(&candidate, &self.history) {
+            self.adopt(now, conn, candidate, pushed);
+        } else if self
+            .peers
+            .get(&conn)
+            .is_some_and(|p| !p.knows(Tip::of(&self.history)))
+        {
+            // Ours is longer by now, or wins the tie: the peer may switch.
+            self.send_archive_to(conn);
+        }
+    }
+
+    pub(super) fn start_waiting_validation(&mut self, now: Instant) {
+        if self.validating {
+            return;
+        }
+        let Some(mut job) = self.waiting_validation.take() else {
+            return;
+        };
+        if job.candidate.len() < self.history.len() {
+            return;
+        }
+        job.trusted = self.history.common_prefix_len(&job.candidate);
+        if job.candidate.len() - job.trusted <= self.config.inline_validation {
+            let result = miner::validate_from(&job.candidate, job.trusted);
+            self.on_validated(now, Validated { job, result });
+        } else {
+            self.validating = true;
+            self.outbox.push_back(super::Action::Validate(job));
+        }
+    }
+
+    /// Ignores an invalid history; tells the peer why only if it can take a
+    /// Notification (PROTOCOL.md), and keeps the connection either way.
+    fn reject(&mut self, conn: ConnId, why: &str) {
+        let Some(peer) = self.peers.get(&conn) else {
+            return;
+        };
+        info!("ignoring an invalid history from {}: {why}", peer.addr);
+        if peer.notifies {
+            self.send_message(
+                conn,
+                &Message::Notification(format!("history ignored: {why}").into_bytes()),
+            );
+        }
+    }
+
+    fn adopt(&mut self, now: Instant, from: ConnId, candidate: History, pushed: bool) {
+        let fork = self.history.common_prefix_len(&candidate);
+        let replaced = self.history.len() - fork;
+        self.history = candidate;
+        self.archive = None;
+        let displaced = self.own.reconcile(&self.history, fork);
+        self.persist(fork);
+        if replaced > 0 {
+            self.print(format!(
+                "history switched to a fork from chat #{fork} ({replaced} chats replaced, {displaced} of ours to mine again)"
+            ));
+        }
+        for index in fork..self.history.len() {
+            let text = printable(self.history.chat(index).expect("in range").text());
+            self.print(format!("#{index} {text}"));
+        }
+        self.restart_mining(now);
+        self.relay(now, from, pushed);
+    }
+
+    /// Sends the current history on, by the rule in this module's comment.
+    fn relay(&mut self, now: Instant, from: ConnId, pushed: bool) {
+        let Some(source) = self.peers.get(&from) else {
+            return self.relay_to_all_but(None, &HashSet::new());
+        };
+        let source_addr = source.addr;
+        let covered: HashSet<Ipv4Addr> = match &source.peer_list {
+            Some((at, list))
+                if pushed && self.book.is_listening(source_addr) && now < *at + PEER_LIST_FRESH =>
+            {
+                list.iter().copied().collect()
+            }
+            _ => HashSet::new(),
+        };
+        self.relay_to_all_but(Some(source_addr), &covered);
+    }
+
+    fn relay_to_all_but(&mut self, source: Option<Ipv4Addr>, covered: &HashSet<Ipv4Addr>) {
+        let tip = Tip::of(&self.history);
+        let targets: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.primary && Some(p.addr) != source && !p.knows(tip) && !covered.contains(&p.addr)
+            })
+            .map(|(&c, _)| c)
+            .collect();
+        debug!("relaying {} chats to {} peers", tip.len, targets.len());
+        for conn in targets {
+            self.send_archive_to(conn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::Chat;
+
+    fn history(tags: &[u8]) -> History {
+        tags.iter()
+            .map(|&t| Chat::new(vec![t], [t; 16], [t; 16]).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn longer_wins_and_equal_length_forks_break_ties_by_digest() {
+        assert!(better(&history(&[1, 2, 3]), &history(&[1, 2])));
+        assert!(!better(&history(&[1, 2]), &history(&[1, 2, 3])));
+        assert!(!better(&history(&[1, 2]), &history(&[1, 2])));
+        assert!(better(&history(&[1, 2]), &history(&[1, 3])));
+        assert!(!better(&history(&[1, 3]), &history(&[1, 2])));
+        assert!(better(&history(&[0, 9]), &history(&[1, 2])));
+    }
+}

@@ -1,0 +1,169 @@
+//! This node's own chats: queued, mined, displaced and mined again.
+//!
+//! A chat typed at the prompt is kept until the end of the run (and on disk
+//! across runs): "pending" until a mined copy of it is in the history. A
+//! copy is known by its digest; a chat may have several copies (mined again
+//! after a longer history displaced the first), and it is in the history
+//! when any of them is. So a copy that comes back (a fork is undone) is not
+//! mined a third time, and no chat is ever lost or doubled.
+
+use std::collections::HashMap;
+
+use wire::{DIGEST_LEN, History};
+
+pub type Digest = [u8; DIGEST_LEN];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnChat {
+    pub text: Vec<u8>,
+    /// Digests of every mined copy, oldest first.
+    pub copies: Vec<Digest>,
+    pub place: Place,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Pending,
+    /// Index of the copy in the current history.
+    InHistory(usize),
+}
+
+#[derive(Debug, Default)]
+pub struct OwnChats {
+    chats: Vec<OwnChat>,
+}
+
+/// Index of an own chat; stable for the run (chats are never removed).
+pub type OwnId = usize;
+
+impl OwnChats {
+    /// Rebuilds the table from stored records (text and copies) and finds
+    /// where each one is in `history`.
+    pub fn restore(records: Vec<(Vec<u8>, Vec<Digest>)>, history: &History) -> Self {
+        let chats = records
+            .into_iter()
+            .map(|(text, copies)| OwnChat {
+                text,
+                copies,
+                place: Place::Pending,
+            })
+            .collect();
+        let mut own = OwnChats { chats };
+        own.reconcile(history, 0);
+        own
+    }
+
+    pub fn all(&self) -> &[OwnChat] {
+        &self.chats
+    }
+
+    pub fn queue(&mut self, text: Vec<u8>) -> OwnId {
+        self.chats.push(OwnChat {
+            text,
+            copies: Vec::new(),
+            place: Place::Pending,
+        });
+        self.chats.len() - 1
+    }
+
+    /// The oldest pending chat.
+    pub fn next_pending(&self) -> Option<(OwnId, &[u8])> {
+        self.chats
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.place == Place::Pending)
+            .map(|(id, c)| (id, c.text.as_slice()))
+    }
+
+    pub fn pending(&self) -> usize {
+        self.chats
+            .iter()
+            .filter(|c| c.place == Place::Pending)
+            .count()
+    }
+
+    /// A copy of chat `id` was mined and appended at `index`.
+    pub fn mined(&mut self, id: OwnId, digest: Digest, index: usize) {
+        let chat = &mut self.chats[id];
+        chat.copies.push(digest);
+        chat.place = Place::InHistory(index);
+    }
+
+    /// The history changed from chat `from` on: finds again every own chat
+    /// that was pending or placed at `from` or later. Returns how many were
+    /// placed before and are pending now (displaced).
+    pub fn reconcile(&mut self, history: &History, from: usize) -> usize {
+        let affected = |c: &OwnChat| match c.place {
+            Place::Pending => !c.copies.is_empty(),
+            Place::InHistory(i) => i >= from,
+        };
+        if !self.chats.iter().any(affected) {
+            return 0;
+        }
+        let index: HashMap<Digest, usize> = (from..history.len())
+            .map(|i| (*history.chat(i).expect("in range").digest(), i))
+            .collect();
+        let mut displaced = 0;
+        for chat in self.chats.iter_mut().filter(|c| affected(c)) {
+            let found = chat.copies.iter().find_map(|d| index.get(d).copied());
+            if found.is_none() && matches!(chat.place, Place::InHistory(_)) {
+                displaced += 1;
+            }
+            chat.place = found.map_or(Place::Pending, Place::InHistory);
+        }
+        displaced
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::Chat;
+
+    fn chat(tag: u8) -> Chat {
+        Chat::new(vec![b'a' + tag], [tag; 16], [tag; 16]).unwrap()
+    }
+
+    #[test]
+    fn a_displaced_chat_is_pending_again_and_a_returning_copy_is_found() {
+        let mut history: History = (0..3).map(chat).collect();
+        let mut own = OwnChats::default();
+        let id = own.queue(b"mine".to_vec());
+        assert_eq!(own.next_pending(), Some((id, &b"mine"[..])));
+        history.push(&chat(9));
+        own.mined(id, [9; 16], 3);
+        assert_eq!(own.pending(), 0);
+
+        let mut other = history.clone();
+        other.truncate(3);
+        other.push(&chat(4));
+        other.push(&chat(5));
+        assert_eq!(own.reconcile(&other, 3), 1);
+        assert_eq!(own.next_pending(), Some((id, &b"mine"[..])));
+
+        // The first copy comes back in a longer history: found, not re-mined.
+        let mut back = history.clone();
+        back.push(&chat(6));
+        assert_eq!(own.reconcile(&back, 3), 0);
+        assert_eq!(own.all()[id].place, Place::InHistory(3));
+    }
+
+    #[test]
+    fn restore_places_stored_copies() {
+        let history: History = (0..5).map(chat).collect();
+        let own = OwnChats::restore(
+            vec![
+                (b"x".to_vec(), vec![[2; 16]]),
+                (b"y".to_vec(), vec![]),
+                (b"z".to_vec(), vec![[7; 16]]),
+            ],
+            &history,
+        );
+        let places: Vec<Place> = own.all().iter().map(|c| c.place).collect();
+        assert_eq!(
+            places,
+            [Place::InHistory(2), Place::Pending, Place::Pending]
+        );
+        assert_eq!(own.next_pending().unwrap().1, b"y");
+    }
+}
