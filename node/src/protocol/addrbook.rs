@@ -20,6 +20,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 struct Known {
     /// A connection to it succeeded once: it listens on the network port.
     listening: bool,
+    /// Dialed back once after it connected to us, to learn whether it
+    /// listens.
+    probed: bool,
     failures: u32,
     retry_at: Option<Instant>,
     bootstrap: bool,
@@ -91,6 +94,22 @@ impl AddressBook {
         }
         let known = self.known.entry(addr).or_default();
         if known.retry_at.is_none_or(|at| at <= now) {
+            self.enqueue(addr);
+        }
+    }
+
+    /// A peer connected to us from `addr`: dial it back once, to learn
+    /// whether it listens (a node) or not (a client). The relay rule trusts
+    /// only listening peers to pass histories on.
+    pub fn probe(&mut self, addr: Ipv4Addr) {
+        if !self.dialable(addr)
+            || (!self.known.contains_key(&addr) && self.known.len() >= MAX_KNOWN)
+        {
+            return;
+        }
+        let known = self.known.entry(addr).or_default();
+        if !known.listening && !known.probed {
+            known.probed = true;
             self.enqueue(addr);
         }
     }
@@ -169,7 +188,7 @@ mod tests {
         }
         book.offer(Ipv4Addr::UNSPECIFIED, false, now);
         assert_eq!(book.next_dials(), [ip(2), ip(3)]);
-        assert_eq!(book.next_dials(), []);
+        assert_eq!(book.next_dials(), Vec::<Ipv4Addr>::new());
         book.dial_failed(ip(2), now);
         assert_eq!(book.next_dials(), [ip(4)]);
         book.dial_succeeded(ip(3));
@@ -179,17 +198,33 @@ mod tests {
     }
 
     #[test]
+    fn an_inbound_peer_is_dialed_back_once() {
+        let mut book = AddressBook::new(ip(1), &[], 8);
+        book.probe(ip(2));
+        book.probe(ip(2));
+        assert_eq!(book.next_dials(), [ip(2)]);
+        book.dial_failed(ip(2), Instant::now());
+        book.probe(ip(2));
+        assert_eq!(book.next_dials(), Vec::<Ipv4Addr>::new());
+        assert!(!book.is_listening(ip(2)));
+    }
+
+    #[test]
     fn a_failed_address_waits_out_its_backoff() {
         let now = Instant::now();
         let mut book = AddressBook::new(ip(1), &[ip(2)], 8);
         assert_eq!(book.next_dials(), [ip(2)]);
         book.dial_failed(ip(2), now);
         book.retry_bootstrap(now);
-        assert_eq!(book.next_dials(), []);
+        assert_eq!(book.next_dials(), Vec::<Ipv4Addr>::new());
         book.retry_bootstrap(now + Duration::from_secs(1));
         assert_eq!(book.next_dials(), [ip(2)]);
         book.dial_failed(ip(2), now);
         book.offer(ip(2), false, now + Duration::from_millis(1500));
-        assert_eq!(book.next_dials(), [], "second backoff is 2 s");
+        assert_eq!(
+            book.next_dials(),
+            Vec::<Ipv4Addr>::new(),
+            "second backoff is 2 s"
+        );
     }
 }

@@ -288,6 +288,9 @@ impl<S: Store> Node<S> {
             self.ask_archive(now, conn);
             self.send_message(conn, &Message::PeerRequest);
         }
+        if direction == Direction::Inbound {
+            self.book.probe(addr);
+        }
         self.dial();
     }
 
@@ -551,5 +554,7 @@ impl<S: Store> Node<S> {
     }
 }
 
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod tests;

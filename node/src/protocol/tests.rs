@@ -1,1 +1,593 @@
+//! State-machine tests: no sockets, a fake clock, real MD5.
 
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use miner::{CancelToken, Miner};
+use wire::{Chat, History, Message};
+
+use super::*;
+
+/// Keeps nothing; counts what it was asked to keep.
+#[derive(Default)]
+pub struct MemStore {
+    pub history_saves: Vec<usize>,
+    pub own_saves: usize,
+}
+
+impl Store for MemStore {
+    fn save_history(&mut self, _: &History, from: usize) -> stdio::Result<()> {
+        self.history_saves.push(from);
+        Ok(())
+    }
+
+    fn save_own(&mut self, _: &[OwnChat]) -> stdio::Result<()> {
+        self.own_saves += 1;
+        Ok(())
+    }
+}
+
+pub fn mine(miner: &Miner, history: &History, text: &str) -> Chat {
+    miner
+        .mine(
+            history.tail_for_append(),
+            text.as_bytes(),
+            16,
+            &CancelToken::new(),
+        )
+        .expect("not cancelled")
+        .chat
+}
+
+/// A valid history of `texts` on top of `base`.
+pub fn extend(miner: &Miner, base: &History, texts: &[&str]) -> History {
+    let mut history = base.clone();
+    for text in texts {
+        let chat = mine(miner, &history, text);
+        history.push(&chat);
+    }
+    history
+}
+
+pub fn ip(last: u8) -> Ipv4Addr {
+    Ipv4Addr::new(127, 40, 0, last)
+}
+
+pub fn config(bind: Ipv4Addr, bootstrap: Vec<Ipv4Addr>) -> Config {
+    Config {
+        bind,
+        port: 51511,
+        bootstrap,
+        max_connecting: 4,
+        inline_validation: 64,
+        threads: 1,
+        data_dir: "(memory)".into(),
+    }
+}
+
+struct Harness {
+    node: Node<MemStore>,
+    now: Instant,
+}
+
+impl Harness {
+    fn new(history: History) -> Self {
+        Self::with_config(config(ip(1), vec![]), history)
+    }
+
+    fn with_config(config: Config, history: History) -> Self {
+        let now = Instant::now();
+        let own = OwnChats::restore(vec![], &history);
+        Harness {
+            node: Node::new(config, MemStore::default(), history, own, 7, now),
+            now,
+        }
+    }
+
+    fn handle(&mut self, event: Event) -> Vec<Action> {
+        self.node.handle(self.now, event);
+        self.actions()
+    }
+
+    fn actions(&mut self) -> Vec<Action> {
+        std::iter::from_fn(|| self.node.poll_action()).collect()
+    }
+
+    fn advance(&mut self, by: Duration) -> Vec<Action> {
+        self.now += by;
+        self.handle(Event::Tick)
+    }
+
+    /// Connects a peer; returns its id and drops the greeting actions.
+    fn connect(&mut self, id: u64, addr: Ipv4Addr, direction: Direction) -> ConnId {
+        let conn = ConnId(id);
+        self.handle(Event::Connected {
+            conn,
+            addr,
+            local: ip(1),
+            direction,
+        });
+        conn
+    }
+
+    fn receive(&mut self, conn: ConnId, message: Message) -> Vec<Action> {
+        let wire_len = message.encoded_len();
+        self.handle(Event::Received {
+            conn,
+            message,
+            wire_len,
+        })
+    }
+
+    /// Answers our ArchiveRequest, so that the archive counts as solicited.
+    fn answer(&mut self, conn: ConnId, history: &History) -> Vec<Action> {
+        self.receive(conn, Message::ArchiveResponse(history.clone()))
+    }
+}
+
+/// The messages sent, by connection, decoded.
+fn sent(actions: &[Action]) -> Vec<(ConnId, Message)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { conn, payload } => Some((
+                *conn,
+                wire::decode(payload.bytes()).expect("we send valid bytes"),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+fn archives_to(actions: &[Action]) -> Vec<ConnId> {
+    sent(actions)
+        .into_iter()
+        .filter(|(_, m)| matches!(m, Message::ArchiveResponse(_)))
+        .map(|(c, _)| c)
+        .collect()
+}
+
+fn closes(actions: &[Action]) -> usize {
+    actions
+        .iter()
+        .filter(|a| matches!(a, Action::Close { .. }))
+        .count()
+}
+
+fn started_mining(actions: &[Action]) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::StartMining { job, prev, text } => Some((*job, prev.clone(), text.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_peer_is_asked_for_its_archive_and_peers() {
+    let mut h = Harness::new(History::new());
+    let actions = h.handle(Event::Connected {
+        conn: ConnId(1),
+        addr: ip(2),
+        local: ip(1),
+        direction: Direction::Inbound,
+    });
+    let messages: Vec<Message> = sent(&actions).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(messages, [Message::ArchiveRequest, Message::PeerRequest]);
+}
+
+#[test]
+fn an_empty_history_is_answered_with_count_zero() {
+    let mut h = Harness::new(History::new());
+    let conn = h.connect(1, ip(2), Direction::Inbound);
+    let actions = h.receive(conn, Message::ArchiveRequest);
+    assert_eq!(
+        sent(&actions),
+        [(conn, Message::ArchiveResponse(History::new()))]
+    );
+}
+
+#[test]
+fn adopts_a_longer_valid_history_and_ignores_shorter_equal_or_invalid_ones() {
+    let miner = Miner::new(1);
+    let base = extend(&miner, &History::new(), &["one", "two"]);
+    let longer = extend(&miner, &base, &["three"]);
+    let mut h = Harness::new(base.clone());
+    let conn = h.connect(1, ip(2), Direction::Outbound);
+
+    // Invalid: a digest changed. Ignored, connection kept, no notification
+    // (the peer never sent one).
+    let mut bytes = longer.as_bytes().to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    let (forged, _) = History::from_whole_chats(bytes);
+    let actions = h.answer(conn, &forged);
+    assert_eq!(h.node.history(), &base);
+    assert_eq!(closes(&actions), 0);
+    assert!(sent(&actions).is_empty(), "{actions:?}");
+
+    // Equal and same: nothing. Shorter: ignored, and the peer gets ours.
+    assert!(
+        h.receive(conn, Message::ArchiveResponse(base.clone()))
+            .is_empty()
+    );
+    let mut shorter = base.clone();
+    shorter.truncate(1);
+    let actions = h.receive(conn, Message::ArchiveResponse(shorter));
+    assert_eq!(h.node.history(), &base);
+    assert_eq!(archives_to(&actions), [conn]);
+
+    // Longer and valid: adopted, persisted from the common prefix, printed.
+    let actions = h.receive(conn, Message::ArchiveResponse(longer.clone()));
+    assert_eq!(h.node.history(), &longer);
+    assert_eq!(h.node.store.history_saves.last(), Some(&2));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Print(t) if t == "#2 three"))
+    );
+}
+
+#[test]
+fn a_peer_that_sends_notifications_is_told_why_its_history_was_ignored() {
+    let miner = Miner::new(1);
+    let base = extend(&miner, &History::new(), &["one"]);
+    let mut h = Harness::new(History::new());
+    let conn = h.connect(1, ip(2), Direction::Outbound);
+    h.receive(conn, Message::Notification(b"hello".to_vec()));
+    let mut bytes = base.as_bytes().to_vec();
+    bytes[1] ^= 1;
+    let (forged, _) = History::from_whole_chats(bytes);
+    let actions = h.receive(conn, Message::ArchiveResponse(forged));
+    let notes: Vec<Message> = sent(&actions).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(notes.len(), 1);
+    let Message::Notification(text) = &notes[0] else {
+        panic!("{notes:?}")
+    };
+    assert!(
+        String::from_utf8_lossy(text).starts_with("history ignored: chat 0 is invalid"),
+        "{}",
+        text.escape_ascii()
+    );
+    assert_eq!(closes(&actions), 0);
+}
+
+#[test]
+fn mining_restarts_on_a_changed_history_and_a_displaced_own_chat_is_mined_again() {
+    let miner = Miner::new(1);
+    let base = extend(&miner, &History::new(), &["zero"]);
+    let mut h = Harness::new(base.clone());
+    let conn = h.connect(1, ip(2), Direction::Outbound);
+
+    let actions = h.handle(Event::Command(crate::command::Command::Chat(
+        b"mine".to_vec(),
+    )));
+    let [(job, prev, text)] = &started_mining(&actions)[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        (prev.as_slice(), text.as_slice()),
+        (base.tail_for_append(), &b"mine"[..])
+    );
+
+    // The history grows under the job: cancelled, restarted on the new one.
+    let grown = extend(&miner, &base, &["other"]);
+    let actions = h.answer(conn, &grown);
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::CancelMining { job: j } if j == job))
+    );
+    let [(job, prev, _)] = &started_mining(&actions)[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(prev.as_slice(), grown.tail_for_append());
+
+    // The job finds its chat: appended, persisted, sent to the peer.
+    let chat = mine(&miner, &grown, "mine");
+    let actions = h.handle(Event::Mined {
+        job: *job,
+        chat: Some(chat.clone()),
+        tries: 1000,
+        elapsed: Duration::from_millis(1),
+    });
+    assert_eq!(h.node.history().len(), 3);
+    assert_eq!(archives_to(&actions), [conn]);
+    assert_eq!(h.node.own().pending(), 0);
+
+    // A longer history without our chat: it is pending and mined again on top.
+    let rival = extend(&miner, &grown, &["x", "y"]);
+    let actions = h.receive(conn, Message::ArchiveResponse(rival.clone()));
+    assert_eq!(h.node.history(), &rival);
+    assert_eq!(h.node.own().pending(), 1);
+    let [(_, prev, text)] = &started_mining(&actions)[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        (prev.as_slice(), text.as_slice()),
+        (rival.tail_for_append(), &b"mine"[..])
+    );
+}
+
+#[test]
+fn an_own_chat_that_comes_back_in_a_longer_history_is_not_mined_twice() {
+    let miner = Miner::new(1);
+    let base = extend(&miner, &History::new(), &["zero"]);
+    let mut h = Harness::new(base.clone());
+    let conn = h.connect(1, ip(2), Direction::Outbound);
+    let actions = h.handle(Event::Command(crate::command::Command::Chat(
+        b"mine".to_vec(),
+    )));
+    let job = started_mining(&actions)[0].0;
+    let chat = mine(&miner, &base, "mine");
+    h.handle(Event::Mined {
+        job,
+        chat: Some(chat.clone()),
+        tries: 1,
+        elapsed: Duration::from_millis(1),
+    });
+    let mut with_ours = base.clone();
+    with_ours.push(&chat);
+    let longer = extend(&miner, &with_ours, &["after"]);
+    let actions = h.receive(conn, Message::ArchiveResponse(longer));
+    assert!(started_mining(&actions).is_empty());
+    assert_eq!(h.node.own().pending(), 0);
+}
+
+#[test]
+fn a_stale_mining_result_is_dropped() {
+    let miner = Miner::new(1);
+    let mut h = Harness::new(History::new());
+    let conn = h.connect(1, ip(2), Direction::Outbound);
+    let job =
+        started_mining(&h.handle(Event::Command(crate::command::Command::Chat(b"a".to_vec()))))[0]
+            .0;
+    let other = extend(&miner, &History::new(), &["b"]);
+    h.answer(conn, &other);
+    let stale = mine(&miner, &History::new(), "a");
+    h.handle(Event::Mined {
+        job,
+        chat: Some(stale),
+        tries: 1,
+        elapsed: Duration::from_millis(1),
+    });
+    assert_eq!(h.node.history(), &other);
+}
+
+#[test]
+fn equal_length_forks_settle_on_the_lower_digest_and_the_loser_mines_again() {
+    let miner = Miner::new(1);
+    let base = extend(&miner, &History::new(), &["base"]);
+    let mut h = Harness::new(base.clone());
+    let conn = h.connect(1, ip(2), Direction::Outbound);
+    let job = started_mining(&h.handle(Event::Command(crate::command::Command::Chat(
+        b"ours".to_vec(),
+    ))))[0]
+        .0;
+    let ours = mine(&miner, &base, "ours");
+    h.handle(Event::Mined {
+        job,
+        chat: Some(ours.clone()),
+        tries: 1,
+        elapsed: Duration::from_millis(1),
+    });
+    let mut mine_side = base.clone();
+    mine_side.push(&ours);
+    // A rival chat on the same base; pick one whose digest orders either way.
+    let rival = mine(&miner, &base, "theirs");
+    let mut their_side = base.clone();
+    their_side.push(&rival);
+    let actions = h.answer(conn, &their_side);
+    if rival.digest() < ours.digest() {
+        assert_eq!(h.node.history(), &their_side);
+        assert_eq!(h.node.own().pending(), 1);
+        assert_eq!(started_mining(&actions).len(), 1);
+    } else {
+        // Ours stays; the peer was sent it when we mined it, and switches
+        // when that arrives.
+        assert_eq!(h.node.history(), &mine_side);
+        assert!(archives_to(&actions).is_empty());
+        assert!(started_mining(&actions).is_empty());
+    }
+}
+
+#[test]
+fn large_archives_are_validated_off_the_loop_then_adopted() {
+    let miner = Miner::new(1);
+    let texts: Vec<String> = (0..70).map(|i| format!("chat {i}")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let big = extend(&miner, &History::new(), &refs);
+    let mut h = Harness::new(History::new());
+    let conn = h.connect(1, ip(2), Direction::Outbound);
+    let mut actions = h.answer(conn, &big);
+    let Some(Action::Validate(job)) = actions.pop() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!((job.trusted, job.candidate.len()), (0, 70));
+    assert!(h.node.history().is_empty());
+    let result = miner::validate_from(&job.candidate, job.trusted);
+    h.handle(Event::Validated(Validated { job, result }));
+    assert_eq!(h.node.history(), &big);
+}
+
+#[test]
+fn peer_lists_list_peers_and_drive_capped_dialing() {
+    let mut h = Harness::new(History::new());
+    let a = h.connect(1, ip(2), Direction::Outbound);
+    // An inbound peer is dialed back once to learn whether it listens.
+    let actions = h.handle(Event::Connected {
+        conn: ConnId(2),
+        addr: ip(3),
+        local: ip(1),
+        direction: Direction::Inbound,
+    });
+    assert!(
+        actions
+            .iter()
+            .any(|x| matches!(x, Action::Connect { addr } if *addr == ip(3)))
+    );
+    let actions = h.receive(a, Message::PeerRequest);
+    assert_eq!(sent(&actions), [(a, Message::PeerList(vec![ip(3)]))]);
+
+    let offered: Vec<Ipv4Addr> = [1, 2, 3, 10, 11, 12, 13, 14, 10]
+        .into_iter()
+        .map(ip)
+        .collect();
+    let actions = h.receive(a, Message::PeerList(offered));
+    let dials: Vec<Ipv4Addr> = actions
+        .iter()
+        .filter_map(|x| {
+            if let Action::Connect { addr } = x {
+                Some(*addr)
+            } else {
+                None
+            }
+        })
+        .collect();
+    // Own address, connected peers and duplicates skipped; four attempts
+    // at a time, the probe of 127.40.0.3 being one.
+    assert_eq!(dials, [ip(10), ip(11), ip(12)]);
+    let actions = h.handle(Event::ConnectFailed {
+        addr: ip(10),
+        reason: "refused".into(),
+    });
+    assert!(matches!(actions[..], [Action::Connect { addr }] if addr == ip(13)));
+}
+
+#[test]
+fn simultaneous_dials_keep_the_connection_from_the_lower_address() {
+    // We are 127.40.0.1, lower than the peer: our outbound survives; their
+    // inbound is served until idle, then closed.
+    let mut h = Harness::new(History::new());
+    h.connect(1, ip(5), Direction::Outbound);
+    let actions = h.handle(Event::Connected {
+        conn: ConnId(2),
+        addr: ip(5),
+        local: ip(1),
+        direction: Direction::Inbound,
+    });
+    assert!(
+        matches!(actions[..], [Action::CloseWhenIdle { conn: ConnId(2) }]),
+        "{actions:?}"
+    );
+
+    // Against a lower peer, its dial survives: our outbound is closed.
+    let mut h = Harness::with_config(config(ip(9), vec![]), History::new());
+    h.handle(Event::Connected {
+        conn: ConnId(1),
+        addr: ip(5),
+        local: ip(9),
+        direction: Direction::Outbound,
+    });
+    let actions = h.handle(Event::Connected {
+        conn: ConnId(2),
+        addr: ip(5),
+        local: ip(9),
+        direction: Direction::Inbound,
+    });
+    assert!(
+        actions.iter().any(|a| matches!(
+            a,
+            Action::Close {
+                conn: ConnId(1),
+                ..
+            }
+        )),
+        "{actions:?}"
+    );
+    assert_eq!(sent(&actions).len(), 2, "the new primary is greeted");
+    // And when that closes, nothing is left over.
+    h.handle(Event::Disconnected {
+        conn: ConnId(1),
+        reason: "closed".into(),
+    });
+    let actions = h.receive(ConnId(2), Message::PeerRequest);
+    assert_eq!(sent(&actions), [(ConnId(2), Message::PeerList(vec![]))]);
+}
+
+#[test]
+fn a_connection_to_ourselves_is_closed_and_never_retried() {
+    let mut h = Harness::with_config(config(Ipv4Addr::UNSPECIFIED, vec![ip(7)]), History::new());
+    assert!(matches!(h.actions()[..], [Action::Connect { addr }] if addr == ip(7)));
+    let actions = h.handle(Event::Connected {
+        conn: ConnId(1),
+        addr: ip(7),
+        local: ip(7),
+        direction: Direction::Outbound,
+    });
+    assert!(
+        matches!(
+            actions[..],
+            [Action::Close {
+                conn: ConnId(1),
+                ..
+            }]
+        ),
+        "{actions:?}"
+    );
+    h.handle(Event::Disconnected {
+        conn: ConnId(1),
+        reason: "closed by us".into(),
+    });
+    let actions = h.advance(Duration::from_secs(120));
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Connect { .. })),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_peer_silent_on_our_archive_request_gets_our_history() {
+    let miner = Miner::new(1);
+    let base = extend(&miner, &History::new(), &["hello"]);
+    let mut h = Harness::new(base.clone());
+    let conn = h.connect(1, ip(2), Direction::Outbound);
+    assert!(archives_to(&h.advance(Duration::from_secs(1))).is_empty());
+    assert_eq!(archives_to(&h.advance(Duration::from_secs(3))), [conn]);
+    assert!(
+        archives_to(&h.advance(Duration::from_secs(3))).is_empty(),
+        "only once"
+    );
+}
+
+#[test]
+fn timers_send_peer_requests_every_five_seconds_and_a_repair_request_every_minute() {
+    let mut h = Harness::new(History::new());
+    let conn = h.connect(1, ip(2), Direction::Outbound);
+    h.receive(conn, Message::ArchiveResponse(History::new()));
+    let mut peer_requests = 0;
+    let mut archive_requests = 0;
+    for _ in 0..600 {
+        for (_, message) in sent(&h.advance(Duration::from_millis(100))) {
+            match message {
+                Message::PeerRequest => peer_requests += 1,
+                Message::ArchiveRequest => archive_requests += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!((peer_requests, archive_requests), (12, 1));
+}
+
+#[test]
+fn bootstrap_peers_are_retried_with_backoff_while_no_peer_is_connected() {
+    let mut h = Harness::with_config(config(ip(1), vec![ip(2)]), History::new());
+    let mut attempts = vec![];
+    let start = h.now;
+    for _ in 0..200 {
+        let actions = h.advance(Duration::from_millis(100));
+        for a in actions {
+            if let Action::Connect { addr } = a {
+                attempts.push((h.now - start).as_millis() / 100);
+                h.handle(Event::ConnectFailed {
+                    addr,
+                    reason: "refused".into(),
+                });
+            }
+        }
+    }
+    // Waits of 1, 2, 4 and 8 seconds between attempts (in 100 ms ticks).
+    let gaps: Vec<u128> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(gaps, [10, 20, 40, 80], "{attempts:?}");
+}
