@@ -2,9 +2,13 @@
 //! validation of whole histories (parallel, or incremental from an
 //! already-validated prefix), and the mining engine.
 
+mod engine;
+mod lanes;
 mod validate;
 mod window;
 
+pub use engine::{CancelToken, Cancelled, HotBlock, Job, JobStats, Mined, Miner};
+pub use lanes::Kernel;
 pub use validate::{
     InvalidChat, Invalidity, check_chat, validate, validate_extension, validate_from,
 };

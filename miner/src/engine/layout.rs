@@ -1,0 +1,246 @@
+//! Where the verification code lands in the window, and everything about
+//! a try that can be computed before the tries: the midstate over the
+//! blocks before the code, the message words of the block that varies,
+//! and the steps of that block that come before the varying word.
+
+use md5::block_api::compress;
+use md5::{Digest, Md5};
+use wire::{CODE_LEN, Chat, DIGEST_LEN, MAX_TEXT};
+
+use crate::has_leading_zero_bits;
+use crate::lanes::{INIT, K, Lanes, Scalar, Terms, steps, word_of};
+
+const BLOCK: usize = 64;
+
+/// With the varying word at index 13 or later of its block, the code ends
+/// at byte 56 or later, so the padding (0x80 and the 8-byte length) spills
+/// into a block of its own: a try costs two compressions.
+pub(crate) const FIRST_SPILLING_WORD: usize = 13;
+
+/// One chat to mine: the window it goes into, how the code lies in it,
+/// and the digest condition.
+///
+/// The code is the last 16 bytes of the hashed window S. One 32-bit
+/// message word of the last block holding code bytes (the *hot* block)
+/// is the counter that tries vary; the other code bytes are fixed per
+/// [`HotBlock`]. The counter is the last whole code word of the hot block,
+/// so that as many steps as possible come before its first use. When only
+/// 1 to 3 code bytes reach the hot block (window length mod 64 is 1..=3),
+/// the counter is just those bytes, and the code bytes of the block before
+/// change with each hot block instead (every 256 to 16M tries).
+#[derive(Clone, Debug)]
+pub struct Job {
+    /// S up to the code: the previous chats, the length byte, the text.
+    head: Vec<u8>,
+    text: Vec<u8>,
+    /// S with the code zeroed, padded to whole blocks.
+    padded: Vec<u8>,
+    /// MD5 state after the blocks that end before the code starts.
+    midstate: [u32; 4],
+    /// `K[i] + M[word_of(i)]` of the padding block, when the padding spills.
+    spill_km: [u32; 64],
+    /// First block holding code bytes.
+    first: usize,
+    /// The hot block.
+    hot: usize,
+    /// Index within the hot block of the counter word.
+    word: usize,
+    /// Bytes of the counter (4, or 1..=3 at the start of the hot block).
+    counter_bytes: usize,
+    difficulty: u32,
+    /// Filter on the digest's first word that kernels apply.
+    mask: u32,
+    target: u32,
+}
+
+/// The per-try constants of one choice of the fixed code bytes: what a
+/// kernel needs to try counters.
+#[derive(Clone, Debug)]
+pub struct HotBlock {
+    /// MD5 state entering the hot block.
+    pub(crate) chain: [u32; 4],
+    /// State after the steps before the counter word's first use.
+    pub(crate) pre: [u32; 4],
+    /// `K[i] + M[word_of(i)]` of the hot block, the counter word's bytes zero.
+    pub(crate) km: [u32; 64],
+    /// `K[i] + M[word_of(i)]` of the padding block, when the padding spills.
+    pub(crate) spill_km: [u32; 64],
+    pub(crate) word: usize,
+    pub(crate) mask: u32,
+    pub(crate) target: u32,
+}
+
+/// Message terms that are the same in every lane.
+pub(crate) struct Constant<'a>(pub(crate) &'a [u32; 64]);
+
+impl<V: Lanes> Terms<V> for Constant<'_> {
+    #[inline(always)]
+    fn term(&self, step: usize, _word: usize) -> V {
+        V::splat(self.0[step])
+    }
+}
+
+impl Job {
+    /// Lays out the mining of `text` on top of `prev` (the bytes of the up
+    /// to 19 chats before it: `History::tail_for_append`), for a digest
+    /// with `difficulty` leading zero bits.
+    ///
+    /// # Panics
+    /// If `text` is longer than 255 bytes or `difficulty` exceeds 128.
+    pub fn new(prev: &[u8], text: &[u8], difficulty: u32) -> Job {
+        assert!(text.len() <= MAX_TEXT, "chat text of {} bytes", text.len());
+        assert!(difficulty <= 128, "difficulty of {difficulty} bits");
+        let mut head = Vec::with_capacity(prev.len() + 1 + text.len());
+        head.extend_from_slice(prev);
+        head.push(text.len() as u8);
+        head.extend_from_slice(text);
+
+        let len = head.len() + CODE_LEN;
+        let mut padded = head.clone();
+        padded.resize(len, 0);
+        padded.push(0x80);
+        padded.resize((len + 9).next_multiple_of(BLOCK) - 8, 0);
+        padded.extend_from_slice(&(len as u64 * 8).to_le_bytes());
+
+        let first = head.len() / BLOCK;
+        let hot = (len - 1) / BLOCK;
+        let in_hot = len - hot * BLOCK; // code bytes end here in the hot block
+        let (word, counter_bytes) = if in_hot >= 4 {
+            (in_hot / 4 - 1, 4)
+        } else {
+            (0, in_hot)
+        };
+        debug_assert_eq!(
+            padded.len() / BLOCK - hot == 2,
+            word >= FIRST_SPILLING_WORD,
+            "padding spills exactly when the counter is late in its block"
+        );
+
+        let mut midstate = INIT;
+        compress(&mut midstate, blocks(&padded[..first * BLOCK]));
+        let spill_km = match &padded[(hot + 1) * BLOCK..] {
+            [] => [0; 64],
+            spill => terms(spill),
+        };
+
+        Job {
+            head,
+            text: text.to_vec(),
+            padded,
+            midstate,
+            spill_km,
+            first,
+            hot,
+            word,
+            counter_bytes,
+            difficulty,
+            mask: first_word_mask(difficulty),
+            target: 0,
+        }
+    }
+
+    /// Number of counter values a hot block offers: 2^32, or 2^8..2^24.
+    pub fn counters(&self) -> u64 {
+        1 << (8 * self.counter_bytes)
+    }
+
+    /// Compressions per try: 1, or 2 when the padding spills.
+    pub fn compressions_per_try(&self) -> usize {
+        if self.word >= FIRST_SPILLING_WORD {
+            2
+        } else {
+            1
+        }
+    }
+
+    /// Offset within the code of the counter's first byte.
+    fn counter_at(&self) -> usize {
+        self.hot * BLOCK + 4 * self.word - self.head.len()
+    }
+
+    /// The code of a try: `fixed` with the counter's bytes written in.
+    pub fn code(&self, fixed: &[u8; CODE_LEN], counter: u32) -> [u8; CODE_LEN] {
+        let mut code = *fixed;
+        let at = self.counter_at();
+        code[at..at + self.counter_bytes]
+            .copy_from_slice(&counter.to_le_bytes()[..self.counter_bytes]);
+        code
+    }
+
+    /// Prepares the tries of every counter with the other code bytes taken
+    /// from `fixed` (its counter bytes are ignored).
+    pub fn hot_block(&self, fixed: &[u8; CODE_LEN]) -> HotBlock {
+        let mut bytes = self.padded[self.first * BLOCK..(self.hot + 1) * BLOCK].to_vec();
+        let code = self.code(fixed, 0);
+        let at = self.head.len() - self.first * BLOCK;
+        bytes[at..at + CODE_LEN].copy_from_slice(&code);
+
+        let mut chain = self.midstate;
+        let hot_at = (self.hot - self.first) * BLOCK;
+        compress(&mut chain, blocks(&bytes[..hot_at]));
+        let km = terms(&bytes[hot_at..]);
+
+        let mut state = chain.map(Scalar::splat);
+        steps(&mut state, 0, self.word, &Constant(&km));
+        let mut pre = [0; 4];
+        for (p, s) in pre.iter_mut().zip(state) {
+            let mut lanes = [0; Scalar::WIDTH];
+            s.store(&mut lanes);
+            *p = lanes[0];
+        }
+        HotBlock {
+            chain,
+            pre,
+            km,
+            spill_km: self.spill_km,
+            word: self.word,
+            mask: self.mask,
+            target: self.target,
+        }
+    }
+
+    /// The finished chat if the try `(fixed, counter)` meets the difficulty,
+    /// checked with the md-5 crate over the whole window.
+    pub fn verify(&self, fixed: &[u8; CODE_LEN], counter: u32) -> Option<Chat> {
+        let code = self.code(fixed, counter);
+        let digest: [u8; DIGEST_LEN] = Md5::new()
+            .chain_update(&self.head)
+            .chain_update(code)
+            .finalize()
+            .into();
+        has_leading_zero_bits(&digest, self.difficulty)
+            .then(|| Chat::new(self.text.clone(), code, digest).expect("text length checked"))
+    }
+}
+
+#[cfg(test)]
+impl Job {
+    /// Makes kernels look for a first word equal to `target` on `mask`.
+    pub(crate) fn set_filter(&mut self, mask: u32, target: u32) {
+        self.mask = mask;
+        self.target = target;
+    }
+}
+
+/// The bits of the digest's first little-endian word that must be zero for
+/// `difficulty` leading zero bits (all 32 of them beyond 32: the md-5
+/// check of every candidate does the rest).
+pub(crate) fn first_word_mask(difficulty: u32) -> u32 {
+    u32::MAX
+        .checked_shl(32 - difficulty.min(32))
+        .unwrap_or(0)
+        .swap_bytes()
+}
+
+/// `K[i] + M[word_of(i)]` for every step over one message block.
+fn terms(block: &[u8]) -> [u32; 64] {
+    let m: [u32; 16] =
+        std::array::from_fn(|w| u32::from_le_bytes(block[4 * w..4 * w + 4].try_into().expect("4")));
+    std::array::from_fn(|i| K[i].wrapping_add(m[word_of(i)]))
+}
+
+fn blocks(bytes: &[u8]) -> &[[u8; BLOCK]] {
+    let (blocks, rest) = bytes.as_chunks();
+    debug_assert!(rest.is_empty());
+    blocks
+}

@@ -1,0 +1,268 @@
+//! MD5 compression on several inputs at once: one step function written
+//! once, generic over a [`Lanes`] vector type (portable scalar, AVX2,
+//! AVX-512), and the [`Kernel`] that picks the best type at run time.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+mod scalar;
+
+pub(crate) use scalar::Scalar;
+
+/// The MD5 initial state (A, B, C, D).
+pub(crate) const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
+
+/// The MD5 additive constants, one per step.
+pub(crate) const K: [u32; 64] = [
+    0xd76a_a478,
+    0xe8c7_b756,
+    0x2420_70db,
+    0xc1bd_ceee,
+    0xf57c_0faf,
+    0x4787_c62a,
+    0xa830_4613,
+    0xfd46_9501,
+    0x6980_98d8,
+    0x8b44_f7af,
+    0xffff_5bb1,
+    0x895c_d7be,
+    0x6b90_1122,
+    0xfd98_7193,
+    0xa679_438e,
+    0x49b4_0821,
+    0xf61e_2562,
+    0xc040_b340,
+    0x265e_5a51,
+    0xe9b6_c7aa,
+    0xd62f_105d,
+    0x0244_1453,
+    0xd8a1_e681,
+    0xe7d3_fbc8,
+    0x21e1_cde6,
+    0xc337_07d6,
+    0xf4d5_0d87,
+    0x455a_14ed,
+    0xa9e3_e905,
+    0xfcef_a3f8,
+    0x676f_02d9,
+    0x8d2a_4c8a,
+    0xfffa_3942,
+    0x8771_f681,
+    0x6d9d_6122,
+    0xfde5_380c,
+    0xa4be_ea44,
+    0x4bde_cfa9,
+    0xf6bb_4b60,
+    0xbebf_bc70,
+    0x289b_7ec6,
+    0xeaa1_27fa,
+    0xd4ef_3085,
+    0x0488_1d05,
+    0xd9d4_d039,
+    0xe6db_99e5,
+    0x1fa2_7cf8,
+    0xc4ac_5665,
+    0xf429_2244,
+    0x432a_ff97,
+    0xab94_23a7,
+    0xfc93_a039,
+    0x655b_59c3,
+    0x8f0c_cc92,
+    0xffef_f47d,
+    0x8584_5dd1,
+    0x6fa8_7e4f,
+    0xfe2c_e6e0,
+    0xa301_4314,
+    0x4e08_11a1,
+    0xf753_7e82,
+    0xbd3a_f235,
+    0x2ad7_d2bb,
+    0xeb86_d391,
+];
+
+/// Index of the message word that step `i` adds.
+pub(crate) const fn word_of(i: usize) -> usize {
+    match i / 16 {
+        0 => i,
+        1 => (5 * i + 1) % 16,
+        2 => (3 * i + 5) % 16,
+        _ => (7 * i) % 16,
+    }
+}
+
+/// A vector of `WIDTH` independent 32-bit lanes with the operations MD5
+/// needs. Implementations are `Copy` wrappers around registers whose
+/// methods are all `#[inline(always)]`, so that generic code instantiated
+/// inside a `#[target_feature]` function compiles to straight vector code.
+pub(crate) trait Lanes: Copy {
+    const WIDTH: usize;
+    fn splat(x: u32) -> Self;
+    /// Lane `i` holds `i`.
+    fn lane_ids() -> Self;
+    /// Lane `i` holds `words[i]`; `words.len() == WIDTH`.
+    fn load(words: &[u32]) -> Self;
+    /// Writes lane `i` to `out[i]`; `out.len() == WIDTH`.
+    fn store(self, out: &mut [u32]);
+    fn add(self, other: Self) -> Self;
+    /// `(b & c) | (!b & d)`
+    fn f(b: Self, c: Self, d: Self) -> Self;
+    /// `(b & d) | (c & !d)`
+    fn g(b: Self, c: Self, d: Self) -> Self;
+    /// `b ^ c ^ d`
+    fn h(b: Self, c: Self, d: Self) -> Self;
+    /// `c ^ (b | !d)`
+    fn i(b: Self, c: Self, d: Self) -> Self;
+    /// Rotate left by `L`; `R` is `32 - L` (shift counts must be literals).
+    fn rotl<const L: i32, const R: i32>(self) -> Self;
+    /// Bit `i` is set where lane `i` equals `target` on the bits of `mask`.
+    fn matches(self, mask: u32, target: u32) -> u64;
+}
+
+/// What a step adds besides the rotated sum: `K[step] + M[word]`, for
+/// whatever the message lanes hold.
+pub(crate) trait Terms<V> {
+    fn term(&self, step: usize, word: usize) -> V;
+}
+
+/// Runs MD5 steps `from..to` (of 0..64) on the state `s = [a, b, c, d]`.
+/// `from` and `to` are constants after inlining, so skipped steps vanish.
+#[inline(always)]
+pub(crate) fn steps<V: Lanes>(s: &mut [V; 4], from: usize, to: usize, terms: &impl Terms<V>) {
+    // One step: a = b + rotl(a + fun(b, c, d) + K[i] + M[word_of(i)], L).
+    macro_rules! step {
+        ($fun:ident, $i:expr, $a:literal $b:literal $c:literal $d:literal, $l:literal $r:literal) => {
+            if from <= $i && $i < to {
+                let sum = s[$a]
+                    .add(V::$fun(s[$b], s[$c], s[$d]))
+                    .add(terms.term($i, word_of($i)));
+                s[$a] = s[$b].add(sum.rotl::<$l, $r>());
+            }
+        };
+    }
+    // Four steps: the registers turn every step, the rotations repeat.
+    macro_rules! quad {
+        ($fun:ident, $i:expr, $l0:literal $r0:literal, $l1:literal $r1:literal, $l2:literal $r2:literal, $l3:literal $r3:literal) => {
+            step!($fun, $i, 0 1 2 3, $l0 $r0);
+            step!($fun, $i + 1, 3 0 1 2, $l1 $r1);
+            step!($fun, $i + 2, 2 3 0 1, $l2 $r2);
+            step!($fun, $i + 3, 1 2 3 0, $l3 $r3);
+        };
+    }
+    // Sixteen steps with one function, written out so that every step
+    // index is a constant.
+    macro_rules! round {
+        ($fun:ident, $first:expr, $($rot:tt)*) => {
+            quad!($fun, $first, $($rot)*);
+            quad!($fun, $first + 4, $($rot)*);
+            quad!($fun, $first + 8, $($rot)*);
+            quad!($fun, $first + 12, $($rot)*);
+        };
+    }
+    round!(f, 0, 7 25, 12 20, 17 15, 22 10);
+    round!(g, 16, 5 27, 9 23, 14 18, 20 12);
+    round!(h, 32, 4 28, 11 21, 16 16, 23 9);
+    round!(i, 48, 6 26, 10 22, 15 17, 21 11);
+}
+
+/// Adds the chaining value to a state: the end of a compression.
+#[inline(always)]
+pub(crate) fn feed_forward<V: Lanes>(chain: &[V; 4], s: &[V; 4]) -> [V; 4] {
+    [
+        chain[0].add(s[0]),
+        chain[1].add(s[1]),
+        chain[2].add(s[2]),
+        chain[3].add(s[3]),
+    ]
+}
+
+/// Work generic over the lane type, run by [`Kernel::run`] with the lane
+/// type of the kernel (the "with SIMD" pattern: the whole body is inlined
+/// into one `#[target_feature]` function per kernel).
+pub(crate) trait LaneTask {
+    type Output;
+    fn run<V: Lanes>(self) -> Self::Output;
+}
+
+/// An MD5 implementation the CPU can run: the portable scalar one, or a
+/// vector one the CPU was found to support.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// Plain `u32` arithmetic, a few independent lanes for instruction-level
+    /// parallelism; runs anywhere.
+    Scalar,
+    /// x86-64 AVX2: 256-bit vectors, three interleaved (24 lanes).
+    Avx2,
+    /// x86-64 AVX-512 F/BW/VL: 512-bit vectors with native rotate and
+    /// three-input logic.
+    Avx512,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU supports.
+    pub fn best() -> Kernel {
+        *Kernel::supported()
+            .last()
+            .expect("scalar is always supported")
+    }
+
+    /// Every kernel this CPU supports, slowest first.
+    pub fn supported() -> Vec<Kernel> {
+        [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512]
+            .into_iter()
+            .filter(|k| k.is_supported())
+            .collect()
+    }
+
+    pub fn is_supported(self) -> bool {
+        match self {
+            Kernel::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => avx2::is_supported(),
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => avx512::is_supported(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::Avx512 => false,
+        }
+    }
+
+    /// The name used in bench ids: `scalar`, `avx2`, `avx512`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Scalar => "scalar",
+            Kernel::Avx2 => "avx2",
+            Kernel::Avx512 => "avx512",
+        }
+    }
+
+    /// Tries one call of [`run`](Self::run) makes side by side.
+    pub(crate) fn width(self) -> usize {
+        struct Width;
+        impl LaneTask for Width {
+            type Output = usize;
+            fn run<V: Lanes>(self) -> usize {
+                V::WIDTH
+            }
+        }
+        self.run(Width)
+    }
+
+    /// Runs `task` with this kernel's lane type.
+    ///
+    /// # Panics
+    /// If the CPU does not support this kernel.
+    pub(crate) fn run<T: LaneTask>(self, task: T) -> T::Output {
+        assert!(self.is_supported(), "{self:?} is not supported by this CPU");
+        match self {
+            Kernel::Scalar => task.run::<scalar::Scalar>(),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the assert above checked that the CPU has AVX2.
+            Kernel::Avx2 => unsafe { avx2::run(task) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the assert above checked that the CPU has AVX-512 F/BW/VL.
+            Kernel::Avx512 => unsafe { avx512::run(task) },
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2 | Kernel::Avx512 => unreachable!("not supported"),
+        }
+    }
+}
