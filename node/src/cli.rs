@@ -69,6 +69,11 @@ pub struct NodeArgs {
     #[arg(long, value_name = "BYTES", default_value_t = wire::DEFAULT_MAX_MESSAGE)]
     pub max_message: usize,
 
+    /// Most bytes of partial messages held across all connections; past it
+    /// the connection holding the most is dropped. Default: 256 MiB.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    pub max_buffered: usize,
+
     /// Most inbound connections at once. When full, a newcomer replaces the
     /// oldest inbound connection that has not sent a message yet, or is
     /// turned away.

@@ -111,6 +111,7 @@ fn run(args: NodeArgs) -> Result<(), String> {
         read_timeout: std::time::Duration::from_secs_f64(args.read_timeout),
         max_message: args.max_message,
         max_inbound: args.max_inbound,
+        max_buffered: args.max_buffered,
     };
     let reactor = Reactor::new(
         poll, listener, reports, node, mining, validation, printer, limits,

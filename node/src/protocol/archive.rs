@@ -169,8 +169,8 @@ impl<S: Store> Node<S> {
         let replaced = self.history.len() - fork;
         self.history = candidate;
         self.archive = None;
+        self.save_history(fork);
         let displaced = self.own.reconcile(&self.history, fork);
-        self.persist(fork);
         if replaced > 0 {
             self.print(format!(
                 "history switched to a fork from chat #{fork} ({replaced} chats replaced, {displaced} of ours to mine again)"

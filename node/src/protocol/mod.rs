@@ -24,7 +24,9 @@ use wire::{History, Message};
 use crate::command::{Command, HELP};
 pub use addrbook::AddressBook;
 pub use io::{Action, ConnId, Direction, Event, Payload, Validated, ValidationJob};
-pub use own::{Digest, OwnChat, OwnChats, Place};
+#[cfg(test)]
+pub use own::Place;
+pub use own::{Digest, OwnChat, OwnChats};
 use peers::{Peer, Peers, Tip, primary_for, survives};
 
 /// Every peer is asked for its PeerList this often (PROTOCOL.md).
@@ -135,10 +137,12 @@ impl<S: Store> Node<S> {
         node
     }
 
+    #[cfg(test)]
     pub fn history(&self) -> &History {
         &self.history
     }
 
+    #[cfg(test)]
     pub fn own(&self) -> &OwnChats {
         &self.own
     }
@@ -462,7 +466,11 @@ impl<S: Store> Node<S> {
         self.history.push(&chat);
         self.archive = None;
         self.own.mined(running.own, *chat.digest(), index);
-        self.persist(index);
+        // The copy is recorded before the chat is written: after a crash in
+        // between, the copy is known and is not mined a second time if it
+        // is in the file, and is mined again if it is not.
+        self.save_own();
+        self.save_history(index);
         self.print(format!(
             "#{index} {} (mined: {tries} tries in {:.1} ms, {:.1} MH/s)",
             crate::verify::printable(chat.text()),
@@ -477,15 +485,12 @@ impl<S: Store> Node<S> {
         self.schedule_mining(now);
     }
 
-    /// Writes the history from chat `from` on, and the own chats.
-    fn persist(&mut self, from: usize) {
+    /// Writes the history from chat `from` on.
+    fn save_history(&mut self, from: usize) {
         if let Err(e) = self.store.save_history(&self.history, from) {
             warn!("saving the history failed: {e}");
-            self.outbox.push_back(Action::Print(format!(
-                "warning: saving the history failed: {e}"
-            )));
+            self.print(format!("warning: saving the history failed: {e}"));
         }
-        self.save_own();
     }
 
     fn save_own(&mut self) {

@@ -144,6 +144,11 @@ impl Conn {
         self.decoder.is_idle()
     }
 
+    /// Memory held by a partial message.
+    pub fn held_bytes(&self) -> usize {
+        self.decoder.held_bytes()
+    }
+
     /// Queues bytes to send. A newer archive replaces one not yet started,
     /// so a slow peer holds at most two.
     pub fn enqueue(&mut self, payload: Payload, now: Instant) -> Result<(), String> {

@@ -48,6 +48,8 @@ pub struct Limits {
     pub read_timeout: Duration,
     pub max_message: usize,
     pub max_inbound: usize,
+    /// Most bytes of partial messages held across all connections.
+    pub max_buffered: usize,
 }
 
 pub struct Reactor<S: Store> {
@@ -374,6 +376,7 @@ impl<S: Store> Reactor<S> {
             return;
         }
         let outcome = conn.read(&mut self.buf, READ_BUDGET, now);
+        let large = conn.held_bytes() > READ_BUDGET;
         let id = ConnId(token.0 as u64);
         // Every whole message is handled, also when the peer hung up right
         // after sending it.
@@ -396,6 +399,26 @@ impl<S: Store> Reactor<S> {
                 }
                 self.close(token, &error.to_string(), now);
             }
+        }
+        if large {
+            self.bound_buffers(now);
+        }
+    }
+
+    /// Many peers sending large messages at once could together hold more
+    /// memory than one message may: past `max_buffered` in all, the
+    /// connection holding the most is dropped.
+    fn bound_buffers(&mut self, now: Instant) {
+        let total: usize = self.conns.values().map(Conn::held_bytes).sum();
+        if total <= self.limits.max_buffered {
+            return;
+        }
+        if let Some((&token, _)) = self.conns.iter().max_by_key(|(_, c)| c.held_bytes()) {
+            self.close(
+                token,
+                "receive buffers full: dropping the largest partial message",
+                now,
+            );
         }
     }
 
