@@ -98,6 +98,8 @@ pub struct Node<S: Store> {
     validating: bool,
     waiting_validation: Option<ValidationJob>,
     rng: Xoshiro256PlusPlus,
+    /// Archives sent since start, and their bytes: what relaying costs.
+    archives_sent: (u64, u64),
     next_peer_request: Instant,
     next_repair: Instant,
     outbox: VecDeque<Action>,
@@ -128,6 +130,7 @@ impl<S: Store> Node<S> {
             validating: false,
             waiting_validation: None,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            archives_sent: (0, 0),
             next_peer_request: now + PEER_REQUEST_EVERY,
             next_repair: now + REPAIR_EVERY,
             outbox: VecDeque::new(),
@@ -200,6 +203,10 @@ impl<S: Store> Node<S> {
     fn send(&mut self, conn: ConnId, payload: Payload) {
         if let Some(peer) = self.peers.get_mut(&conn) {
             peer.bytes_out += payload.len() as u64;
+            if let Payload::Archive(bytes) = &payload {
+                self.archives_sent.0 += 1;
+                self.archives_sent.1 += bytes.len() as u64;
+            }
             self.outbox.push_back(Action::Send { conn, payload });
         }
     }
@@ -554,6 +561,7 @@ impl<S: Store> Node<S> {
             pending: self.own.pending(),
             mining,
             last_job,
+            archives_sent: self.archives_sent,
             data_dir: &self.config.data_dir,
         })
     }

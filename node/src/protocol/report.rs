@@ -72,6 +72,7 @@ pub struct Status<'a> {
     pub pending: usize,
     pub mining: String,
     pub last_job: String,
+    pub archives_sent: (u64, u64),
     pub data_dir: &'a str,
 }
 
@@ -81,13 +82,15 @@ pub fn status(s: &Status) -> String {
         format!("\"{}\"", printable(c.text()))
     });
     format!(
-        "address:   {}:{}\npeers:     {primaries}\nhistory:   {} chats, last {last}\npending:   {} chats\nmining:    {}\nlast job:  {}\ndata dir:  {}",
+        "address:   {}:{}\npeers:     {primaries}\nhistory:   {} chats, last {last}\npending:   {} chats\nmining:    {}\nlast job:  {}\nsent:      {} archives, {} bytes\ndata dir:  {}",
         s.bind,
         s.port,
         s.history.len(),
         s.pending,
         s.mining,
         s.last_job,
+        s.archives_sent.0,
+        s.archives_sent.1,
         s.data_dir
     )
 }

@@ -498,7 +498,10 @@ impl<S: Store> Reactor<S> {
                         && now >= conn.opened + timeout
                     {
                         Some("silent: no message since it connected")
-                    } else if conn.close_when_idle.is_some_and(|t| now >= t) && conn.idle() {
+                    } else if conn.close_when_idle.is_some_and(|t| now >= t)
+                        && conn.idle()
+                        && !conn.has_queued()
+                    {
                         Some("duplicate connection, now idle")
                     } else {
                         None
