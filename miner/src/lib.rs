@@ -6,6 +6,7 @@ mod engine;
 mod lanes;
 mod validate;
 mod window;
+mod windows;
 
 pub use engine::{CancelToken, Cancelled, HotBlock, Job, JobStats, Mined, Miner};
 pub use lanes::Kernel;

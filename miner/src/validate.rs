@@ -1,9 +1,11 @@
 use std::fmt;
+use std::ops::Range;
 
 use rayon::prelude::*;
 use wire::{DIGEST_LEN, History};
 
-use crate::{NETWORK_DIFFICULTY, has_leading_zero_bits, window_digest};
+use crate::windows::window_digests;
+use crate::{Kernel, NETWORK_DIFFICULTY, has_leading_zero_bits, window_digest};
 
 /// Why a chat breaks the validity rule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,16 +64,46 @@ fn hex(bytes: &[u8]) -> String {
 /// # Panics
 /// If `k >= history.len()`.
 pub fn check_chat(history: &History, k: usize) -> Result<(), Invalidity> {
+    verdict(history, k, || window_digest(history, k))
+}
+
+/// The rule for chat `k` whose window hashes to `computed()`.
+fn verdict(
+    history: &History,
+    k: usize,
+    computed: impl FnOnce() -> [u8; DIGEST_LEN],
+) -> Result<(), Invalidity> {
     let claimed = *history.chat(k).expect("index in range").digest();
     // The cheap test first: a forged chat usually fails it without hashing.
     if !has_leading_zero_bits(&claimed, NETWORK_DIFFICULTY) {
         return Err(Invalidity::NotMined { digest: claimed });
     }
-    let computed = window_digest(history, k);
+    let computed = computed();
     if computed != claimed {
         return Err(Invalidity::WrongDigest { claimed, computed });
     }
     Ok(())
+}
+
+/// Up to this many chats (the common case: one new chat), hashing one
+/// window at a time with md-5 beats a pass over all the lanes.
+const SINGLE_WINDOW_CHATS: usize = 2;
+
+/// Chats whose windows one task hashes, side by side in the lanes of the
+/// best kernel: enough to fill the lanes several times over and to make
+/// a task worth handing to another thread.
+const CHATS_PER_TASK: usize = 256;
+
+/// The first invalid chat among `chats`, hashing their windows side by side.
+fn first_invalid(history: &History, chats: Range<usize>) -> Option<InvalidChat> {
+    let mut digests = [[0; DIGEST_LEN]; CHATS_PER_TASK];
+    let digests = &mut digests[..chats.len()];
+    window_digests(Kernel::best(), history, chats.clone(), digests);
+    chats.zip(digests.iter()).find_map(|(k, digest)| {
+        verdict(history, k, || *digest)
+            .err()
+            .map(|reason| InvalidChat { index: k, reason })
+    })
 }
 
 /// Validates a whole history, in parallel over chats on the current Rayon
@@ -83,24 +115,26 @@ pub fn validate(history: &History) -> Result<(), InvalidChat> {
 /// Validates chats `trusted..` of `history`, taking chats before `trusted`
 /// as already validated: only the later chats are hashed.
 pub fn validate_from(history: &History, trusted: usize) -> Result<(), InvalidChat> {
-    let first_bad = |k: usize| {
-        check_chat(history, k)
-            .err()
-            .map(|reason| InvalidChat { index: k, reason })
+    let chats = trusted.min(history.len())..history.len();
+    let first = if chats.len() <= SINGLE_WINDOW_CHATS {
+        chats.clone().find_map(|k| {
+            check_chat(history, k)
+                .err()
+                .map(|reason| InvalidChat { index: k, reason })
+        })
+    } else if chats.len() <= CHATS_PER_TASK {
+        // One task is not worth waking the pool for.
+        first_invalid(history, chats)
+    } else {
+        let task = |t: usize| {
+            let start = chats.start + t * CHATS_PER_TASK;
+            first_invalid(history, start..(start + CHATS_PER_TASK).min(chats.end))
+        };
+        (0..chats.len().div_ceil(CHATS_PER_TASK))
+            .into_par_iter()
+            .find_map_first(task)
     };
-    let pending = history.len().saturating_sub(trusted);
-    // A handful of chats (the common case: one new chat) is not worth
-    // waking the pool for.
-    if pending <= 4 {
-        return (trusted..history.len())
-            .find_map(first_bad)
-            .map_or(Ok(()), Err);
-    }
-    (trusted..history.len())
-        .into_par_iter()
-        .with_min_len(64)
-        .find_map_first(first_bad)
-        .map_or(Ok(()), Err)
+    first.map_or(Ok(()), Err)
 }
 
 /// Validates `candidate` against `current`, a history already known to be

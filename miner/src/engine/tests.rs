@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 
 use md5::{Digest, Md5};
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::layout::first_word_mask;

@@ -235,7 +235,9 @@ impl Kernel {
         }
     }
 
-    /// Tries one call of [`run`](Self::run) makes side by side.
+    /// Lanes of this kernel: inputs one call of [`run`](Self::run) hashes
+    /// side by side.
+    #[cfg(test)]
     pub(crate) fn width(self) -> usize {
         struct Width;
         impl LaneTask for Width {

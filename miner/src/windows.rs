@@ -1,0 +1,174 @@
+//! The digests of many chats' windows at once, one window per lane of the
+//! best [`Kernel`]. Consecutive chats have windows of about the same number
+//! of blocks, so lanes seldom idle: each lane's digest is taken after its
+//! own last block, and the lane's later blocks are ignored.
+
+use std::ops::Range;
+
+use wire::{DIGEST_LEN, History};
+
+use crate::Kernel;
+use crate::lanes::{INIT, K, LaneTask, Lanes, Terms, feed_forward, steps};
+
+const BLOCK: usize = 64;
+/// More lanes than any kernel has.
+const MAX_LANES: usize = 64;
+
+/// Writes the digest of the window of chat `k` to `out[k - chats.start]`
+/// for every `k` in `chats`.
+///
+/// # Panics
+/// If `chats` reaches past the history or `out` is shorter than `chats`.
+pub(crate) fn window_digests(
+    kernel: Kernel,
+    history: &History,
+    chats: Range<usize>,
+    out: &mut [[u8; DIGEST_LEN]],
+) {
+    kernel.run(WindowDigests {
+        history,
+        chats,
+        out,
+    })
+}
+
+struct WindowDigests<'a> {
+    history: &'a History,
+    chats: Range<usize>,
+    out: &'a mut [[u8; DIGEST_LEN]],
+}
+
+/// Message words in lanes: `K[step] + M[word]`.
+struct Words<V>([V; 16]);
+
+impl<V: Lanes> Terms<V> for Words<V> {
+    #[inline(always)]
+    fn term(&self, step: usize, word: usize) -> V {
+        self.0[word].add(V::splat(K[step]))
+    }
+}
+
+/// One window as a lane sees it: its whole blocks in place, then its last
+/// bytes and the padding copied into one or two blocks.
+struct Lane<'a> {
+    whole: &'a [u8],
+    tail: [u8; 2 * BLOCK],
+    blocks: usize,
+}
+
+impl<'a> Lane<'a> {
+    fn new(window: &'a [u8]) -> Self {
+        let split = window.len() / BLOCK * BLOCK;
+        let rest = &window[split..];
+        let mut tail = [0; 2 * BLOCK];
+        tail[..rest.len()].copy_from_slice(rest);
+        tail[rest.len()] = 0x80;
+        let tail_len = if rest.len() < BLOCK - 8 {
+            BLOCK
+        } else {
+            2 * BLOCK
+        };
+        tail[tail_len - 8..tail_len].copy_from_slice(&(window.len() as u64 * 8).to_le_bytes());
+        Lane {
+            whole: &window[..split],
+            tail,
+            blocks: split / BLOCK + tail_len / BLOCK,
+        }
+    }
+
+    /// Block `b`, or any block once the window is done.
+    fn block(&self, b: usize) -> &[u8] {
+        let whole = self.whole.len() / BLOCK;
+        let tail_block = (b - whole.min(b)).min(1);
+        if b < whole {
+            &self.whole[b * BLOCK..(b + 1) * BLOCK]
+        } else {
+            &self.tail[tail_block * BLOCK..(tail_block + 1) * BLOCK]
+        }
+    }
+}
+
+impl LaneTask for WindowDigests<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run<V: Lanes>(self) {
+        assert!(V::WIDTH <= MAX_LANES);
+        let mut chats = self.chats.clone();
+        let mut done = 0;
+        while !chats.is_empty() {
+            let group: Vec<Lane> = chats
+                .by_ref()
+                .take(V::WIDTH)
+                .map(|k| Lane::new(self.history.window(k)))
+                .collect();
+            let blocks = group.iter().map(|lane| lane.blocks).max().unwrap_or(0);
+            let mut chain = INIT.map(V::splat);
+            let mut columns = [[0u32; MAX_LANES]; 16];
+            let mut state = [[0u32; MAX_LANES]; 4];
+            let mut digests = [[0u8; DIGEST_LEN]; MAX_LANES];
+            for b in 0..blocks {
+                // Transpose: word w of every lane's block into vector w.
+                for (i, lane) in group.iter().enumerate() {
+                    let (words, _) = lane.block(b).as_chunks::<4>();
+                    for (column, word) in columns.iter_mut().zip(words) {
+                        column[i] = u32::from_le_bytes(*word);
+                    }
+                }
+                let words = Words(std::array::from_fn(|w| V::load(&columns[w][..V::WIDTH])));
+                let mut s = chain;
+                steps(&mut s, 0, 64, &words);
+                chain = feed_forward(&chain, &s);
+                if group.iter().any(|lane| lane.blocks == b + 1) {
+                    for (column, v) in state.iter_mut().zip(chain) {
+                        v.store(&mut column[..V::WIDTH]);
+                    }
+                    for (i, lane) in group.iter().enumerate() {
+                        if lane.blocks == b + 1 {
+                            for (w, column) in state.iter().enumerate() {
+                                digests[i][4 * w..4 * w + 4]
+                                    .copy_from_slice(&column[i].to_le_bytes());
+                            }
+                        }
+                    }
+                }
+            }
+            self.out[done..done + group.len()].copy_from_slice(&digests[..group.len()]);
+            done += group.len();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{RngExt, SeedableRng};
+    use rand_xoshiro::Xoshiro256PlusPlus;
+    use wire::Chat;
+
+    use super::*;
+    use crate::window_digest;
+
+    /// Windows of every length mix in the lanes: each kernel's digests are
+    /// md-5's, whatever the range and however it splits into lane groups.
+    #[test]
+    fn every_kernel_digests_windows_as_md5_does() {
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(3);
+        let history: History = (0..300)
+            .map(|_| {
+                let len = rng.random_range(0..=255);
+                let text: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                Chat::new(text, rng.random(), rng.random()).expect("short")
+            })
+            .collect();
+        let expected: Vec<_> = (0..history.len())
+            .map(|k| window_digest(&history, k))
+            .collect();
+        for kernel in Kernel::supported() {
+            for chats in [0..300, 7..8, 0..kernel.width() + 1, 150..300] {
+                let mut out = vec![[0; DIGEST_LEN]; chats.len()];
+                window_digests(kernel, &history, chats.clone(), &mut out);
+                assert_eq!(out, expected[chats.clone()], "{kernel:?}, chats {chats:?}");
+            }
+        }
+    }
+}
