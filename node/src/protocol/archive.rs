@@ -20,12 +20,13 @@
 //! Foreign peers may never relay, so after adopting a history we send it on,
 //! but a full mesh must not cost n² archives per chat. We skip a peer when
 //! we know it has the history, or that someone else delivers it:
-//! - it sent us this history, or we sent it (`Peer::has`);
+//! - it sent us this history, or we sent it (`Peer::knows`);
 //! - it was connected to the peer the history came from (that peer's last
 //!   PeerList, at most 15 s old, names it), and that peer delivers to its
 //!   own peers: it pushed the history unasked (it is a broadcaster, not
 //!   answering our request) and it listens on the network port (we once
 //!   dialed it), so it is not a client that pushed once and left.
+//!
 //! Everyone else gets it. A history that came in answer to our request, or
 //! from a client, reaches everybody through us.
 

@@ -195,12 +195,11 @@ impl Conn {
                 Ok(n) => {
                     *sent += n;
                     self.last_write_progress = now;
-                    if *sent == payload.len() {
-                        if let (Payload::Message(bytes), _) =
+                    if *sent == payload.len()
+                        && let (Payload::Message(bytes), _) =
                             self.queue.pop_front().expect("front exists")
-                        {
-                            self.queued_messages -= bytes.len();
-                        }
+                    {
+                        self.queued_messages -= bytes.len();
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),

@@ -1,0 +1,206 @@
+//! Convergence under load and faults, with real node processes on
+//! loopback: N nodes in a chain of bootstrap peers are each sent M chats
+//! at random moments, so that mining collides, while nodes are killed with
+//! SIGKILL and restarted on their data directories and one node joins
+//! late. Then every node must hold the same valid history with every
+//! accepted chat exactly once.
+//!
+//! Size by environment: CONVERGENCE_NODES (default 8), CONVERGENCE_CHATS
+//! (per node, default 10), CONVERGENCE_SPREAD_MS (how long chats keep
+//! coming, default 6000), CONVERGENCE_SEED. By hand, larger:
+//! `CONVERGENCE_NODES=30 CONVERGENCE_CHATS=50 cargo test --release -p node
+//! --test convergence -- --nocapture`
+
+mod support;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rand::seq::SliceRandom;
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use support::{Net, Node, WAIT, status_field};
+use wire::History;
+
+const NET: Net = Net::new(2, 0);
+
+fn param(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Something that happens at a moment of the run.
+enum Step {
+    Chat { node: usize, text: String },
+    Kill { node: usize },
+    Restart { node: usize },
+    Join,
+}
+
+/// Archives a node sent, from its `status`.
+fn archive_bytes_sent(node: &mut Node) -> u64 {
+    let status = node.status();
+    let sent =
+        status_field(&status, "sent").unwrap_or_else(|| panic!("no sent line in {status:?}"));
+    // "N archives, B bytes"
+    sent.split(", ")
+        .nth(1)
+        .and_then(|b| b.strip_suffix(" bytes"))
+        .and_then(|b| b.parse().ok())
+        .expect("byte count")
+}
+
+#[test]
+fn every_accepted_chat_lands_once_and_all_nodes_agree() {
+    let n = param("CONVERGENCE_NODES", 8) as usize;
+    let m = param("CONVERGENCE_CHATS", 10) as usize;
+    let spread = Duration::from_millis(param("CONVERGENCE_SPREAD_MS", 6000));
+    let seed = param("CONVERGENCE_SEED", 0x5eed);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    assert!((2..=90).contains(&n), "CONVERGENCE_NODES must be 2..=90");
+
+    // Hosts 1..=n, each bootstrapping from the one before; host n+1 joins late.
+    let peer_args = |host: usize| -> Vec<String> {
+        if host == 1 {
+            vec![]
+        } else {
+            vec!["--peer".into(), NET.addr(host as u8 - 1).to_string()]
+        }
+    };
+    let start = |host: usize| {
+        let args = peer_args(host);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        NET.node(host as u8, &args)
+    };
+    let mut nodes: Vec<Node> = (1..=n).map(start).collect();
+
+    // The plan: chats at random moments, two kills with restarts, a late joiner.
+    let mut plan: Vec<(Duration, Step)> = Vec::new();
+    for node in 0..n {
+        for k in 0..m {
+            let at = spread.mul_f64(rng.random_range(0.0..1.0));
+            plan.push((
+                at,
+                Step::Chat {
+                    node,
+                    text: format!("chat {k} typed at node {}", node + 1),
+                },
+            ));
+        }
+    }
+    let mut victims: Vec<usize> = (1..n).collect();
+    victims.shuffle(&mut rng);
+    for &node in victims.iter().take(2.min(n - 1)) {
+        let at = spread.mul_f64(rng.random_range(0.1..0.7));
+        plan.push((at, Step::Kill { node }));
+        plan.push((
+            at + Duration::from_millis(rng.random_range(300..1500)),
+            Step::Restart { node },
+        ));
+    }
+    plan.push((spread / 2, Step::Join));
+    plan.sort_by_key(|(at, _)| *at);
+
+    let mut accepted: Vec<String> = Vec::new();
+    let mut postponed: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut bytes_sent = 0u64;
+    let began = Instant::now();
+    for (at, step) in plan {
+        std::thread::sleep(at.saturating_sub(began.elapsed()));
+        match step {
+            Step::Chat { node, text } => {
+                if let Some(waiting) = postponed.get_mut(&node) {
+                    waiting.push(text);
+                    continue;
+                }
+                nodes[node].send(&format!("chat {text}"));
+                nodes[node].expect_line(
+                    |l| l.starts_with("queued for mining"),
+                    WAIT,
+                    "acknowledging a chat",
+                );
+                accepted.push(text);
+            }
+            Step::Kill { node } => {
+                bytes_sent += archive_bytes_sent(&mut nodes[node]);
+                nodes[node].sigkill();
+                postponed.insert(node, Vec::new());
+            }
+            Step::Restart { node } => {
+                nodes[node].restart();
+                // Chats due while it was down are typed now.
+                for text in postponed.remove(&node).unwrap_or_default() {
+                    nodes[node].send(&format!("chat {text}"));
+                    nodes[node].expect_line(
+                        |l| l.starts_with("queued for mining"),
+                        WAIT,
+                        "acknowledging a chat",
+                    );
+                    accepted.push(text);
+                }
+            }
+            Step::Join => {
+                let args = ["--peer".to_string(), NET.addr(n as u8).to_string()];
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                nodes.push(NET.node(n as u8 + 1, &args));
+            }
+        }
+    }
+    let last_chat = Instant::now();
+
+    // Quiescence: every node's history, asked over the wire, is the same and
+    // holds every accepted chat.
+    let budget = Duration::from_secs(param("CONVERGENCE_WAIT_S", 120));
+    let complete = |h: &History| {
+        let texts: Vec<&[u8]> = h.iter().map(|c| c.text()).collect();
+        accepted.iter().all(|t| texts.contains(&t.as_bytes()))
+    };
+    let mut histories: Vec<History>;
+    loop {
+        histories = (0..nodes.len())
+            .map(|i| NET.archive(150 + (i % 100) as u8, i as u8 + 1))
+            .collect();
+        if histories.windows(2).all(|w| w[0] == w[1]) && complete(&histories[0]) {
+            break;
+        }
+        if last_chat.elapsed() > budget {
+            let lens: Vec<usize> = histories.iter().map(History::len).collect();
+            panic!("no convergence {budget:?} after the last chat: history lengths {lens:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let converged_after = last_chat.elapsed();
+
+    let history = &histories[0];
+    miner::validate(history).expect("the shared history is valid");
+    for text in &accepted {
+        let times = history
+            .iter()
+            .filter(|c| c.text() == text.as_bytes())
+            .count();
+        assert_eq!(times, 1, "{text:?} is in the history {times} times");
+    }
+    assert_eq!(
+        history.len(),
+        accepted.len(),
+        "the history holds chats nobody typed"
+    );
+
+    for node in &mut nodes {
+        bytes_sent += archive_bytes_sent(node);
+    }
+    println!(
+        "convergence: {} nodes (+1 late), {m} chats each, 2 killed and restarted: {} chats accepted, {} in the \
+         final history; converged {:.2} s after the last chat; {:.0} archive bytes sent per chat ({:.1} x the \
+         final archive of {} bytes)",
+        n,
+        accepted.len(),
+        history.len(),
+        converged_after.as_secs_f64(),
+        bytes_sent as f64 / accepted.len() as f64,
+        bytes_sent as f64 / accepted.len() as f64 / history.archive_len() as f64,
+        history.archive_len()
+    );
+}
