@@ -182,15 +182,9 @@ impl Job {
 
         let mut state = chain.map(Scalar::splat);
         steps(&mut state, 0, self.word, &Constant(&km));
-        let mut pre = [0; 4];
-        for (p, s) in pre.iter_mut().zip(state) {
-            let mut lanes = [0; Scalar::WIDTH];
-            s.store(&mut lanes);
-            *p = lanes[0];
-        }
         HotBlock {
             chain,
-            pre,
+            pre: state.map(Scalar::first),
             km,
             spill_km: self.spill_km,
             word: self.word,

@@ -11,6 +11,11 @@ const LANES: usize = 2;
 pub(crate) struct Scalar([u32; LANES]);
 
 impl Scalar {
+    /// The value of lane 0: the result when all lanes computed the same.
+    pub(crate) fn first(self) -> u32 {
+        self.0[0]
+    }
+
     #[inline(always)]
     fn map(self, f: impl Fn(u32) -> u32) -> Self {
         Scalar(self.0.map(f))
