@@ -141,8 +141,8 @@ pub enum Kernel {
     Scalar,
     /// x86-64 AVX2: 256-bit vectors, three interleaved (24 lanes).
     Avx2,
-    /// x86-64 AVX-512 F/BW/VL: 512-bit vectors with native rotate and
-    /// three-input logic.
+    /// x86-64 AVX-512 F: 512-bit vectors, two interleaved (32 lanes), with
+    /// native rotate and three-input logic.
     Avx512,
 }
 
