@@ -75,6 +75,21 @@ fn every_accepted_chat_lands_once_and_all_nodes_agree() {
         NET.node(host as u8, &args)
     };
     let mut nodes: Vec<Node> = (1..=n).map(start).collect();
+    // Let the chain become a mesh (PeerLists every 5 s), bounded: relaying
+    // costs more while nodes do not yet know who is connected to whom.
+    let settle = Instant::now() + Duration::from_secs(param("CONVERGENCE_SETTLE_S", 20));
+    while Instant::now() < settle
+        && !nodes
+            .iter_mut()
+            .all(|node| node.peer_addrs().len() >= n - 1)
+    {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let meshed = nodes
+        .iter_mut()
+        .map(|node| node.peer_addrs().len())
+        .min()
+        .unwrap_or(0);
 
     // The plan: chats at random moments, two kills with restarts, a late joiner.
     let mut plan: Vec<(Duration, Step)> = Vec::new();
@@ -192,7 +207,7 @@ fn every_accepted_chat_lands_once_and_all_nodes_agree() {
         bytes_sent += archive_bytes_sent(node);
     }
     println!(
-        "convergence: {} nodes (+1 late), {m} chats each, 2 killed and restarted: {} chats accepted, {} in the \
+        "convergence: {} nodes (+1 late; each saw at least {meshed} peers before the first chat), {m} chats each, 2 killed and restarted: {} chats accepted, {} in the \
          final history; converged {:.2} s after the last chat; {:.0} archive bytes sent per chat ({:.1} x the \
          final archive of {} bytes)",
         n,
@@ -203,4 +218,50 @@ fn every_accepted_chat_lands_once_and_all_nodes_agree() {
         bytes_sent as f64 / accepted.len() as f64 / history.archive_len() as f64,
         history.archive_len()
     );
+}
+
+/// The 100,000-chat fixture pushed to a node that holds its first 1,000,
+/// killed at moments while it receives, validates and writes it: after a
+/// restart the node holds a valid prefix of it (never less than it had),
+/// and takes the whole of it when pushed again.
+#[test]
+fn a_kill_while_taking_a_large_archive_leaves_a_valid_history() {
+    let net = Net::new(2, 1);
+    let small = std::fs::read(support::fixture("history-1k.bin")).expect("fixture");
+    let large = std::fs::read(support::fixture("history-100k.bin")).expect("fixture");
+    let mut node = net.node(1, &[]);
+    let mut peer = net.peer(100, 1);
+    peer.send_raw(&small);
+    node.expect_line(|l| l.starts_with("#999 "), WAIT, "taking the 1k history");
+    for (round, delay_ms) in [0u64, 40, 150, 400].into_iter().enumerate() {
+        let mut peer = net.peer(101 + round as u8, 1);
+        peer.send_raw(&large[..large.len() / 2]);
+        if delay_ms == 0 {
+            node.sigkill();
+        } else {
+            peer.send_raw(&large[large.len() / 2..]);
+            std::thread::sleep(Duration::from_millis(delay_ms));
+            node.sigkill();
+        }
+        node.restart();
+        let history = net.archive(120 + round as u8, 1);
+        assert!(
+            history.len() >= 1000,
+            "round {round}: {} chats after the restart",
+            history.len()
+        );
+        miner::validate(&history).expect("a valid history after the restart");
+        assert_eq!(
+            history.as_bytes(),
+            &large[5..5 + history.as_bytes().len()],
+            "a prefix of the fixture"
+        );
+    }
+    // Pushed again (some rounds may have taken it whole already).
+    let mut peer = net.peer(130, 1);
+    peer.send_raw(&large);
+    let whole = support::poll(Duration::from_secs(60), || {
+        (net.archive(131, 1).len() == 100_000).then_some(())
+    });
+    assert!(whole.is_some(), "the node did not take the 100k history");
 }

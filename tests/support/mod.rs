@@ -19,6 +19,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -249,7 +250,17 @@ impl Node {
         );
         self.runs += 1;
         let stderr = fs::File::create(self.stderr_path(self.runs)).expect("creating stderr log");
-        let mut child = Command::new(node_bin())
+        let mut command = Command::new(node_bin());
+        // The node dies with the test process, even when the test is killed
+        // before its handles drop.
+        // SAFETY: prctl(2) only; async-signal-safe in the forked child.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command
             .arg("--bind")
             .arg(self.addr.to_string())
             .arg("--port")

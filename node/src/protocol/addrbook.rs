@@ -114,6 +114,14 @@ impl AddressBook {
         }
     }
 
+    /// A connection with a peer ended: if it listens, dial it again (after
+    /// its backoff, if it failed before).
+    pub fn lost(&mut self, addr: Ipv4Addr, now: Instant) {
+        if self.is_listening(addr) {
+            self.offer(addr, false, now);
+        }
+    }
+
     /// Bootstrap peers due for another try (call while no peer is connected).
     pub fn retry_bootstrap(&mut self, now: Instant) {
         let due: Vec<Ipv4Addr> = self

@@ -28,11 +28,12 @@
 //!   dialed it), so it is not a client that pushed once and left.
 //!
 //! Everyone else gets it. A history that came in answer to our request, or
-//! from a client, reaches everybody through us.
+//! from a client, reaches everybody through us. The same test decides
+//! whether a peer that shows us an older or losing history is sent ours: it
+//! is not when it was sent ours already or our source delivers to it, so
+//! histories crossing in flight do not echo back and forth.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
-use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use log::{debug, info};
@@ -41,6 +42,9 @@ use wire::{History, Message};
 use super::peers::Tip;
 use super::{ConnId, Node, PEER_LIST_FRESH, Store, Validated, ValidationJob};
 use crate::verify::printable;
+
+/// New chats printed when a history is adopted; more are summed up.
+const PRINT_AT_MOST: usize = 20;
 
 /// Whether `candidate`, valid, should replace `current`: longer, or as long
 /// and winning the tie-break at the first chat where they differ.
@@ -69,9 +73,10 @@ impl<S: Store> Node<S> {
         peer.has = Some(Tip::of(&candidate));
         let ours = Tip::of(&self.history);
         if candidate.len() < ours.len {
-            // The peer is behind: let it catch up (once per history of ours,
-            // in case it cannot take ours and pushes its own again).
-            if !peer.knows(ours) {
+            // The peer is behind: let it catch up, unless it has been sent
+            // ours (once per history of ours, in case it cannot take it and
+            // pushes its own again) or our source delivers to it.
+            if self.needs_history(conn) {
                 self.send_archive_to(conn);
             }
             return;
@@ -120,11 +125,7 @@ impl<S: Store> Node<S> {
             self.reject(conn, &invalid.to_string());
         } else if better(&candidate, &self.history) {
             self.adopt(now, conn, candidate, pushed);
-        } else if self
-            .peers
-            .get(&conn)
-            .is_some_and(|p| !p.knows(Tip::of(&self.history)))
-        {
+        } else if self.needs_history(conn) {
             // Ours is longer by now, or wins the tie: the peer may switch.
             self.send_archive_to(conn);
         }
@@ -172,12 +173,27 @@ impl<S: Store> Node<S> {
         self.archive = None;
         self.save_history(fork);
         let displaced = self.own.reconcile(&self.history, fork);
+        self.contention = if displaced > 0 {
+            (self.contention + 1).min(super::MAX_CONTENTION)
+        } else if self.own.pending() == 0 {
+            0
+        } else {
+            self.contention.saturating_sub(1)
+        };
         if replaced > 0 {
             self.print(format!(
                 "history switched to a fork from chat #{fork} ({replaced} chats replaced, {displaced} of ours to mine again)"
             ));
         }
-        for index in fork..self.history.len() {
+        // A catch-up of thousands of chats is summed up, not scrolled by.
+        let first_shown = fork.max(self.history.len().saturating_sub(PRINT_AT_MOST));
+        if first_shown > fork {
+            self.print(format!(
+                "received chats #{fork} to #{}; the last {PRINT_AT_MOST}:",
+                self.history.len() - 1
+            ));
+        }
+        for index in first_shown..self.history.len() {
             let text = printable(self.history.chat(index).expect("in range").text());
             self.print(format!("#{index} {text}"));
         }
@@ -187,35 +203,41 @@ impl<S: Store> Node<S> {
 
     /// Sends the current history on, by the rule in this module's comment.
     fn relay(&mut self, now: Instant, from: ConnId, pushed: bool) {
-        let Some(source) = self.peers.get(&from) else {
-            return self.relay_to_all_but(None, &HashSet::new());
-        };
-        let source_addr = source.addr;
-        let covered: HashSet<Ipv4Addr> = match &source.peer_list {
-            Some((at, list))
-                if pushed && self.book.is_listening(source_addr) && now < *at + PEER_LIST_FRESH =>
+        self.delivered_by_source.clear();
+        if let Some(source) = self.peers.get(&from) {
+            self.delivered_by_source.insert(source.addr);
+            if let Some((at, list)) = &source.peer_list
+                && pushed
+                && self.book.is_listening(source.addr)
+                && now < *at + PEER_LIST_FRESH
             {
-                list.iter().copied().collect()
+                self.delivered_by_source.extend(list.iter().copied());
             }
-            _ => HashSet::new(),
-        };
-        self.relay_to_all_but(Some(source_addr), &covered);
-    }
-
-    fn relay_to_all_but(&mut self, source: Option<Ipv4Addr>, covered: &HashSet<Ipv4Addr>) {
-        let tip = Tip::of(&self.history);
+        }
         let targets: Vec<ConnId> = self
             .peers
             .iter()
-            .filter(|(_, p)| {
-                p.primary && Some(p.addr) != source && !p.knows(tip) && !covered.contains(&p.addr)
-            })
+            .filter(|(_, p)| p.primary)
             .map(|(&c, _)| c)
+            .filter(|&c| self.needs_history(c))
             .collect();
-        debug!("relaying {} chats to {} peers", tip.len, targets.len());
+        debug!(
+            "relaying {} chats to {} peers",
+            self.history.len(),
+            targets.len()
+        );
         for conn in targets {
             self.send_archive_to(conn);
         }
+    }
+
+    /// Whether nobody is known to deliver our current history to the peer:
+    /// it neither sent it to us nor was sent it, and the peer our history
+    /// came from does not deliver to it.
+    pub(super) fn needs_history(&self, conn: ConnId) -> bool {
+        self.peers.get(&conn).is_some_and(|p| {
+            !p.knows(Tip::of(&self.history)) && !self.delivered_by_source.contains(&p.addr)
+        })
     }
 }
 

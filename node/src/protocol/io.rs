@@ -119,10 +119,13 @@ pub enum Action {
     CloseWhenIdle {
         conn: ConnId,
     },
+    /// Mine `text` after `prev` (the last chats of the history), once
+    /// `delay` has passed.
     StartMining {
         job: u64,
         prev: Vec<u8>,
         text: Vec<u8>,
+        delay: Duration,
     },
     CancelMining {
         job: u64,

@@ -10,7 +10,7 @@ mod own;
 mod peers;
 mod report;
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io as stdio;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -29,6 +29,12 @@ pub use own::Place;
 pub use own::{Digest, OwnChat, OwnChats};
 use peers::{Peer, Peers, Tip, primary_for, survives};
 
+/// Unit of the random wait before mining after lost races; the wait is up
+/// to `BACKOFF_UNIT << contention`.
+const BACKOFF_UNIT: Duration = Duration::from_millis(4);
+const MAX_CONTENTION: u32 = 7;
+/// Our PeerList goes to every peer at most this often when it changes.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// Every peer is asked for its PeerList this often (PROTOCOL.md).
 const PEER_REQUEST_EVERY: Duration = Duration::from_secs(5);
 /// One random peer is asked for its archive this often, to heal a missed
@@ -94,10 +100,18 @@ pub struct Node<S: Store> {
     mining: Option<MiningJob>,
     next_job: u64,
     last_job: Option<JobReport>,
+    /// Races lately lost by our chats (see `schedule_mining`).
+    contention: u32,
     /// A large validation running on a worker, and the best one waiting.
     validating: bool,
     waiting_validation: Option<ValidationJob>,
     rng: Xoshiro256PlusPlus,
+    /// Addresses the peer our current history came from delivers it to
+    /// (see the relay rule in `archive.rs`); empty for a history mined here.
+    delivered_by_source: HashSet<Ipv4Addr>,
+    /// Our primary peers changed since we last sent PeerLists, and when we did.
+    peers_changed: bool,
+    last_announce: Instant,
     /// Archives sent since start, and their bytes: what relaying costs.
     archives_sent: (u64, u64),
     next_peer_request: Instant,
@@ -127,9 +141,13 @@ impl<S: Store> Node<S> {
             mining: None,
             next_job: 0,
             last_job: None,
+            contention: 0,
             validating: false,
             waiting_validation: None,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            delivered_by_source: HashSet::new(),
+            peers_changed: false,
+            last_announce: now,
             archives_sent: (0, 0),
             next_peer_request: now + PEER_REQUEST_EVERY,
             next_repair: now + REPAIR_EVERY,
@@ -179,7 +197,7 @@ impl<S: Store> Node<S> {
                 peer.bytes_in += wire_len as u64;
                 self.on_message(now, conn, message);
             }
-            Event::Disconnected { conn, reason } => self.on_disconnected(conn, &reason),
+            Event::Disconnected { conn, reason } => self.on_disconnected(now, conn, &reason),
             Event::Tick => self.on_tick(now),
             Event::Mined {
                 job,
@@ -320,33 +338,23 @@ impl<S: Store> Node<S> {
         self.outbox.push_back(action);
     }
 
-    fn on_disconnected(&mut self, conn: ConnId, reason: &str) {
+    fn on_disconnected(&mut self, now: Instant, conn: ConnId, reason: &str) {
         let Some(peer) = self.peers.remove(&conn) else {
             return;
         };
         info!("disconnected from {} ({reason})", peer.addr);
         if peer.primary {
-            // A remaining connection with the same address takes over.
-            if let Some(other) = self.peers.values_mut().find(|p| p.addr == peer.addr) {
-                other.primary = true;
-            }
+            self.peers_changed = true;
+            // A node that went away may come back (a restart): dial it
+            // again, with backoff while it does not answer.
+            self.book.lost(peer.addr, now);
         }
         self.dial();
     }
 
     fn on_message(&mut self, now: Instant, conn: ConnId, message: Message) {
         match message {
-            Message::PeerRequest => {
-                let addr = self.peers[&conn].addr;
-                let mut list: Vec<Ipv4Addr> = self
-                    .peers
-                    .values()
-                    .filter(|p| p.primary && p.addr != addr)
-                    .map(|p| p.addr)
-                    .collect();
-                list.dedup();
-                self.send_message(conn, &Message::PeerList(list));
-            }
+            Message::PeerRequest => self.send_peer_list(conn),
             Message::PeerList(addrs) => {
                 for &addr in &addrs {
                     let connected = self.peers.values().any(|p| p.addr == addr);
@@ -365,7 +373,29 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// Our peers (the primary connections), except the one it goes to.
+    fn send_peer_list(&mut self, conn: ConnId) {
+        let addr = self.peers[&conn].addr;
+        let list: Vec<Ipv4Addr> = self
+            .peers
+            .values()
+            .filter(|p| p.primary && p.addr != addr)
+            .map(|p| p.addr)
+            .collect();
+        self.send_message(conn, &Message::PeerList(list));
+    }
+
     fn on_tick(&mut self, now: Instant) {
+        // Peers decide whom to relay to from our PeerList: when our peers
+        // change, they get the new list unasked (at most once a second)
+        // rather than at their next PeerRequest.
+        if self.peers_changed && now >= self.last_announce + ANNOUNCE_EVERY {
+            self.peers_changed = false;
+            self.last_announce = now;
+            for conn in self.primaries() {
+                self.send_peer_list(conn);
+            }
+        }
         if now >= self.next_peer_request {
             self.next_peer_request = now + PEER_REQUEST_EVERY;
             for conn in self.primaries() {
@@ -381,7 +411,6 @@ impl<S: Store> Node<S> {
             }
         }
         // Peers silent on our ArchiveRequest get our history, if they lack it.
-        let tip = Tip::of(&self.history);
         let silent: Vec<ConnId> = self
             .peers
             .iter()
@@ -392,9 +421,8 @@ impl<S: Store> Node<S> {
             .map(|(&c, _)| c)
             .collect();
         for conn in silent {
-            let peer = self.peers.get_mut(&conn).expect("listed");
-            peer.archive_asked_at = None;
-            if !self.history.is_empty() && !peer.knows(tip) {
+            self.peers.get_mut(&conn).expect("listed").archive_asked_at = None;
+            if !self.history.is_empty() && self.needs_history(conn) {
                 self.send_archive_to(conn);
             }
         }
@@ -440,10 +468,19 @@ impl<S: Store> Node<S> {
             own,
             started: now,
         });
+        // After losing races, wait a random while first (binary exponential
+        // backoff, as on a shared Ethernet): when many nodes have chats
+        // queued, they would otherwise all mine on each new history at once
+        // and broadcast chats of which only one can stay.
+        let delay = match self.contention {
+            0 => Duration::ZERO,
+            k => BACKOFF_UNIT.mul_f64(self.rng.random_range(0.0..f64::from(1u32 << k))),
+        };
         self.outbox.push_back(Action::StartMining {
             job: id,
             prev: self.history.tail_for_append().to_vec(),
             text,
+            delay,
         });
     }
 
@@ -472,6 +509,7 @@ impl<S: Store> Node<S> {
         let index = self.history.len();
         self.history.push(&chat);
         self.archive = None;
+        self.delivered_by_source.clear();
         self.own.mined(running.own, *chat.digest(), index);
         // The copy is recorded before the chat is written: after a crash in
         // between, the copy is known and is not mined a second time if it

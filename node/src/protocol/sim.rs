@@ -222,7 +222,12 @@ impl Sim {
                         );
                     }
                 }
-                Action::StartMining { job, prev, text } => {
+                Action::StartMining {
+                    job,
+                    prev,
+                    text,
+                    delay,
+                } => {
                     let cancel = CancelToken::new();
                     self.jobs.insert((i, job), cancel);
                     let chat = self
@@ -230,7 +235,7 @@ impl Sim {
                         .mine(&prev, &text, 16, &CancelToken::new())
                         .expect("not cancelled")
                         .chat;
-                    let after = Duration::from_millis(self.rng.random_range(5..80));
+                    let after = delay + Duration::from_millis(self.rng.random_range(5..80));
                     self.schedule(
                         after,
                         i,

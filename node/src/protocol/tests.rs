@@ -158,7 +158,9 @@ fn started_mining(actions: &[Action]) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::StartMining { job, prev, text } => Some((*job, prev.clone(), text.clone())),
+            Action::StartMining {
+                job, prev, text, ..
+            } => Some((*job, prev.clone(), text.clone())),
             _ => None,
         })
         .collect()

@@ -544,7 +544,12 @@ impl<S: Store> Reactor<S> {
                         c.close_when_idle = Some(now + DUPLICATE_GRACE);
                     }
                 }
-                Action::StartMining { job, prev, text } => self.mining.start(job, prev, text),
+                Action::StartMining {
+                    job,
+                    prev,
+                    text,
+                    delay,
+                } => self.mining.start(job, prev, text, delay),
                 Action::CancelMining { job } => self.mining.cancel(job),
                 Action::Validate(job) => self.validation.start(job),
                 Action::Print(text) => self.printer.print(&text),

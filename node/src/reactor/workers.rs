@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use log::warn;
@@ -62,7 +63,19 @@ struct MiningRequest {
     job: u64,
     prev: Vec<u8>,
     text: Vec<u8>,
+    not_before: Instant,
     cancel: CancelToken,
+}
+
+/// Waits until `deadline`, or less if `cancel` is set; true if cancelled.
+fn wait_cancellable(deadline: Instant, cancel: &CancelToken) -> bool {
+    while Instant::now() < deadline {
+        if cancel.is_cancelled() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(1).min(deadline - Instant::now()));
+    }
+    cancel.is_cancelled()
 }
 
 /// The mining thread: one job at a time on the miner's own thread pool.
@@ -78,17 +91,29 @@ impl Mining {
             .name("mining".into())
             .spawn(move || {
                 for request in rx {
-                    let (chat, stats) =
-                        match miner.mine(&request.prev, &request.text, difficulty, &request.cancel)
-                        {
-                            Ok(mined) => (Some(mined.chat), mined.stats),
-                            Err(cancelled) => (None, cancelled.stats),
+                    let (chat, tries, elapsed) =
+                        if wait_cancellable(request.not_before, &request.cancel) {
+                            (None, 0, Duration::ZERO)
+                        } else {
+                            match miner.mine(
+                                &request.prev,
+                                &request.text,
+                                difficulty,
+                                &request.cancel,
+                            ) {
+                                Ok(mined) => {
+                                    (Some(mined.chat), mined.stats.tries, mined.stats.elapsed)
+                                }
+                                Err(cancelled) => {
+                                    (None, cancelled.stats.tries, cancelled.stats.elapsed)
+                                }
+                            }
                         };
                     let event = Event::Mined {
                         job: request.job,
                         chat,
-                        tries: stats.tries,
-                        elapsed: stats.elapsed,
+                        tries,
+                        elapsed,
                     };
                     if !outbox.report(Report::Event(event)) {
                         break;
@@ -102,14 +127,16 @@ impl Mining {
         }
     }
 
-    pub fn start(&mut self, job: u64, prev: Vec<u8>, text: Vec<u8>) {
+    pub fn start(&mut self, job: u64, prev: Vec<u8>, text: Vec<u8>, delay: Duration) {
         let cancel = CancelToken::new();
         self.running = Some((job, cancel.clone()));
+        let not_before = Instant::now() + delay;
         // The thread lives as long as `jobs`; a send cannot fail before.
         let _ = self.jobs.send(MiningRequest {
             job,
             prev,
             text,
+            not_before,
             cancel,
         });
     }
