@@ -8,7 +8,9 @@ use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Net, Node, Peer, VECTOR_TEXTS, WAIT, run_to_exit, status_field, texts, vector};
+use support::{
+    Net, Node, Peer, VECTOR_TEXTS, WAIT, fixture, run_to_exit, status_field, texts, vector,
+};
 use wire::Message;
 
 /// This file's id in the address plan of `support`.
@@ -261,6 +263,20 @@ fn an_archive_pushed_on_a_short_lived_connection_is_adopted() {
     a.expect_line(|l| l == "#4 nova msg", SPREAD, "adopting the vector");
     assert_eq!(a.hist(), VECTOR_TEXTS);
     assert_eq!(net.archive(101, 1), vector().1);
+
+    // The same with 7.6 MB, which arrives over many reads: the client never
+    // reads what the node says, and its close must not cost the archive.
+    let large = std::fs::read(fixture("history-100k.bin")).expect("fixture");
+    {
+        let mut peer = net.peer(102, 1);
+        peer.send_raw(&large);
+    }
+    a.expect_line(
+        |l| l.starts_with("#99999 "),
+        SPREAD,
+        "adopting the 100k history",
+    );
+    assert_eq!(net.archive(103, 1).len(), 100_000);
 }
 
 #[test]

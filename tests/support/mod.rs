@@ -190,7 +190,7 @@ pub struct Node {
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     /// Every stdout line of every run, in order.
-    seen: Arc<Mutex<Vec<String>>>,
+    seen: Arc<Mutex<Vec<(Instant, String)>>>,
     /// The current run's stdout has ended and every line is in `seen`.
     stdout_done: Arc<AtomicBool>,
     runs: usize,
@@ -298,7 +298,7 @@ impl Node {
                         let text = String::from_utf8_lossy(&line)
                             .trim_end_matches(['\n', '\r'])
                             .to_string();
-                        seen.lock().unwrap().push(text.clone());
+                        seen.lock().unwrap().push((Instant::now(), text.clone()));
                         // The receiver is gone after a restart; keep reading.
                         let _ = tx.send(text);
                     }
@@ -508,6 +508,16 @@ impl Node {
 
     /// Every stdout line seen so far, of every run.
     pub fn stdout(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, line)| line.clone())
+            .collect()
+    }
+
+    /// Every stdout line seen so far, with the moment it was read.
+    pub fn timed_stdout(&self) -> Vec<(Instant, String)> {
         self.seen.lock().unwrap().clone()
     }
 

@@ -33,6 +33,8 @@ use peers::{Peer, Peers, Tip, primary_for, survives};
 /// to `BACKOFF_UNIT << contention`.
 const BACKOFF_UNIT: Duration = Duration::from_millis(4);
 const MAX_CONTENTION: u32 = 7;
+/// A peer that dialed us and has said nothing is greeted after this.
+const GREET_SILENT_AFTER: Duration = Duration::from_secs(1);
 /// Our PeerList goes to every peer at most this often when it changes.
 const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
 /// Every peer is asked for its PeerList this often (PROTOCOL.md).
@@ -196,6 +198,13 @@ impl<S: Store> Node<S> {
                 };
                 peer.bytes_in += wire_len as u64;
                 self.on_message(now, conn, message);
+                if self
+                    .peers
+                    .get(&conn)
+                    .is_some_and(|p| p.primary && !p.greeted)
+                {
+                    self.greet(now, conn);
+                }
             }
             Event::Disconnected { conn, reason } => self.on_disconnected(now, conn, &reason),
             Event::Tick => self.on_tick(now),
@@ -313,9 +322,13 @@ impl<S: Store> Node<S> {
         );
         self.peers
             .insert(conn, Peer::new(addr, direction, now, primary));
-        if primary {
-            self.ask_archive(now, conn);
-            self.send_message(conn, &Message::PeerRequest);
+        // A peer we dialed listens and is greeted at once. One that dialed
+        // us may be a client that pushes one archive and hangs up without
+        // reading: anything we sent first would turn its close into a reset
+        // that can discard the archive in our receive buffer. It is greeted
+        // after its first message, or after a second of silence.
+        if primary && direction == Direction::Outbound {
+            self.greet(now, conn);
         }
         if direction == Direction::Inbound {
             self.book.probe(addr);
@@ -373,6 +386,15 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// Asks a new peer for its archive and its peers.
+    fn greet(&mut self, now: Instant, conn: ConnId) {
+        if let Some(peer) = self.peers.get_mut(&conn) {
+            peer.greeted = true;
+        }
+        self.ask_archive(now, conn);
+        self.send_message(conn, &Message::PeerRequest);
+    }
+
     /// Our peers (the primary connections), except the one it goes to.
     fn send_peer_list(&mut self, conn: ConnId) {
         let addr = self.peers[&conn].addr;
@@ -386,6 +408,15 @@ impl<S: Store> Node<S> {
     }
 
     fn on_tick(&mut self, now: Instant) {
+        let silent_newcomers: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.primary && !p.greeted && now >= p.since + GREET_SILENT_AFTER)
+            .map(|(&c, _)| c)
+            .collect();
+        for conn in silent_newcomers {
+            self.greet(now, conn);
+        }
         // Peers decide whom to relay to from our PeerList: when our peers
         // change, they get the new list unasked (at most once a second)
         // rather than at their next PeerRequest.

@@ -47,6 +47,8 @@ pub struct Peer {
     pub archive_asked_at: Option<Instant>,
     /// It sent a Notification, so it can take one (PROTOCOL.md).
     pub notifies: bool,
+    /// We asked it for its archive and peers (see `Node::on_connected`).
+    pub greeted: bool,
 }
 
 impl Peer {
@@ -68,6 +70,7 @@ impl Peer {
             peer_list: None,
             archive_asked_at: None,
             notifies: false,
+            greeted: false,
         }
     }
 }
