@@ -99,15 +99,27 @@ impl Harness {
     }
 
     /// Connects a peer; returns its id and drops the greeting actions.
-    fn connect(&mut self, id: u64, addr: Ipv4Addr, direction: Direction) -> ConnId {
-        let conn = ConnId(id);
+    /// A connection with `addr` from our address `local`; returns what the
+    /// node does about it.
+    fn connected(
+        &mut self,
+        id: u64,
+        addr: Ipv4Addr,
+        local: Ipv4Addr,
+        direction: Direction,
+    ) -> Vec<Action> {
         self.handle(Event::Connected {
-            conn,
+            conn: ConnId(id),
             addr,
-            local: ip(1),
+            local,
             direction,
-        });
-        conn
+        })
+    }
+
+    /// Connects a peer to 127.40.0.1; returns its id and drops the greeting.
+    fn connect(&mut self, id: u64, addr: Ipv4Addr, direction: Direction) -> ConnId {
+        self.connected(id, addr, ip(1), direction);
+        ConnId(id)
     }
 
     fn receive(&mut self, conn: ConnId, message: Message) -> Vec<Action> {
@@ -174,33 +186,18 @@ fn a_new_peer_is_asked_for_its_archive_and_peers() {
     };
     // A peer we dialed: at once.
     let mut h = Harness::new(History::new());
-    let actions = h.handle(Event::Connected {
-        conn: ConnId(1),
-        addr: ip(2),
-        local: ip(1),
-        direction: Direction::Outbound,
-    });
+    let actions = h.connected(1, ip(2), ip(1), Direction::Outbound);
     assert_eq!(messages(&actions), greeting);
 
     // A peer that dialed us may push an archive and hang up without reading:
     // it is greeted after its first message...
-    let actions = h.handle(Event::Connected {
-        conn: ConnId(2),
-        addr: ip(3),
-        local: ip(1),
-        direction: Direction::Inbound,
-    });
+    let actions = h.connected(2, ip(3), ip(1), Direction::Inbound);
     assert!(messages(&actions).is_empty());
     let actions = h.receive(ConnId(2), Message::ArchiveResponse(History::new()));
     assert_eq!(messages(&actions), greeting);
 
     // ... or after a second of silence.
-    let actions = h.handle(Event::Connected {
-        conn: ConnId(3),
-        addr: ip(4),
-        local: ip(1),
-        direction: Direction::Inbound,
-    });
+    let actions = h.connected(3, ip(4), ip(1), Direction::Inbound);
     assert!(messages(&actions).is_empty());
     assert!(messages(&h.advance(Duration::from_millis(500))).is_empty());
     assert_eq!(messages(&h.advance(Duration::from_millis(600))), greeting);
@@ -445,12 +442,7 @@ fn peer_lists_list_peers_and_drive_capped_dialing() {
     let mut h = Harness::new(History::new());
     let a = h.connect(1, ip(2), Direction::Outbound);
     // An inbound peer is dialed back once to learn whether it listens.
-    let actions = h.handle(Event::Connected {
-        conn: ConnId(2),
-        addr: ip(3),
-        local: ip(1),
-        direction: Direction::Inbound,
-    });
+    let actions = h.connected(2, ip(3), ip(1), Direction::Inbound);
     assert!(
         actions
             .iter()
@@ -490,12 +482,7 @@ fn simultaneous_dials_keep_the_connection_from_the_lower_address() {
     // inbound is served until idle, then closed.
     let mut h = Harness::new(History::new());
     h.connect(1, ip(5), Direction::Outbound);
-    let actions = h.handle(Event::Connected {
-        conn: ConnId(2),
-        addr: ip(5),
-        local: ip(1),
-        direction: Direction::Inbound,
-    });
+    let actions = h.connected(2, ip(5), ip(1), Direction::Inbound);
     assert!(
         matches!(actions[..], [Action::CloseWhenIdle { conn: ConnId(2) }]),
         "{actions:?}"
@@ -503,18 +490,8 @@ fn simultaneous_dials_keep_the_connection_from_the_lower_address() {
 
     // Against a lower peer, its dial survives: our outbound is closed.
     let mut h = Harness::with_config(config(ip(9), vec![]), History::new());
-    h.handle(Event::Connected {
-        conn: ConnId(1),
-        addr: ip(5),
-        local: ip(9),
-        direction: Direction::Outbound,
-    });
-    let actions = h.handle(Event::Connected {
-        conn: ConnId(2),
-        addr: ip(5),
-        local: ip(9),
-        direction: Direction::Inbound,
-    });
+    h.connected(1, ip(5), ip(9), Direction::Outbound);
+    let actions = h.connected(2, ip(5), ip(9), Direction::Inbound);
     assert!(
         actions.iter().any(|a| matches!(
             a,
@@ -542,12 +519,7 @@ fn simultaneous_dials_keep_the_connection_from_the_lower_address() {
 fn a_connection_to_ourselves_is_closed_and_never_retried() {
     let mut h = Harness::with_config(config(Ipv4Addr::UNSPECIFIED, vec![ip(7)]), History::new());
     assert!(matches!(h.actions()[..], [Action::Connect { addr }] if addr == ip(7)));
-    let actions = h.handle(Event::Connected {
-        conn: ConnId(1),
-        addr: ip(7),
-        local: ip(7),
-        direction: Direction::Outbound,
-    });
+    let actions = h.connected(1, ip(7), ip(7), Direction::Outbound);
     assert!(
         matches!(
             actions[..],
