@@ -39,17 +39,6 @@ enum Step {
     Join,
 }
 
-/// Types a chat at the node's prompt and waits for it to be acknowledged
-/// (queued, and saved on disk).
-fn type_chat(node: &mut Node, text: &str) {
-    node.send(&format!("chat {text}"));
-    node.expect_line(
-        |l| l.starts_with("queued for mining"),
-        WAIT,
-        "acknowledging a chat",
-    );
-}
-
 /// Archives a node sent, from its `status`.
 fn archive_bytes_sent(node: &mut Node) -> u64 {
     let status = node.status();
@@ -141,7 +130,7 @@ fn every_accepted_chat_lands_once_and_all_nodes_agree() {
                     waiting.push(text);
                     continue;
                 }
-                type_chat(&mut nodes[node], &text);
+                nodes[node].chat(&text);
                 accepted.push(text);
             }
             Step::Kill { node } => {
@@ -153,7 +142,7 @@ fn every_accepted_chat_lands_once_and_all_nodes_agree() {
                 nodes[node].restart();
                 // Chats due while it was down are typed now.
                 for text in postponed.remove(&node).unwrap_or_default() {
-                    type_chat(&mut nodes[node], &text);
+                    nodes[node].chat(&text);
                     accepted.push(text);
                 }
             }

@@ -24,16 +24,6 @@ fn set(addrs: &[std::net::Ipv4Addr]) -> BTreeSet<std::net::Ipv4Addr> {
     addrs.iter().copied().collect()
 }
 
-/// Queues `text` at `node` and waits until it is mined there.
-fn chat(node: &mut Node, text: &str) {
-    node.send(&format!("chat {text}"));
-    node.expect_line(
-        |l| l.starts_with("queued for mining ("),
-        WAIT,
-        "acknowledging the chat",
-    );
-}
-
 /// Text `i` of a batch: different lengths (1 to 255 bytes), so windows of 20
 /// chats hold chats of many sizes.
 fn batch_text(i: usize) -> String {
@@ -82,7 +72,7 @@ fn a_chain_of_three_meshes_spreads_a_chat_and_a_latecomer_gets_everything() {
     }
 
     // A chat sent at the end of the chain reaches every node.
-    chat(&mut c, "hello from C");
+    c.chat("hello from C");
     c.expect_line(
         |l| l.starts_with("#0 hello from C (mined: "),
         SPREAD,
@@ -107,7 +97,7 @@ fn a_chain_of_three_meshes_spreads_a_chat_and_a_latecomer_gets_everything() {
     let mut want = want;
     for i in 0..21 {
         let text = batch_text(i);
-        chat(&mut a, &text);
+        a.chat(&text);
         want.push(text);
     }
     for node in [&mut a, &mut b, &mut c] {
@@ -147,7 +137,7 @@ fn the_history_survives_sigterm_and_sigkill() {
     let net = Net::new(FILE, 2);
     let mut a = net.node(1, &[]);
     for text in ["one", "two", "three"] {
-        chat(&mut a, text);
+        a.chat(text);
     }
     a.expect_line(|l| l.starts_with("#2 three (mined: "), SPREAD, "mining");
     let mut want = a.hist();
@@ -180,7 +170,7 @@ fn the_history_survives_sigterm_and_sigkill() {
     assert_eq!(net.archive(101, 1), before, "the same history as before");
 
     // A crash: kill -9 after a chat was mined.
-    chat(&mut a, "four");
+    a.chat("four");
     a.expect_line(|l| l.starts_with("#3 four (mined: "), SPREAD, "mining");
     want.push("four".into());
     let status = a.sigkill();
@@ -200,7 +190,7 @@ fn the_history_survives_sigterm_and_sigkill() {
 
     // kill -9 right after a chat is acknowledged: it is pending or mined,
     // never lost and never doubled, after the restart.
-    chat(&mut a, "five");
+    a.chat("five");
     a.sigkill();
     a.restart();
     want.push("five".into());
@@ -284,8 +274,8 @@ fn a_history_that_is_not_longer_or_not_valid_is_ignored_and_the_connection_kept(
     let net = Net::new(FILE, 5);
     let (bytes, history) = vector();
     let mut a = net.node(1, &[]);
-    chat(&mut a, "mine 1");
-    chat(&mut a, "mine 2");
+    a.chat("mine 1");
+    a.chat("mine 2");
     a.expect_line(|l| l.starts_with("#1 mine 2 (mined: "), SPREAD, "mining");
 
     // A corrupted copy of the vector: longer, but its chat 4 is invalid.
@@ -364,7 +354,7 @@ fn a_refused_chat_prints_why_and_the_node_goes_on() {
 
     // The node goes on: 255 bytes is fine, and is mined.
     let max = "z".repeat(255);
-    chat(&mut a, &max);
+    a.chat(&max);
     let hist = a.wait_hist(SPREAD, |h| !h.is_empty());
     assert_eq!(hist, [max]);
     assert!(a.wait_exit(Duration::ZERO).is_none(), "the node is running");

@@ -336,6 +336,17 @@ impl Node {
         }
     }
 
+    /// Types `chat TEXT` at the prompt and waits until the node has queued
+    /// it (and saved it on disk).
+    pub fn chat(&mut self, text: &str) {
+        self.send(&format!("chat {text}"));
+        self.expect_line(
+            |l| l.starts_with("queued for mining ("),
+            WAIT,
+            "acknowledging the chat",
+        );
+    }
+
     /// Closes the node's stdin (it keeps running without a prompt).
     pub fn close_stdin(&mut self) {
         self.stdin = None;
