@@ -8,9 +8,7 @@ use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{
-    Net, Node, Peer, VECTOR_TEXTS, WAIT, fixture, run_to_exit, status_field, texts, vector,
-};
+use support::{Net, Peer, VECTOR_TEXTS, WAIT, fixture, run_to_exit, status_field, texts, vector};
 use wire::Message;
 
 /// This file's id in the address plan of `support`.
