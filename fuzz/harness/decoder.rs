@@ -11,12 +11,13 @@
 //!   sizes (cycled), or in one piece when there are none.
 //!
 //! Besides "no panic", it checks that every decoded message re-encodes to
-//! exactly the bytes it consumed, that the chunked feed and a one-piece feed
-//! give the same messages and the same error, that the memory held for a
-//! partial message stays within 2.5 times its bytes plus 8 KiB (see
-//! [`HELD_SLACK`]), that a failed
-//! decoder keeps returning its error without consuming input, and that
-//! `decode` agrees with the decoder on the first message.
+//! exactly the bytes it consumed and is within the size limit, that the
+//! chunked feed and a one-piece feed give the same messages and the same
+//! error, that the error is right about the message it names, that the
+//! memory held for a partial message stays within 2.5 times its bytes plus
+//! 8 KiB (see [`HELD_SLACK`]), that a failed decoder keeps returning its
+//! error without consuming input, and that `decode` agrees with the decoder
+//! on the first message.
 
 use wire::{DEFAULT_MAX_MESSAGE, DecodeError, Decoder, Message, decode};
 
@@ -94,6 +95,7 @@ fn feed(stream: &[u8], max_message: usize, sizes: &[usize]) -> Outcome {
                         "{message:?} does not re-encode to the bytes it came from"
                     );
                     assert_eq!(message.encoded_len(), end - start);
+                    assert!(end - start <= max_message, "{message:?} is over the limit");
                     assert!(decoder.is_idle());
                     messages.push(message);
                     start = end;
@@ -103,6 +105,7 @@ fn feed(stream: &[u8], max_message: usize, sizes: &[usize]) -> Outcome {
                     break;
                 }
                 Err(err) => {
+                    check_error(&err, stream, start, max_message);
                     check_stays_failed(&mut decoder, &err, chunk);
                     return Outcome {
                         messages,
@@ -121,6 +124,35 @@ fn feed(stream: &[u8], max_message: usize, sizes: &[usize]) -> Outcome {
     Outcome {
         messages,
         end: Ok((decoder.position(), decoder.is_idle())),
+    }
+}
+
+/// The error names the message that started at `start`, and is right
+/// about it: its type byte is unknown, or it is more than `max_message`
+/// bytes long (as decoding it without a limit shows) and the stream went
+/// past the limit.
+fn check_error(err: &DecodeError, stream: &[u8], start: usize, max_message: usize) {
+    match *err {
+        DecodeError::UnknownType { byte, offset } => {
+            assert_eq!(offset, start as u64);
+            assert_eq!(byte, stream[start]);
+        }
+        DecodeError::TooLarge {
+            max,
+            start: at,
+            offset,
+        } => {
+            assert_eq!((max, at), (max_message, start as u64));
+            assert_eq!(offset, (start + max) as u64);
+            assert!(stream.len() > start + max, "refused before the limit");
+            let mut rest = &stream[start..];
+            if let Ok(Some(message)) = Decoder::new(usize::MAX).push(&mut rest) {
+                assert!(message.encoded_len() > max, "{message:?} refused");
+            }
+        }
+        DecodeError::Truncated { .. } | DecodeError::TrailingBytes { .. } => {
+            panic!("{err:?} from a Decoder: only `decode` returns it")
+        }
     }
 }
 
