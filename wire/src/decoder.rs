@@ -48,10 +48,15 @@ enum State {
         buf: [u8; 4],
         have: usize,
     },
+    /// The chats are kept as bytes only (where each ends is found again
+    /// once the message is whole), so a partial archive holds at most twice
+    /// the bytes received.
     Archive {
         remaining: u32,
         bytes: Vec<u8>,
-        ends: Vec<usize>,
+        /// Chats already whole, and where the one being read starts.
+        done: u32,
+        chat_start: usize,
         /// Where the chat being read ends in `bytes`; `None` until its
         /// length byte has arrived.
         chat_end: Option<usize>,
@@ -96,9 +101,7 @@ impl Decoder {
     pub fn held_bytes(&self) -> usize {
         match &self.state {
             State::PeerList { addrs, .. } => addrs.capacity() * size_of::<Ipv4Addr>(),
-            State::Archive { bytes, ends, .. } => {
-                bytes.capacity() + ends.capacity() * size_of::<usize>()
-            }
+            State::Archive { bytes, .. } => bytes.capacity(),
             State::Notification { text, .. } => text.capacity(),
             _ => 0,
         }
@@ -206,7 +209,8 @@ impl Decoder {
                             bytes: Vec::with_capacity(
                                 initial.saturating_mul(CHAT_OVERHEAD).min(INITIAL_CAPACITY),
                             ),
-                            ends: Vec::with_capacity(initial.min(INITIAL_CAPACITY / 64)),
+                            done: 0,
+                            chat_start: 0,
                             chat_end: None,
                         };
                         None
@@ -283,22 +287,25 @@ impl Decoder {
         let State::Archive {
             remaining,
             bytes,
-            ends,
+            done,
+            chat_start,
             chat_end,
         } = &mut self.state
         else {
             unreachable!()
         };
         if chat_end.is_none() {
+            *chat_start = bytes.len();
             *chat_end = Some(bytes.len() + CHAT_OVERHEAD + got[0] as usize);
         }
         bytes.extend_from_slice(got);
         if Some(bytes.len()) == *chat_end {
-            ends.push(bytes.len());
             *chat_end = None;
+            *done += 1;
             *remaining -= 1;
             if *remaining == 0 {
-                let history = History::from_parts(std::mem::take(bytes), std::mem::take(ends));
+                let (history, cut) = History::from_whole_chats(std::mem::take(bytes));
+                debug_assert_eq!(cut, 0, "the decoder delimited whole chats");
                 return Ok(Some(Message::ArchiveResponse(history)));
             }
         }
@@ -319,13 +326,22 @@ impl Decoder {
                 addrs.len() + *remaining as usize
             ),
             State::Archive {
-                ends, remaining, ..
+                done,
+                remaining,
+                bytes,
+                chat_start,
+                chat_end,
             } => {
-                let chat_start = self.start + 5 + ends.last().copied().unwrap_or(0) as u64;
+                // Between chats, the next one starts where the bytes end.
+                let start = if chat_end.is_some() {
+                    *chat_start
+                } else {
+                    bytes.len()
+                };
                 format!(
-                    "chat {} of {} (starting at byte {chat_start}) of the ArchiveResponse starting at byte {at}",
-                    ends.len(),
-                    ends.len() + *remaining as usize
+                    "chat {done} of {} (starting at byte {}) of the ArchiveResponse starting at byte {at}",
+                    *done as usize + *remaining as usize,
+                    self.start + 5 + start as u64
                 )
             }
             State::NotificationLen | State::Notification { .. } => {

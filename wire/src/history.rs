@@ -41,12 +41,6 @@ impl History {
         (History { bytes, ends }, dropped)
     }
 
-    /// Builds a history from parts the decoder has already delimited.
-    pub(crate) fn from_parts(bytes: Vec<u8>, ends: Vec<usize>) -> Self {
-        debug_assert_eq!(ends.last().copied().unwrap_or(0), bytes.len());
-        History { bytes, ends }
-    }
-
     /// Number of chats.
     pub fn len(&self) -> usize {
         self.ends.len()
