@@ -15,6 +15,12 @@ use crate::protocol::{Direction, Payload};
 /// off. Archives are bounded by count instead: at most one being written
 /// and one waiting, shared with every other peer.
 const MAX_QUEUED_MESSAGES: usize = 1 << 20;
+/// Messages decoded from one connection before the loop serves the others.
+/// The byte budget alone does not bound the work: a message may be one
+/// byte, and a peer sending ArchiveRequests as fast as it can (reading
+/// nothing) made a round of a million messages, gigabytes of queued
+/// actions, and an honest peer wait for seconds.
+const MESSAGE_BUDGET: usize = 256;
 
 pub enum State {
     Connecting { deadline: Instant },
@@ -28,6 +34,9 @@ pub struct Conn {
     pub state: State,
     pub opened: Instant,
     decoder: Decoder,
+    /// Bytes read but not decoded when the message budget ran out; taken
+    /// first in the next round (at most one read's worth).
+    unread: Vec<u8>,
     queue: VecDeque<(Payload, usize)>,
     queued_messages: usize,
     /// When the message being received started, if one is.
@@ -73,6 +82,7 @@ impl Conn {
             state,
             opened: now,
             decoder: Decoder::new(max_message),
+            unread: Vec::new(),
             queue: VecDeque::new(),
             queued_messages: 0,
             message_started: None,
@@ -84,15 +94,19 @@ impl Conn {
         }
     }
 
-    /// Reads until the socket has nothing more or `budget` bytes were read,
-    /// decoding as it goes.
+    /// Reads until the socket has nothing more, `budget` bytes were read or
+    /// [`MESSAGE_BUDGET`] messages decoded, decoding as it goes.
     pub fn read(&mut self, buf: &mut [u8], budget: usize, now: Instant) -> ReadOutcome {
         let mut out = ReadOutcome {
             messages: Vec::new(),
             end: None,
         };
-        let mut read = 0;
         self.read_ready = false;
+        let unread = std::mem::take(&mut self.unread);
+        if !unread.is_empty() && !self.decode(&unread, &mut out, now) {
+            return out;
+        }
+        let mut read = 0;
         while read < budget {
             let n = match self.stream.read(buf) {
                 Ok(0) => {
@@ -108,25 +122,8 @@ impl Conn {
                 }
             };
             read += n;
-            let mut input = &buf[..n];
-            while !input.is_empty() {
-                match self.decoder.push(&mut input) {
-                    Ok(Some(message)) => {
-                        // Encoding is canonical: this is its size on the wire.
-                        let len = message.encoded_len();
-                        out.messages.push((message, len));
-                        self.message_started = None;
-                        self.spoke = true;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        out.end = Some(End::Garbage(e));
-                        return out;
-                    }
-                }
-            }
-            if !self.decoder.is_idle() {
-                self.message_started.get_or_insert(now);
+            if !self.decode(&buf[..n], &mut out, now) {
+                return out;
             }
             if read >= budget {
                 self.read_ready = true;
@@ -135,18 +132,49 @@ impl Conn {
         out
     }
 
+    /// Decodes `input` into `out`; false when the round must stop: the
+    /// peer sent garbage (`out.end` says so), or the message budget is
+    /// spent and the rest of `input` is kept for the next round.
+    fn decode(&mut self, mut input: &[u8], out: &mut ReadOutcome, now: Instant) -> bool {
+        while !input.is_empty() {
+            if out.messages.len() >= MESSAGE_BUDGET {
+                self.unread.extend_from_slice(input);
+                self.read_ready = true;
+                return false;
+            }
+            match self.decoder.push(&mut input) {
+                Ok(Some(message)) => {
+                    // Encoding is canonical: this is its size on the wire.
+                    let len = message.encoded_len();
+                    out.messages.push((message, len));
+                    self.message_started = None;
+                    self.spoke = true;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    out.end = Some(End::Garbage(e));
+                    return false;
+                }
+            }
+        }
+        if !self.decoder.is_idle() {
+            self.message_started.get_or_insert(now);
+        }
+        true
+    }
+
     /// A partial message has been arriving since `started`.
     pub fn receiving_since(&self) -> Option<Instant> {
         self.message_started
     }
 
     pub fn idle(&self) -> bool {
-        self.decoder.is_idle()
+        self.decoder.is_idle() && self.unread.is_empty()
     }
 
-    /// Memory held by a partial message.
+    /// Memory held by a partial message and bytes not yet decoded.
     pub fn held_bytes(&self) -> usize {
-        self.decoder.held_bytes()
+        self.decoder.held_bytes() + self.unread.capacity()
     }
 
     /// Queues bytes to send. A newer archive replaces one not yet started,

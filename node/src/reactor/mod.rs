@@ -6,7 +6,7 @@
 mod conn;
 mod workers;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
@@ -518,6 +518,12 @@ impl<S: Store> Reactor<S> {
     }
 
     fn perform_actions(&mut self, now: Instant) {
+        // Sends are written once every action is queued, not one by one:
+        // an archive queued and not yet written is shared by the requests
+        // that follow it (`Conn::enqueue`), so a peer that asks a hundred
+        // times in one read costs one write, not a hundred copies of the
+        // archive into its socket (50 such peers held the loop for 50 ms).
+        let mut unflushed = HashSet::new();
         while let Some(action) = self.node.poll_action() {
             match action {
                 Action::Send { conn, payload } => {
@@ -529,11 +535,15 @@ impl<S: Store> Reactor<S> {
                         self.close(token, &reason, now);
                         continue;
                     }
-                    self.flush(token, now);
+                    unflushed.insert(token);
                 }
                 Action::Connect { addr } => self.connect(addr, now),
                 Action::Close { conn, notify } => {
                     let token = Token(conn.0 as usize);
+                    // What was sent to it before goes out first.
+                    if unflushed.remove(&token) {
+                        self.flush(token, now);
+                    }
                     if let (Some(c), Some(text)) = (self.conns.get_mut(&token), notify) {
                         c.notify(&text);
                     }
@@ -555,6 +565,9 @@ impl<S: Store> Reactor<S> {
                 Action::Print(text) => self.printer.print(&text),
                 Action::Shutdown => self.running = false,
             }
+        }
+        for token in unflushed {
+            self.flush(token, now);
         }
     }
 }
