@@ -2,18 +2,19 @@
 //!
 //! # Which history wins
 //!
-//! A valid history replaces ours when it is longer (PROTOCOL.md). Two
-//! histories of the same length that differ (two nodes mined on the same
-//! history at once) are a fork the protocol leaves standing; left alone the
-//! network can stay split for good, each side holding its own chat. So we
-//! also switch to an equal-length valid history when it wins a tie-break
-//! that every node of ours computes the same way: at the first chat where
-//! the two differ, the lower digest wins (digests are uniformly random, so
-//! the rule favours no one). A node only ever moves to a longer or winning
-//! history, so no node can flip back and forth; the own chats the loser
-//! held are pending again and mined on top of the winner, which makes the
-//! network's history longer than either side, and every peer, ours or
-//! foreign, adopts it.
+//! A valid history replaces ours when it is longer, and only then
+//! (PROTOCOL.md): one as long as ours is ignored. But two histories of the
+//! same length that differ (two nodes mined on the same history at once)
+//! are a fork that, left alone, can keep the network split for good, each
+//! side holding its own chat. So forks of equal length are ranked by a
+//! tie-break every node of ours computes the same way: at the first chat
+//! where the two differ, the lower digest wins (digests are uniformly
+//! random, so the rule favours no one). A winning fork is kept aside as our
+//! *rival*, and relayed like a history we adopt. If it lacks chats of ours,
+//! we mine them again on top of it: the result is longer than both sides,
+//! so we, every node of ours and every foreign peer adopt it, and the
+//! network is one again. A node only ever ranks a fork above its rival when
+//! it wins against it too, so nothing flips back and forth.
 //!
 //! # Whom to relay to
 //!
@@ -34,13 +35,15 @@
 //! histories crossing in flight do not echo back and forth.
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
 use std::time::Instant;
 
 use log::{debug, info};
 use wire::{History, Message};
 
 use super::peers::Tip;
-use super::{ConnId, Node, PEER_LIST_FRESH, Store, Validated, ValidationJob};
+use super::{ConnId, Node, PEER_LIST_FRESH, Payload, Store, Validated, ValidationJob};
 use crate::verify::printable;
 
 /// New chats printed when a history is adopted; more are summed up.
@@ -81,7 +84,12 @@ impl<S: Store> Node<S> {
             }
             return;
         }
-        if Tip::of(&candidate) == ours {
+        if Tip::of(&candidate) == ours
+            || self
+                .rival
+                .as_ref()
+                .is_some_and(|r| Tip::of(r) == Tip::of(&candidate))
+        {
             return;
         }
         let trusted = self.history.common_prefix_len(&candidate);
@@ -123,8 +131,15 @@ impl<S: Store> Node<S> {
         } = job;
         if let Err(invalid) = result {
             self.reject(conn, &invalid.to_string());
-        } else if better(&candidate, &self.history) {
+        } else if candidate.len() > self.history.len() {
             self.adopt(now, conn, candidate, pushed);
+        } else if better(&candidate, &self.history)
+            && self
+                .rival
+                .as_ref()
+                .is_none_or(|rival| better(&candidate, rival))
+        {
+            self.take_rival(now, conn, candidate, pushed);
         } else if self.needs_history(conn) {
             // Ours is longer by now, or wins the tie: the peer may switch.
             self.send_archive_to(conn);
@@ -170,6 +185,7 @@ impl<S: Store> Node<S> {
         let fork = self.history.common_prefix_len(&candidate);
         let replaced = self.history.len() - fork;
         self.history = candidate;
+        self.rival = None;
         self.archive = None;
         self.save_history(fork);
         let displaced = self.own.reconcile(&self.history, fork);
@@ -203,17 +219,7 @@ impl<S: Store> Node<S> {
 
     /// Sends the current history on, by the rule in this module's comment.
     fn relay(&mut self, now: Instant, from: ConnId, pushed: bool) {
-        self.delivered_by_source.clear();
-        if let Some(source) = self.peers.get(&from) {
-            self.delivered_by_source.insert(source.addr);
-            if let Some((at, list)) = &source.peer_list
-                && pushed
-                && self.book.is_listening(source.addr)
-                && now < *at + PEER_LIST_FRESH
-            {
-                self.delivered_by_source.extend(list.iter().copied());
-            }
-        }
+        self.delivered_by_source = self.delivered_by(now, from, pushed);
         let targets: Vec<ConnId> = self
             .peers
             .iter()
@@ -228,6 +234,56 @@ impl<S: Store> Node<S> {
         );
         for conn in targets {
             self.send_archive_to(conn);
+        }
+    }
+
+    /// The addresses a history from `from` reaches without us: the source
+    /// itself, and its peers when it delivers to them (this module's
+    /// comment).
+    fn delivered_by(&self, now: Instant, from: ConnId, pushed: bool) -> HashSet<Ipv4Addr> {
+        let mut delivered = HashSet::new();
+        if let Some(source) = self.peers.get(&from) {
+            delivered.insert(source.addr);
+            if let Some((at, list)) = &source.peer_list
+                && pushed
+                && self.book.is_listening(source.addr)
+                && now < *at + PEER_LIST_FRESH
+            {
+                delivered.extend(list.iter().copied());
+            }
+        }
+        delivered
+    }
+
+    /// Keeps a fork as long as ours that wins the tie-break (this module's
+    /// comment): relays it, and mines our chats it lacks on top of it.
+    fn take_rival(&mut self, now: Instant, from: ConnId, rival: History, pushed: bool) {
+        let tip = Tip::of(&rival);
+        let delivered = self.delivered_by(now, from, pushed);
+        let archive = super::encode_archive(&rival);
+        let targets: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.primary && !p.knows(tip) && !delivered.contains(&p.addr))
+            .map(|(&c, _)| c)
+            .collect();
+        for conn in targets {
+            self.send(conn, Payload::Archive(archive.clone()));
+            self.peers.get_mut(&conn).expect("listed").sent = Some(tip);
+        }
+        let fork = self.history.common_prefix_len(&rival);
+        let contested = self.own.first_missing(&rival, fork).is_some();
+        info!(
+            "a fork as long as ours, from chat #{fork}, wins the tie-break{}",
+            if contested {
+                "; mining our chats it lacks on it"
+            } else {
+                ""
+            }
+        );
+        self.rival = Some(rival);
+        if contested {
+            self.restart_mining(now);
         }
     }
 

@@ -80,6 +80,8 @@ struct MiningJob {
     id: u64,
     own: own::OwnId,
     started: Instant,
+    /// The job mines on the rival fork with this tip, not on our history.
+    on_rival: Option<Tip>,
 }
 
 /// Figures of the last mining job that found a chat.
@@ -96,6 +98,9 @@ pub struct Node<S: Store> {
     /// The current history encoded as an ArchiveResponse, built on first
     /// use and shared by every send until the history changes.
     archive: Option<Arc<[u8]>>,
+    /// A valid fork as long as our history that wins the tie-break against
+    /// it: not adopted, but mined on (see `archive.rs`).
+    rival: Option<History>,
     own: OwnChats,
     peers: Peers,
     book: AddressBook,
@@ -137,6 +142,7 @@ impl<S: Store> Node<S> {
             store,
             history,
             archive: None,
+            rival: None,
             own,
             peers: Peers::new(),
             book,
@@ -466,11 +472,7 @@ impl<S: Store> Node<S> {
     /// The current history as an encoded ArchiveResponse, shared.
     fn archive(&mut self) -> Arc<[u8]> {
         self.archive
-            .get_or_insert_with(|| {
-                let mut bytes = Vec::with_capacity(self.history.archive_len());
-                self.history.encode_archive(&mut bytes);
-                bytes.into()
-            })
+            .get_or_insert_with(|| encode_archive(&self.history))
             .clone()
     }
 
@@ -483,21 +485,44 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Starts mining the oldest pending chat, unless a job is running.
+    /// Starts mining, unless a job is running: first an own chat that a
+    /// winning rival fork lacks, on that fork (see `archive.rs`); else the
+    /// oldest pending chat, on our history.
     fn schedule_mining(&mut self, now: Instant) {
         if self.mining.is_some() {
             return;
         }
-        let Some((own, text)) = self.own.next_pending() else {
-            return;
+        let contested = self.rival.as_ref().and_then(|rival| {
+            let fork = self.history.common_prefix_len(rival);
+            let (own, text) = self.own.first_missing(rival, fork)?;
+            Some((
+                own,
+                text.to_vec(),
+                rival.tail_for_append().to_vec(),
+                Tip::of(rival),
+            ))
+        });
+        let (own, text, prev, on_rival) = match contested {
+            Some((own, text, prev, tip)) => (own, text, prev, Some(tip)),
+            None => {
+                let Some((own, text)) = self.own.next_pending() else {
+                    return;
+                };
+                (
+                    own,
+                    text.to_vec(),
+                    self.history.tail_for_append().to_vec(),
+                    None,
+                )
+            }
         };
-        let text = text.to_vec();
         let id = self.next_job;
         self.next_job += 1;
         self.mining = Some(MiningJob {
             id,
             own,
             started: now,
+            on_rival,
         });
         // After losing races, wait a random while first (binary exponential
         // backoff, as on a shared Ethernet): when many nodes have chats
@@ -509,7 +534,7 @@ impl<S: Store> Node<S> {
         };
         self.outbox.push_back(Action::StartMining {
             job: id,
-            prev: self.history.tail_for_append().to_vec(),
+            prev,
             text,
             delay,
         });
@@ -537,8 +562,22 @@ impl<S: Store> Node<S> {
         let Some(chat) = chat else { return };
         self.mining = None;
         self.last_job = Some(JobReport { tries, elapsed });
+        // The chat extends our history, or the rival it was mined on, which
+        // with it is longer than ours and replaces it.
+        let fork = match running.on_rival {
+            None => self.history.len(),
+            Some(tip) => {
+                let Some(rival) = self.rival.take().filter(|r| Tip::of(r) == tip) else {
+                    return;
+                };
+                let fork = self.history.common_prefix_len(&rival);
+                self.history = rival;
+                fork
+            }
+        };
         let index = self.history.len();
         self.history.push(&chat);
+        self.rival = None;
         self.archive = None;
         self.delivered_by_source.clear();
         self.own.mined(running.own, *chat.digest(), index);
@@ -546,7 +585,10 @@ impl<S: Store> Node<S> {
         // between, the copy is known and is not mined a second time if it
         // is in the file, and is mined again if it is not.
         self.save_own();
-        self.save_history(index);
+        self.save_history(fork);
+        if fork < index {
+            self.own.reconcile(&self.history, fork);
+        }
         self.print(format!(
             "#{index} {} (mined: {tries} tries in {:.1} ms, {:.1} MH/s)",
             crate::verify::printable(chat.text()),
@@ -634,6 +676,13 @@ impl<S: Store> Node<S> {
             data_dir: &self.config.data_dir,
         })
     }
+}
+
+/// A history as an ArchiveResponse, to be shared by every send.
+fn encode_archive(history: &History) -> Arc<[u8]> {
+    let mut bytes = Vec::with_capacity(history.archive_len());
+    history.encode_archive(&mut bytes);
+    bytes.into()
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! when any of them is. So a copy that comes back (a fork is undone) is not
 //! mined a third time, and no chat is ever lost or doubled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use wire::{DIGEST_LEN, History};
 
@@ -87,6 +87,27 @@ impl OwnChats {
         let chat = &mut self.chats[id];
         chat.copies.push(digest);
         chat.place = Place::InHistory(index);
+    }
+
+    /// The own chat placed earliest at `from` or later in our history of
+    /// which `other` (a fork from ours at `from`) holds no copy.
+    pub fn first_missing(&self, other: &History, from: usize) -> Option<(OwnId, &[u8])> {
+        let theirs: HashSet<Digest> = (from..other.len())
+            .map(|i| *other.chat(i).expect("in range").digest())
+            .collect();
+        self.chats
+            .iter()
+            .enumerate()
+            .filter_map(|(id, c)| match c.place {
+                Place::InHistory(i)
+                    if i >= from && !c.copies.iter().any(|d| theirs.contains(d)) =>
+                {
+                    Some((i, id))
+                }
+                _ => None,
+            })
+            .min()
+            .map(|(_, id)| (id, self.chats[id].text.as_slice()))
     }
 
     /// The history changed from chat `from` on: finds again every own chat

@@ -381,12 +381,21 @@ fn a_stale_mining_result_is_dropped() {
     assert_eq!(h.node.history(), &other);
 }
 
+/// A chat mined on `base` whose digest is lower (or higher) than `than`'s.
+fn rival_chat(miner: &Miner, base: &History, than: &Chat, lower: bool) -> Chat {
+    (0..)
+        .map(|i| mine(miner, base, &format!("theirs {i}")))
+        .find(|c| (c.digest() < than.digest()) == lower)
+        .expect("digests are random")
+}
+
 #[test]
-fn equal_length_forks_settle_on_the_lower_digest_and_the_loser_mines_again() {
+fn an_equal_length_fork_is_ignored_and_a_winning_one_is_mined_on() {
     let miner = Miner::new(1);
     let base = extend(&miner, &History::new(), &["base"]);
     let mut h = Harness::new(base.clone());
     let conn = h.connect(1, ip(2), Direction::Outbound);
+    let other = h.connect(2, ip(3), Direction::Outbound);
     let job = started_mining(&h.handle(Event::Command(crate::command::Command::Chat(
         b"ours".to_vec(),
     ))))[0]
@@ -400,22 +409,61 @@ fn equal_length_forks_settle_on_the_lower_digest_and_the_loser_mines_again() {
     });
     let mut mine_side = base.clone();
     mine_side.push(&ours);
-    // A rival chat on the same base; pick one whose digest orders either way.
-    let rival = mine(&miner, &base, "theirs");
-    let mut their_side = base.clone();
-    their_side.push(&rival);
-    let actions = h.answer(conn, &their_side);
-    if rival.digest() < ours.digest() {
-        assert_eq!(h.node.history(), &their_side);
-        assert_eq!(h.node.own().pending(), 1);
-        assert_eq!(started_mining(&actions).len(), 1);
-    } else {
-        // Ours stays; the peer was sent it when we mined it, and switches
-        // when that arrives.
-        assert_eq!(h.node.history(), &mine_side);
-        assert!(archives_to(&actions).is_empty());
-        assert!(started_mining(&actions).is_empty());
-    }
+
+    // A fork of the same length that loses the tie-break: ignored; the
+    // peer was sent ours when we mined it.
+    let mut losing = base.clone();
+    losing.push(&rival_chat(&miner, &base, &ours, false));
+    let actions = h.answer(conn, &losing);
+    assert_eq!(h.node.history(), &mine_side);
+    assert!(archives_to(&actions).is_empty() && started_mining(&actions).is_empty());
+
+    // One that wins: still not adopted, but relayed, and our chat, which it
+    // lacks, is mined again on top of it.
+    let mut winning = base.clone();
+    winning.push(&rival_chat(&miner, &base, &ours, true));
+    let actions = h.receive(conn, Message::ArchiveResponse(winning.clone()));
+    assert_eq!(h.node.history(), &mine_side);
+    assert_eq!(archives_to(&actions), [other]);
+    let [(job, prev, text)] = &started_mining(&actions)[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        (prev.as_slice(), text.as_slice()),
+        (winning.tail_for_append(), &b"ours"[..])
+    );
+
+    // Mined: the fork plus our chat is longer than both sides, and ours.
+    let again = mine(&miner, &winning, "ours");
+    let actions = h.handle(Event::Mined {
+        job: *job,
+        chat: Some(again.clone()),
+        tries: 1,
+        elapsed: Duration::from_millis(1),
+    });
+    let mut merged = winning.clone();
+    merged.push(&again);
+    assert_eq!(h.node.history(), &merged);
+    assert_eq!(h.node.own().pending(), 0);
+    assert_eq!(archives_to(&actions), [conn, other]);
+    miner::validate(h.node.history()).expect("valid");
+}
+
+#[test]
+fn a_winning_fork_without_our_chats_leaves_our_history_alone() {
+    let miner = Miner::new(1);
+    let base = extend(&miner, &History::new(), &["base"]);
+    let ours = mine(&miner, &base, "someone's");
+    let mut held = base.clone();
+    held.push(&ours);
+    let mut h = Harness::new(held.clone());
+    let conn = h.connect(1, ip(2), Direction::Outbound);
+    let mut winning = base.clone();
+    winning.push(&rival_chat(&miner, &base, &ours, true));
+    let actions = h.answer(conn, &winning);
+    assert_eq!(h.node.history(), &held);
+    assert!(started_mining(&actions).is_empty());
+    assert_eq!(h.node.store.history_saves, Vec::<usize>::new());
 }
 
 #[test]
