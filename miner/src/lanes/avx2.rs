@@ -26,22 +26,6 @@ pub(super) fn run<T: LaneTask>(task: T) -> T::Output {
 #[derive(Clone, Copy)]
 struct Avx2([__m256i; VECTORS]);
 
-/// Builds an `Avx2` from one expression per vector, in a loop rather than
-/// a closure: a closure is a function of its own, compiled without AVX2,
-/// into which the intrinsics would not be inlined.
-macro_rules! per_vector {
-    ($j:ident => $e:expr) => {{
-        let mut out = [{
-            let $j = 0;
-            $e
-        }; VECTORS];
-        for $j in 1..VECTORS {
-            out[$j] = $e;
-        }
-        Avx2(out)
-    }};
-}
-
 impl Lanes for Avx2 {
     const WIDTH: usize = 8 * VECTORS;
 
@@ -56,14 +40,14 @@ impl Lanes for Avx2 {
         // SAFETY: see `Avx2`.
         let ids = unsafe { _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7) };
         // SAFETY: see `Avx2`.
-        per_vector!(j => unsafe { _mm256_add_epi32(ids, _mm256_set1_epi32(8 * j as i32)) })
+        per_vector!(Avx2, j => unsafe { _mm256_add_epi32(ids, _mm256_set1_epi32(8 * j as i32)) })
     }
 
     #[inline(always)]
     fn load(words: &[u32]) -> Self {
         assert_eq!(words.len(), Self::WIDTH);
         // SAFETY: see `Avx2`; the assert keeps the unaligned loads in bounds.
-        per_vector!(j => unsafe { _mm256_loadu_si256(words.as_ptr().add(8 * j).cast()) })
+        per_vector!(Avx2, j => unsafe { _mm256_loadu_si256(words.as_ptr().add(8 * j).cast()) })
     }
 
     #[inline(always)]
@@ -78,13 +62,13 @@ impl Lanes for Avx2 {
     #[inline(always)]
     fn add(self, other: Self) -> Self {
         // SAFETY: see `Avx2`.
-        per_vector!(j => unsafe { _mm256_add_epi32(self.0[j], other.0[j]) })
+        per_vector!(Avx2, j => unsafe { _mm256_add_epi32(self.0[j], other.0[j]) })
     }
 
     #[inline(always)]
     fn f(b: Self, c: Self, d: Self) -> Self {
         // SAFETY: see `Avx2`.
-        per_vector!(j => unsafe {
+        per_vector!(Avx2, j => unsafe {
             let (b, c, d) = (b.0[j], c.0[j], d.0[j]);
             _mm256_xor_si256(d, _mm256_and_si256(b, _mm256_xor_si256(c, d)))
         })
@@ -93,7 +77,7 @@ impl Lanes for Avx2 {
     #[inline(always)]
     fn g(b: Self, c: Self, d: Self) -> Self {
         // SAFETY: see `Avx2`.
-        per_vector!(j => unsafe {
+        per_vector!(Avx2, j => unsafe {
             let (b, c, d) = (b.0[j], c.0[j], d.0[j]);
             _mm256_xor_si256(c, _mm256_and_si256(d, _mm256_xor_si256(b, c)))
         })
@@ -102,7 +86,7 @@ impl Lanes for Avx2 {
     #[inline(always)]
     fn h(b: Self, c: Self, d: Self) -> Self {
         // SAFETY: see `Avx2`.
-        per_vector!(j => unsafe {
+        per_vector!(Avx2, j => unsafe {
             let (b, c, d) = (b.0[j], c.0[j], d.0[j]);
             _mm256_xor_si256(b, _mm256_xor_si256(c, d))
         })
@@ -111,7 +95,7 @@ impl Lanes for Avx2 {
     #[inline(always)]
     fn i(b: Self, c: Self, d: Self) -> Self {
         // SAFETY: see `Avx2`.
-        per_vector!(j => unsafe {
+        per_vector!(Avx2, j => unsafe {
             let (b, c, d) = (b.0[j], c.0[j], d.0[j]);
             let not_d = _mm256_xor_si256(d, _mm256_set1_epi32(-1));
             _mm256_xor_si256(c, _mm256_or_si256(b, not_d))
@@ -122,7 +106,7 @@ impl Lanes for Avx2 {
     fn rotl<const L: i32, const R: i32>(self) -> Self {
         const { assert!(L + R == 32) };
         // SAFETY: see `Avx2`.
-        per_vector!(j => unsafe {
+        per_vector!(Avx2, j => unsafe {
             let x = self.0[j];
             if L == 16 {
                 // Swapping the halves of each lane is one shuffle, not three ops.

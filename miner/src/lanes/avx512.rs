@@ -26,29 +26,13 @@ pub(super) fn run<T: LaneTask>(task: T) -> T::Output {
 #[derive(Clone, Copy)]
 struct Avx512([__m512i; VECTORS]);
 
-/// Builds an `Avx512` from one expression per vector, in a loop rather
-/// than a closure: a closure is a function of its own, compiled without
-/// AVX-512, into which the intrinsics would not be inlined.
-macro_rules! per_vector {
-    ($j:ident => $e:expr) => {{
-        let mut out = [{
-            let $j = 0;
-            $e
-        }; VECTORS];
-        for $j in 1..VECTORS {
-            out[$j] = $e;
-        }
-        Avx512(out)
-    }};
-}
-
 impl Avx512 {
     /// Applies the three-input boolean function whose truth table is `T`
     /// (bit `4b + 2c + d` is the result for inputs `b, c, d`).
     #[inline(always)]
     fn logic<const T: i32>(b: Self, c: Self, d: Self) -> Self {
         // SAFETY: see `Avx512`.
-        per_vector!(j => unsafe { _mm512_ternarylogic_epi32::<T>(b.0[j], c.0[j], d.0[j]) })
+        per_vector!(Avx512, j => unsafe { _mm512_ternarylogic_epi32::<T>(b.0[j], c.0[j], d.0[j]) })
     }
 }
 
@@ -67,14 +51,14 @@ impl Lanes for Avx512 {
         let ids =
             unsafe { _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) };
         // SAFETY: see `Avx512`.
-        per_vector!(j => unsafe { _mm512_add_epi32(ids, _mm512_set1_epi32(16 * j as i32)) })
+        per_vector!(Avx512, j => unsafe { _mm512_add_epi32(ids, _mm512_set1_epi32(16 * j as i32)) })
     }
 
     #[inline(always)]
     fn load(words: &[u32]) -> Self {
         assert_eq!(words.len(), Self::WIDTH);
         // SAFETY: see `Avx512`; the assert keeps the unaligned loads in bounds.
-        per_vector!(j => unsafe { _mm512_loadu_si512(words.as_ptr().add(16 * j).cast()) })
+        per_vector!(Avx512, j => unsafe { _mm512_loadu_si512(words.as_ptr().add(16 * j).cast()) })
     }
 
     #[inline(always)]
@@ -89,7 +73,7 @@ impl Lanes for Avx512 {
     #[inline(always)]
     fn add(self, other: Self) -> Self {
         // SAFETY: see `Avx512`.
-        per_vector!(j => unsafe { _mm512_add_epi32(self.0[j], other.0[j]) })
+        per_vector!(Avx512, j => unsafe { _mm512_add_epi32(self.0[j], other.0[j]) })
     }
 
     #[inline(always)]
@@ -116,7 +100,7 @@ impl Lanes for Avx512 {
     fn rotl<const L: i32, const R: i32>(self) -> Self {
         const { assert!(L + R == 32) };
         // SAFETY: see `Avx512`.
-        per_vector!(j => unsafe { _mm512_rol_epi32::<L>(self.0[j]) })
+        per_vector!(Avx512, j => unsafe { _mm512_rol_epi32::<L>(self.0[j]) })
     }
 
     #[inline(always)]

@@ -2,6 +2,24 @@
 //! once, generic over a [`Lanes`] vector type (portable scalar, AVX2,
 //! AVX-512), and the [`Kernel`] that picks the best type at run time.
 
+/// Builds the vector wrapper `$wrap([...; VECTORS])` from one expression
+/// per vector, in a loop rather than a closure: a closure is a function of
+/// its own, compiled without the kernel's target features, into which the
+/// intrinsics would not be inlined. `VECTORS` is the calling module's.
+#[cfg(target_arch = "x86_64")]
+macro_rules! per_vector {
+    ($wrap:ident, $j:ident => $e:expr) => {{
+        let mut out = [{
+            let $j = 0;
+            $e
+        }; VECTORS];
+        for $j in 1..VECTORS {
+            out[$j] = $e;
+        }
+        $wrap(out)
+    }};
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
