@@ -411,51 +411,40 @@ fn a_port_in_use_exits_1_with_one_clear_line() {
     let addr = net.addr(1);
     let _taken = TcpListener::bind((addr, net.port())).expect("binding the port first");
     let dir = tempfile::tempdir().unwrap();
-    let port = net.port().to_string();
+    let err = fails_to_start(addr, net.port(), dir.path());
+    assert!(
+        err.contains(&format!("cannot listen on {addr}:{}", net.port())) && err.contains("in use"),
+        "{err}"
+    );
+}
+
+/// Starts a node that must not start: it exits 1 with one line on stderr
+/// (returned) and never says it is listening.
+fn fails_to_start(addr: std::net::Ipv4Addr, port: u16, data_dir: &std::path::Path) -> String {
     let out = run_to_exit(
         [
             "--bind",
             &addr.to_string(),
             "--port",
-            &port,
+            &port.to_string(),
             "--data-dir",
-            &dir.path().display().to_string(),
+            &data_dir.display().to_string(),
         ],
         WAIT,
     );
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(
-        err.contains(&format!("cannot listen on {addr}:{port}")) && err.contains("in use"),
-        "{err}"
-    );
-    assert!(
-        !String::from_utf8_lossy(&out.stdout).contains("listening on"),
-        "{:?}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("listening on"), "{stdout:?}");
+    err
 }
 
 #[test]
 fn a_data_directory_in_use_exits_1() {
     let net = Net::new(FILE, 9);
     let a = net.node(1, &[]);
-    let port = net.port().to_string();
-    let out = run_to_exit(
-        [
-            "--bind",
-            &net.addr(2).to_string(),
-            "--port",
-            &port,
-            "--data-dir",
-            &a.data_dir().display().to_string(),
-        ],
-        WAIT,
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    let err = fails_to_start(net.addr(2), net.port(), &a.data_dir());
     assert!(err.contains("is in use by another node"), "{err}");
     // The peer on the wire is unaffected.
     assert_eq!(net.archive(100, 1).len(), 0);

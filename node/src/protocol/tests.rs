@@ -93,6 +93,23 @@ impl Harness {
         std::iter::from_fn(|| self.node.poll_action()).collect()
     }
 
+    /// `chat TEXT` typed at the prompt.
+    fn chat(&mut self, text: &str) -> Vec<Action> {
+        self.handle(Event::Command(crate::command::Command::Chat(
+            text.as_bytes().to_vec(),
+        )))
+    }
+
+    /// Mining job `job` found `chat`.
+    fn mined(&mut self, job: u64, chat: &Chat) -> Vec<Action> {
+        self.handle(Event::Mined {
+            job,
+            chat: Some(chat.clone()),
+            tries: 1,
+            elapsed: Duration::from_millis(1),
+        })
+    }
+
     fn advance(&mut self, by: Duration) -> Vec<Action> {
         self.now += by;
         self.handle(Event::Tick)
@@ -286,9 +303,7 @@ fn mining_restarts_on_a_changed_history_and_a_displaced_own_chat_is_mined_again(
     let mut h = Harness::new(base.clone());
     let conn = h.connect(1, ip(2), Direction::Outbound);
 
-    let actions = h.handle(Event::Command(crate::command::Command::Chat(
-        b"mine".to_vec(),
-    )));
+    let actions = h.chat("mine");
     let [(job, prev, text)] = &started_mining(&actions)[..] else {
         panic!("{actions:?}")
     };
@@ -312,12 +327,7 @@ fn mining_restarts_on_a_changed_history_and_a_displaced_own_chat_is_mined_again(
 
     // The job finds its chat: appended, persisted, sent to the peer.
     let chat = mine(&miner, &grown, "mine");
-    let actions = h.handle(Event::Mined {
-        job: *job,
-        chat: Some(chat.clone()),
-        tries: 1000,
-        elapsed: Duration::from_millis(1),
-    });
+    let actions = h.mined(*job, &chat);
     assert_eq!(h.node.history().len(), 3);
     assert_eq!(archives_to(&actions), [conn]);
     assert_eq!(h.node.own().pending(), 0);
@@ -342,17 +352,10 @@ fn an_own_chat_that_comes_back_in_a_longer_history_is_not_mined_twice() {
     let base = extend(&miner, &History::new(), &["zero"]);
     let mut h = Harness::new(base.clone());
     let conn = h.connect(1, ip(2), Direction::Outbound);
-    let actions = h.handle(Event::Command(crate::command::Command::Chat(
-        b"mine".to_vec(),
-    )));
+    let actions = h.chat("mine");
     let job = started_mining(&actions)[0].0;
     let chat = mine(&miner, &base, "mine");
-    h.handle(Event::Mined {
-        job,
-        chat: Some(chat.clone()),
-        tries: 1,
-        elapsed: Duration::from_millis(1),
-    });
+    h.mined(job, &chat);
     let mut with_ours = base.clone();
     with_ours.push(&chat);
     let longer = extend(&miner, &with_ours, &["after"]);
@@ -366,18 +369,11 @@ fn a_stale_mining_result_is_dropped() {
     let miner = Miner::new(1);
     let mut h = Harness::new(History::new());
     let conn = h.connect(1, ip(2), Direction::Outbound);
-    let job =
-        started_mining(&h.handle(Event::Command(crate::command::Command::Chat(b"a".to_vec()))))[0]
-            .0;
+    let job = started_mining(&h.chat("a"))[0].0;
     let other = extend(&miner, &History::new(), &["b"]);
     h.answer(conn, &other);
     let stale = mine(&miner, &History::new(), "a");
-    h.handle(Event::Mined {
-        job,
-        chat: Some(stale),
-        tries: 1,
-        elapsed: Duration::from_millis(1),
-    });
+    h.mined(job, &stale);
     assert_eq!(h.node.history(), &other);
 }
 
@@ -396,17 +392,9 @@ fn an_equal_length_fork_is_ignored_and_a_winning_one_is_mined_on() {
     let mut h = Harness::new(base.clone());
     let conn = h.connect(1, ip(2), Direction::Outbound);
     let other = h.connect(2, ip(3), Direction::Outbound);
-    let job = started_mining(&h.handle(Event::Command(crate::command::Command::Chat(
-        b"ours".to_vec(),
-    ))))[0]
-        .0;
+    let job = started_mining(&h.chat("ours"))[0].0;
     let ours = mine(&miner, &base, "ours");
-    h.handle(Event::Mined {
-        job,
-        chat: Some(ours.clone()),
-        tries: 1,
-        elapsed: Duration::from_millis(1),
-    });
+    h.mined(job, &ours);
     let mut mine_side = base.clone();
     mine_side.push(&ours);
 
@@ -435,12 +423,7 @@ fn an_equal_length_fork_is_ignored_and_a_winning_one_is_mined_on() {
 
     // Mined: the fork plus our chat is longer than both sides, and ours.
     let again = mine(&miner, &winning, "ours");
-    let actions = h.handle(Event::Mined {
-        job: *job,
-        chat: Some(again.clone()),
-        tries: 1,
-        elapsed: Duration::from_millis(1),
-    });
+    let actions = h.mined(*job, &again);
     let mut merged = winning.clone();
     merged.push(&again);
     assert_eq!(h.node.history(), &merged);
