@@ -6,6 +6,8 @@
 //! own: two compressions a try.
 //!
 //! Every id is `<group>/<threads>`; the per-try groups run on one thread.
+//! `engine-avx2/1` (on CPUs whose best kernel is AVX-512) runs the engine
+//! with the AVX2 kernel, as a machine without AVX-512 would.
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -91,15 +93,21 @@ fn engine(c: &mut Criterion) {
     let prev = prev();
     let all = std::thread::available_parallelism().map_or(1, |n| n.get());
     const TRIES_PER_ITER: u64 = 1 << 24;
-    for (group_name, text, threads) in [
-        ("engine", TEXT, vec![("1", 1), ("all", all)]),
-        ("engine-2block", TEXT_2BLOCK, vec![("1", 1)]),
-    ] {
+    let mut setups = vec![
+        ("engine", TEXT, vec![("1", 1), ("all", all)], Kernel::best()),
+        ("engine-2block", TEXT_2BLOCK, vec![("1", 1)], Kernel::best()),
+    ];
+    // Where AVX-512 is the best kernel, the AVX2 engine too, for comparison
+    // with machines that have only AVX2.
+    if Kernel::best() != Kernel::Avx2 && Kernel::Avx2.is_supported() {
+        setups.push(("engine-avx2", TEXT, vec![("1", 1)], Kernel::Avx2));
+    }
+    for (group_name, text, threads, kernel) in setups {
         let mut group = c.benchmark_group(group_name);
         group.throughput(Throughput::Elements(TRIES_PER_ITER));
         group.sample_size(10);
         for (id, threads) in threads {
-            let miner = Miner::new(threads);
+            let miner = Miner::with_kernel(threads, kernel);
             let rate = Cell::new(1e8);
             group.bench_function(id, |b| {
                 b.iter_custom(|iters| {
