@@ -12,7 +12,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Net, Node, WAIT, fixture, poll};
+use support::{Net, Node, WAIT, fixture, poll, proc_kb};
 
 fn main() {
     propagation();
@@ -80,16 +80,8 @@ fn propagation() {
 
 /// Resident and peak resident memory of a process, in bytes.
 fn memory_of(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("reading /proc");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().trim_end_matches(" kB").parse::<u64>().ok())
-            .map(|kb| kb * 1024)
-            .expect("a /proc status field")
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    let field = |name| proc_kb(pid, name).expect("a /proc status field") * 1024;
+    (field("VmRSS"), field("VmHWM"))
 }
 
 fn memory() {

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use socket2::{Domain, Protocol, Socket, Type};
-use support::{Net, Node, WAIT, fixture, status_field};
+use support::{Net, Node, WAIT, fixture, proc_kb};
 use wire::{Chat, Decoder, History, Message};
 
 /// This file's id in the address plan of `support`.
@@ -87,14 +87,8 @@ fn start(net: &Net, args: &[&str]) -> (Node, Arc<Vec<u8>>) {
     let archive = fixture_bytes("history-1k.bin");
     let mut pusher = net.peer(PUSHER, 1);
     pusher.send_raw(&archive);
-    let adopted = support::poll(WAIT, || {
-        let status = node.status();
-        status_field(&status, "history")
-            .is_some_and(|h| h.starts_with("1000 chats"))
-            .then_some(())
-    });
     assert!(
-        adopted.is_some(),
+        node.wait_history_len(1000),
         "the node did not adopt the 1k history: {:?}",
         node.status()
     );
@@ -123,19 +117,6 @@ fn assert_history_unchanged(net: &Net, archive: &[u8]) {
 /// Lines of the node's log (stderr) that contain `needle`.
 fn log_count(node: &Node, needle: &str) -> usize {
     node.stderr().lines().filter(|l| l.contains(needle)).count()
-}
-
-/// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`).
-fn proc_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|line| {
-        line.strip_prefix(field)?
-            .strip_prefix(':')?
-            .trim()
-            .strip_suffix(" kB")?
-            .parse()
-            .ok()
-    })
 }
 
 /// Set when dropped, also when a test fails early: a flag that tells the
@@ -1039,14 +1020,8 @@ fn invalid_equal_and_shorter_histories_are_ignored_and_the_connection_kept() {
     // Not a connection whose archives are ignored anyway: a valid longer
     // history sent on it now is adopted.
     peer.send_raw(&archive_of(&extension));
-    let adopted = support::poll(WAIT, || {
-        let status = node.status();
-        status_field(&status, "history")
-            .is_some_and(|h| h.starts_with("1001 chats"))
-            .then_some(())
-    });
     assert!(
-        adopted.is_some(),
+        node.wait_history_len(1001),
         "the valid extension was not adopted: {:?}",
         node.status()
     );
@@ -1217,13 +1192,7 @@ fn a_connection_flood_is_capped_and_established_peers_keep_working() {
     let (mut node, archive) = start(&net, &["--max-inbound", &MAX_INBOUND.to_string()]);
     // An established node peer too, which got the history from this one.
     let mut other = net.node(2, &["--peer", &net.addr(1).to_string()]);
-    let synced = support::poll(WAIT, || {
-        let status = other.status();
-        status_field(&status, "history")
-            .is_some_and(|h| h.starts_with("1000 chats"))
-            .then_some(())
-    });
-    assert!(synced.is_some(), "{:?}", other.status());
+    assert!(other.wait_history_len(1000), "{:?}", other.status());
     // Both dial each other (a node dials back who connects to it): wait
     // until one connection is left.
     let (a, b) = (net.addr(1), net.addr(2));

@@ -489,6 +489,19 @@ impl Node {
         }
     }
 
+    /// Polls `status` until the history holds `chats` chats; false after
+    /// [`WAIT`].
+    pub fn wait_history_len(&mut self, chats: usize) -> bool {
+        let prefix = format!("{chats} chats");
+        poll(WAIT, || {
+            let status = self.status();
+            status_field(&status, "history")
+                .is_some_and(|h| h.starts_with(&prefix))
+                .then_some(())
+        })
+        .is_some()
+    }
+
     /// The lines of `status`.
     pub fn status(&mut self) -> Vec<String> {
         let lines = self.query(&["status"]);
@@ -623,6 +636,19 @@ impl Drop for Node {
             );
         }
     }
+}
+
+/// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`).
+pub fn proc_kb(pid: u32, field: &str) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| {
+        line.strip_prefix(field)?
+            .strip_prefix(':')?
+            .trim()
+            .strip_suffix(" kB")?
+            .parse()
+            .ok()
+    })
 }
 
 /// The value of a `status` line, e.g. `status_field(&lines, "history")`.
