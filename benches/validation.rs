@@ -7,18 +7,14 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use rayon::prelude::*;
 use std::hint::black_box;
-use wire::{History, Message};
+use wire::History;
 
 fn fixture_100k() -> History {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/fixtures/history-100k.bin"
     );
-    let bytes = std::fs::read(path).expect("fixture");
-    match wire::decode(&bytes).expect("decodes") {
-        Message::ArchiveResponse(history) => history,
-        _ => unreachable!("the fixture is an ArchiveResponse"),
-    }
+    wire::decode_archive(&std::fs::read(path).expect("fixture")).expect("an ArchiveResponse")
 }
 
 fn pool(threads: usize) -> rayon::ThreadPool {

@@ -68,10 +68,7 @@ fn fixture_bytes(name: &str) -> Vec<u8> {
 }
 
 fn decode_history(bytes: &[u8]) -> History {
-    match wire::decode(bytes).expect("a fixture decodes") {
-        Message::ArchiveResponse(history) => history,
-        other => panic!("not an ArchiveResponse: {other:?}"),
-    }
+    wire::decode_archive(bytes).expect("a fixture decodes")
 }
 
 fn archive_of(history: &History) -> Vec<u8> {

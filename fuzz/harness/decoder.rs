@@ -144,7 +144,9 @@ fn check_error(err: &DecodeError, stream: &[u8], start: usize, max_message: usiz
                 assert!(message.encoded_len() > max, "{message:?} refused");
             }
         }
-        DecodeError::Truncated { .. } | DecodeError::TrailingBytes { .. } => {
+        DecodeError::Truncated { .. }
+        | DecodeError::TrailingBytes { .. }
+        | DecodeError::UnexpectedType { .. } => {
             panic!("{err:?} from a Decoder: only `decode` returns it")
         }
     }

@@ -9,10 +9,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn history(bytes: &[u8]) -> History {
-    match decode(bytes).expect("decodes") {
-        Message::ArchiveResponse(history) => history,
-        other => panic!("not an ArchiveResponse: {other:?}"),
-    }
+    wire::decode_archive(bytes).expect("an ArchiveResponse")
 }
 
 #[test]

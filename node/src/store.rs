@@ -237,10 +237,7 @@ mod tests {
             "/../tests/fixtures/history-1k.bin"
         ))
         .unwrap();
-        match wire::decode(&bytes).unwrap() {
-            wire::Message::ArchiveResponse(h) => h,
-            _ => unreachable!(),
-        }
+        wire::decode_archive(&bytes).unwrap()
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use wire::{History, Message};
+use wire::History;
 
 /// Exit status of a file that decodes but holds an invalid history.
 const INVALID: u8 = 1;
@@ -38,13 +38,7 @@ pub fn run(file: &Path) -> ExitCode {
 
 fn load(file: &Path) -> Result<History, String> {
     let bytes = std::fs::read(file).map_err(|e| e.to_string())?;
-    match wire::decode(&bytes).map_err(|e| e.to_string())? {
-        Message::ArchiveResponse(history) => Ok(history),
-        other => Err(format!(
-            "holds a {:?} message, not an ArchiveResponse (type byte 0x04)",
-            other.message_type()
-        )),
-    }
+    wire::decode_archive(&bytes).map_err(|e| e.to_string())
 }
 
 /// Chat text for a terminal: bytes from other peers may be anything, so

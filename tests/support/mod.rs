@@ -50,10 +50,8 @@ pub fn fixture(name: &str) -> PathBuf {
 /// The PROTOCOL.md test vector: the ArchiveResponse bytes and its history.
 pub fn vector() -> (Vec<u8>, History) {
     let bytes = fs::read(fixture("vector.bin")).expect("reading tests/fixtures/vector.bin");
-    match wire::decode(&bytes).expect("the vector decodes") {
-        Message::ArchiveResponse(history) => (bytes, history),
-        other => panic!("vector.bin holds {other:?}"),
-    }
+    let history = wire::decode_archive(&bytes).expect("the vector decodes");
+    (bytes, history)
 }
 
 /// The texts of the vector's chats, in order.

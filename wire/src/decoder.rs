@@ -371,3 +371,16 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
         }),
     }
 }
+
+/// Decodes exactly one ArchiveResponse from `bytes` (see [`decode`]) and
+/// returns its history; any other message is
+/// [`DecodeError::UnexpectedType`].
+pub fn decode_archive(bytes: &[u8]) -> Result<History, DecodeError> {
+    match decode(bytes)? {
+        Message::ArchiveResponse(history) => Ok(history),
+        other => Err(DecodeError::UnexpectedType {
+            expected: MessageType::ArchiveResponse,
+            found: other.message_type(),
+        }),
+    }
+}

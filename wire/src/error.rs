@@ -14,6 +14,12 @@ pub enum DecodeError {
     Truncated { offset: u64, inside: String },
     /// A whole message was decoded but bytes follow it, from `offset`.
     TrailingBytes { offset: u64 },
+    /// A whole message was decoded, but not of the type the caller asked
+    /// for (see [`decode_archive`](crate::decode_archive)).
+    UnexpectedType {
+        expected: crate::MessageType,
+        found: crate::MessageType,
+    },
 }
 
 impl fmt::Display for DecodeError {
@@ -32,6 +38,11 @@ impl fmt::Display for DecodeError {
             DecodeError::TrailingBytes { offset } => {
                 write!(f, "unexpected bytes after the message, from byte {offset}")
             }
+            DecodeError::UnexpectedType { expected, found } => write!(
+                f,
+                "holds a {found:?} message (type byte 0x{:02x}), not an {expected:?} (0x{:02x})",
+                *found as u8, *expected as u8
+            ),
         }
     }
 }

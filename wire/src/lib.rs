@@ -12,7 +12,7 @@ mod history;
 mod message;
 
 pub use chat::{Chat, ChatRef, TextTooLong};
-pub use decoder::{DEFAULT_MAX_MESSAGE, Decoder, decode};
+pub use decoder::{DEFAULT_MAX_MESSAGE, Decoder, decode, decode_archive};
 pub use error::DecodeError;
 pub use history::History;
 pub use message::{Message, MessageType};
