@@ -896,19 +896,6 @@ fn an_oversized_message_is_cut_off_when_it_crosses_the_limit() {
     );
 }
 
-/// Mines `text` as the next chat of `history`.
-fn mine_on(history: &History, text: &str) -> Chat {
-    miner::Miner::new(1)
-        .mine(
-            history.tail_for_append(),
-            text.as_bytes(),
-            miner::NETWORK_DIFFICULTY,
-            &miner::CancelToken::new(),
-        )
-        .expect("mining is not cancelled")
-        .chat
-}
-
 #[test]
 fn invalid_equal_and_shorter_histories_are_ignored_and_the_connection_kept() {
     let _cpu = shared_cpu();
@@ -921,7 +908,7 @@ fn invalid_equal_and_shorter_histories_are_ignored_and_the_connection_kept() {
 
     // Longer, but the last chat's MD5 field is wrong (still two zero bytes).
     let wrong_md5 = {
-        let chat = mine_on(&ours, "a chat with a wrong MD5");
+        let chat = miner::Miner::new(1).mine_next(&ours, b"a chat with a wrong MD5");
         let mut digest = *chat.digest();
         digest[15] ^= 0x01;
         let mut history = ours.clone();
@@ -959,8 +946,9 @@ fn invalid_equal_and_shorter_histories_are_ignored_and_the_connection_kept() {
         let mut history = ours.clone();
         history.truncate(ours.len() - 1);
         let theirs = *ours.last().unwrap().digest();
+        let miner = miner::Miner::new(1);
         let chat = (0..)
-            .map(|n| mine_on(&history, &format!("an equal-length fork {n}")))
+            .map(|n| miner.mine_next(&history, format!("an equal-length fork {n}").as_bytes()))
             .find(|chat| *chat.digest() > theirs)
             .unwrap();
         history.push(&chat);

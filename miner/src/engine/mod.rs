@@ -107,10 +107,30 @@ impl Miner {
         Miner { pool, kernel }
     }
 
+    /// Mines `text` as the next chat of `history` at the network's
+    /// difficulty ([`NETWORK_DIFFICULTY`](crate::NETWORK_DIFFICULTY)), with
+    /// no way to cancel: for tests, benches and tools that build valid
+    /// histories. The chat is valid when pushed onto `history`.
+    ///
+    /// # Panics
+    /// If `text` is longer than 255 bytes.
+    pub fn mine_next(&self, history: &wire::History, text: &[u8]) -> Chat {
+        self.mine(
+            history.tail_for_append(),
+            text,
+            crate::NETWORK_DIFFICULTY,
+            &CancelToken::new(),
+        )
+        .expect("a job without a cancel token is never cancelled")
+        .chat
+    }
+
+    /// Threads in the pool.
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
     }
 
+    /// The kernel the workers run.
     pub fn kernel(&self) -> Kernel {
         self.kernel
     }

@@ -3,7 +3,7 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use miner::{CancelToken, Miner};
+use miner::Miner;
 use wire::{Chat, History, Message};
 
 use super::*;
@@ -27,23 +27,11 @@ impl Store for MemStore {
     }
 }
 
-pub fn mine(miner: &Miner, history: &History, text: &str) -> Chat {
-    miner
-        .mine(
-            history.tail_for_append(),
-            text.as_bytes(),
-            16,
-            &CancelToken::new(),
-        )
-        .expect("not cancelled")
-        .chat
-}
-
 /// A valid history of `texts` on top of `base`.
 pub fn extend(miner: &Miner, base: &History, texts: &[&str]) -> History {
     let mut history = base.clone();
     for text in texts {
-        let chat = mine(miner, &history, text);
+        let chat = miner.mine_next(&history, text.as_bytes());
         history.push(&chat);
     }
     history
@@ -326,7 +314,7 @@ fn mining_restarts_on_a_changed_history_and_a_displaced_own_chat_is_mined_again(
     assert_eq!(prev.as_slice(), grown.tail_for_append());
 
     // The job finds its chat: appended, persisted, sent to the peer.
-    let chat = mine(&miner, &grown, "mine");
+    let chat = miner.mine_next(&grown, b"mine");
     let actions = h.mined(*job, &chat);
     assert_eq!(h.node.history().len(), 3);
     assert_eq!(archives_to(&actions), [conn]);
@@ -354,7 +342,7 @@ fn an_own_chat_that_comes_back_in_a_longer_history_is_not_mined_twice() {
     let conn = h.connect(1, ip(2), Direction::Outbound);
     let actions = h.chat("mine");
     let job = started_mining(&actions)[0].0;
-    let chat = mine(&miner, &base, "mine");
+    let chat = miner.mine_next(&base, b"mine");
     h.mined(job, &chat);
     let mut with_ours = base.clone();
     with_ours.push(&chat);
@@ -372,7 +360,7 @@ fn a_stale_mining_result_is_dropped() {
     let job = started_mining(&h.chat("a"))[0].0;
     let other = extend(&miner, &History::new(), &["b"]);
     h.answer(conn, &other);
-    let stale = mine(&miner, &History::new(), "a");
+    let stale = miner.mine_next(&History::new(), b"a");
     h.mined(job, &stale);
     assert_eq!(h.node.history(), &other);
 }
@@ -380,7 +368,7 @@ fn a_stale_mining_result_is_dropped() {
 /// A chat mined on `base` whose digest is lower (or higher) than `than`'s.
 fn rival_chat(miner: &Miner, base: &History, than: &Chat, lower: bool) -> Chat {
     (0..)
-        .map(|i| mine(miner, base, &format!("theirs {i}")))
+        .map(|i| miner.mine_next(base, format!("theirs {i}").as_bytes()))
         .find(|c| (c.digest() < than.digest()) == lower)
         .expect("digests are random")
 }
@@ -393,7 +381,7 @@ fn an_equal_length_fork_is_ignored_and_a_winning_one_is_mined_on() {
     let conn = h.connect(1, ip(2), Direction::Outbound);
     let other = h.connect(2, ip(3), Direction::Outbound);
     let job = started_mining(&h.chat("ours"))[0].0;
-    let ours = mine(&miner, &base, "ours");
+    let ours = miner.mine_next(&base, b"ours");
     h.mined(job, &ours);
     let mut mine_side = base.clone();
     mine_side.push(&ours);
@@ -422,7 +410,7 @@ fn an_equal_length_fork_is_ignored_and_a_winning_one_is_mined_on() {
     );
 
     // Mined: the fork plus our chat is longer than both sides, and ours.
-    let again = mine(&miner, &winning, "ours");
+    let again = miner.mine_next(&winning, b"ours");
     let actions = h.mined(*job, &again);
     let mut merged = winning.clone();
     merged.push(&again);
@@ -436,7 +424,7 @@ fn an_equal_length_fork_is_ignored_and_a_winning_one_is_mined_on() {
 fn a_winning_fork_without_our_chats_leaves_our_history_alone() {
     let miner = Miner::new(1);
     let base = extend(&miner, &History::new(), &["base"]);
-    let ours = mine(&miner, &base, "someone's");
+    let ours = miner.mine_next(&base, b"someone's");
     let mut held = base.clone();
     held.push(&ours);
     let mut h = Harness::new(held.clone());
