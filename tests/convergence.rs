@@ -242,8 +242,8 @@ fn a_kill_while_taking_a_large_archive_leaves_a_valid_history() {
         );
         miner::validate(&history).expect("a valid history after the restart");
         assert_eq!(
-            history.as_bytes(),
-            &large[5..5 + history.as_bytes().len()],
+            history.segments().collect::<Vec<_>>().concat(),
+            &large[5..5 + history.wire_len()],
             "a prefix of the fixture"
         );
     }

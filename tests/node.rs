@@ -111,8 +111,8 @@ fn a_chain_of_three_meshes_spreads_a_chat_and_a_latecomer_gets_everything() {
     let hist = d.wait_hist(SPREAD, |h| h.len() >= want.len());
     assert_eq!(hist, want, "history of the latecomer");
     assert_eq!(
-        net.archive(101, 4).as_bytes(),
-        net.archive(102, 1).as_bytes(),
+        net.archive(101, 4),
+        net.archive(102, 1),
         "the latecomer's history is A's, byte for byte"
     );
     let found = support::poll(Duration::from_secs(15), || {

@@ -6,7 +6,7 @@
 //! the checks start from (see [`check_validation`]), and then:
 //!
 //! - mode 0: the rest is chats laid back to back, parsed with
-//!   `History::from_whole_chats`;
+//!   `History::extend_from_wire`;
 //! - mode 1 (the PROTOCOL.md vector, 5 chats) and mode 2 (the first 1,000
 //!   chats of the network, `history-1k.bin`): byte 2 is how many of the
 //!   fixture's first chats to keep (see [`chats_to_keep`]), then every 4
@@ -43,10 +43,13 @@ pub fn run(data: &[u8]) {
                 return;
             };
             let fixture = if mode == 1 { VECTOR } else { HISTORY_1K };
-            let (mut original, dropped) = History::from_whole_chats(fixture[HEADER..].to_vec());
-            assert_eq!(dropped, 0);
+            let mut original = History::new();
+            assert_eq!(
+                original.extend_from_wire(&fixture[HEADER..]),
+                fixture.len() - HEADER
+            );
             original.truncate(chats_to_keep(original.len(), *keep));
-            let mut bytes = original.as_bytes().to_vec();
+            let mut bytes = original.segments().collect::<Vec<_>>().concat();
             for mutation in mutations.chunks_exact(4).take(MAX_MUTATIONS) {
                 mutate(&mut bytes, mutation.try_into().expect("4 bytes"));
             }
@@ -91,15 +94,19 @@ fn mutate(bytes: &mut Vec<u8>, [op, high, low, value]: [u8; 4]) {
 /// order, each framed by its length byte, then only a cut chat dropped; the
 /// windows; and an unchanged trip through an encoded ArchiveResponse.
 fn parse(bytes: &[u8]) -> History {
-    let (history, dropped) = History::from_whole_chats(bytes.to_vec());
-    let kept = history.as_bytes().len();
-    assert_eq!(kept + dropped, bytes.len());
-    assert_eq!(history.as_bytes(), &bytes[..kept]);
+    let mut history = History::new();
+    let kept = history.extend_from_wire(bytes);
+    let dropped = bytes.len() - kept;
+    assert_eq!(history.wire_len(), kept);
+    assert_eq!(
+        history.segments().collect::<Vec<_>>().concat(),
+        &bytes[..kept]
+    );
     let mut at = 0;
     for (index, chat) in history.iter().enumerate() {
         let chat = chat.as_bytes();
         assert_eq!(chat.len(), CHAT_OVERHEAD + usize::from(chat[0]));
-        assert_eq!(history.chat_range(index), at..at + chat.len());
+        assert_eq!(history.wire_offset(index), at);
         at += chat.len();
     }
     assert_eq!(at, kept);

@@ -77,7 +77,7 @@ impl DiskStore {
         let keep = if history.is_empty() {
             0
         } else {
-            (MAGIC.len() + history.as_bytes().len()) as u64
+            (MAGIC.len() + history.wire_len()) as u64
         };
         file.set_len(keep)?;
         if keep == 0 {
@@ -116,7 +116,8 @@ fn recover(path: &Path, mut bytes: Vec<u8>, notes: &mut Vec<String>) -> io::Resu
     }
     bytes.drain(..MAGIC.len());
     let total = bytes.len();
-    let (mut history, _) = History::from_whole_chats(bytes);
+    let mut history = History::new();
+    history.extend_from_wire(&bytes);
     if let Err(invalid) = miner::validate(&history) {
         notes.push(format!(
             "{}: {invalid}; keeping the {} chats before it",
@@ -125,7 +126,7 @@ fn recover(path: &Path, mut bytes: Vec<u8>, notes: &mut Vec<String>) -> io::Resu
         ));
         history.truncate(invalid.index);
     }
-    let dropped = total - history.as_bytes().len();
+    let dropped = total - history.wire_len();
     if dropped > 0 {
         notes.push(format!(
             "{}: recovered {} chats; dropped {dropped} bytes after them (an interrupted write)",
@@ -202,13 +203,11 @@ fn own_line(chat: &OwnChat) -> String {
 impl Store for DiskStore {
     fn save_history(&mut self, history: &History, from: usize) -> io::Result<()> {
         let from = from.min(self.stored);
-        let keep = if from == 0 {
-            0
-        } else {
-            history.chat_range(from - 1).end
-        };
+        let keep = history.wire_offset(from);
         self.history.set_len((MAGIC.len() + keep) as u64)?;
-        self.history.write_all(&history.as_bytes()[keep..])?;
+        for segment in history.segments_from(from) {
+            self.history.write_all(segment)?;
+        }
         self.history.sync_data()?;
         self.stored = history.len();
         Ok(())
@@ -282,7 +281,7 @@ mod tests {
         );
         assert_eq!(
             fs::metadata(&path).unwrap().len() as usize,
-            MAGIC.len() + rec.history.as_bytes().len()
+            MAGIC.len() + rec.history.wire_len()
         );
     }
 

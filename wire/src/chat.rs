@@ -10,7 +10,8 @@ pub struct Chat {
     digest: [u8; DIGEST_LEN],
 }
 
-/// A chat text longer than [`MAX_TEXT`] bytes cannot be encoded.
+/// A chat text longer than [`MAX_TEXT`] bytes cannot be encoded; holds the
+/// length given, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TextTooLong(pub usize);
 
@@ -23,6 +24,12 @@ impl fmt::Display for TextTooLong {
 impl std::error::Error for TextTooLong {}
 
 impl Chat {
+    /// A chat of `text` (any bytes, PROTOCOL.md), its 16-byte verification
+    /// code and its 16-byte MD5 digest. Nothing is checked but the length:
+    /// validity is the `miner` crate's business.
+    ///
+    /// # Errors
+    /// [`TextTooLong`] if `text` is longer than [`MAX_TEXT`] (255) bytes.
     pub fn new(
         text: impl Into<Vec<u8>>,
         code: [u8; CODE_LEN],
@@ -35,14 +42,18 @@ impl Chat {
         Ok(Chat { text, code, digest })
     }
 
+    /// The text, 0 to 255 bytes.
     pub fn text(&self) -> &[u8] {
         &self.text
     }
 
+    /// The verification code found by mining.
     pub fn code(&self) -> &[u8; CODE_LEN] {
         &self.code
     }
 
+    /// The MD5 digest of the chat's window (two zero bytes first in a
+    /// valid chat).
     pub fn digest(&self) -> &[u8; DIGEST_LEN] {
         &self.digest
     }
@@ -87,10 +98,12 @@ impl<'a> ChatRef<'a> {
         ChatRef { bytes }
     }
 
+    /// The text, 0 to 255 bytes.
     pub fn text(&self) -> &'a [u8] {
         &self.bytes[1..self.bytes.len() - CODE_LEN - DIGEST_LEN]
     }
 
+    /// The verification code.
     pub fn code(&self) -> &'a [u8; CODE_LEN] {
         let end = self.bytes.len() - DIGEST_LEN;
         self.bytes[end - CODE_LEN..end]
@@ -98,6 +111,7 @@ impl<'a> ChatRef<'a> {
             .expect("16 bytes")
     }
 
+    /// The MD5 digest field.
     pub fn digest(&self) -> &'a [u8; DIGEST_LEN] {
         self.bytes[self.bytes.len() - DIGEST_LEN..]
             .try_into()
@@ -109,6 +123,7 @@ impl<'a> ChatRef<'a> {
         self.bytes
     }
 
+    /// An owned copy.
     pub fn to_chat(&self) -> Chat {
         Chat {
             text: self.text().to_vec(),

@@ -1,6 +1,6 @@
 use std::net::Ipv4Addr;
 
-use crate::{CHAT_OVERHEAD, DecodeError, History, Message, MessageType};
+use crate::{CHAT_OVERHEAD, DecodeError, History, MAX_TEXT, Message, MessageType};
 
 /// Default largest message accepted by a [`Decoder`]: 64 MiB, room for an
 /// ArchiveResponse of about 870,000 chats of 45 characters.
@@ -10,26 +10,59 @@ pub const DEFAULT_MAX_MESSAGE: usize = 64 << 20;
 /// beyond it memory grows with the bytes actually received.
 const INITIAL_CAPACITY: usize = 4096;
 
-/// An incremental decoder: feed it bytes as they arrive, in chunks of any
-/// size, and it yields whole messages.
+/// The longest chat on the wire: length byte, 255 bytes of text, code and
+/// digest.
+const MAX_CHAT: usize = CHAT_OVERHEAD + MAX_TEXT;
+
+/// One piece of a decoded stream, as a [`FrameDecoder`] yields it.
 ///
-/// Every byte is looked at once (decoding n bytes costs O(n) however they
-/// are chunked), and memory grows with the bytes received, never with what a
-/// count field claims: a PeerList claiming 4,000,000,000 addresses followed
-/// by ten bytes holds ten bytes' worth. The size limit applies to bytes
-/// received too, so a lying count is caught by the caller's read timeout,
-/// and an oversized message is refused the moment it crosses the limit.
+/// Every message but an ArchiveResponse comes whole. An ArchiveResponse
+/// comes chat by chat, so that its receiver can compare, store or check
+/// each chat as it arrives instead of holding the whole message:
+/// `ArchiveStart`, then exactly `count` `Chat`s, then `ArchiveEnd`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame<'a> {
+    /// A whole message other than an ArchiveResponse.
+    Message(Message),
+    /// An ArchiveResponse begins; it claims `count` chats (a claim: the
+    /// chats are yielded as their bytes arrive).
+    ArchiveStart {
+        /// The chat count from the message's header.
+        count: u32,
+    },
+    /// The next chat of the ArchiveResponse in progress, in its wire form
+    /// `[u8 N][N bytes of text][16-byte code][16-byte digest]` (33 to 288
+    /// bytes). Borrowed from the decoder until its next call.
+    Chat(&'a [u8]),
+    /// The ArchiveResponse in progress has given all its chats.
+    ArchiveEnd,
+}
+
+/// An incremental decoder of the message stream at the level of
+/// [`Frame`]s: feed it bytes as they arrive, in chunks of any size.
+///
+/// Every byte is looked at once, and memory is bounded whatever the stream
+/// claims: a PeerList grows with the bytes received (a count of 4,000,000,000
+/// followed by ten bytes holds ten bytes' worth), and a chat of an archive
+/// is at most 288 bytes, handed out as soon as it is whole. A message
+/// larger than its limit is refused the moment it crosses it: archives
+/// count against `max_archive`, other messages against `max_message`.
 ///
 /// After an error the stream cannot be resynchronised: every later call
 /// returns the same error.
 #[derive(Debug)]
-pub struct Decoder {
+pub struct FrameDecoder {
     max_message: usize,
+    max_archive: usize,
+    /// The limit of the message in progress.
+    limit: usize,
     /// Stream offset of the next byte to consume.
     position: u64,
     /// Stream offset of the first byte of the message in progress.
     start: u64,
     state: State,
+    /// The chat being assembled (at most 288 bytes).
+    chat: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -48,19 +81,16 @@ enum State {
         buf: [u8; 4],
         have: usize,
     },
-    /// The chats are kept as bytes only (where each ends is found again
-    /// once the message is whole), so a partial archive holds at most twice
-    /// the bytes received.
-    Archive {
-        remaining: u32,
-        bytes: Vec<u8>,
-        /// Chats already whole, and where the one being read starts.
+    /// Reading the chats of an ArchiveResponse: `done` given, `remaining`
+    /// to come; the one in progress is in `FrameDecoder::chat`, and is
+    /// `need` bytes long once its length byte has come (0 before).
+    Chats {
         done: u32,
-        chat_start: usize,
-        /// Where the chat being read ends in `bytes`; `None` until its
-        /// length byte has arrived.
-        chat_end: Option<usize>,
+        remaining: u32,
+        need: usize,
     },
+    /// The last chat was given: `ArchiveEnd` is next.
+    ArchiveDone,
     /// Reading the u8 length of a Notification.
     NotificationLen,
     Notification {
@@ -70,20 +100,36 @@ enum State {
     Failed(DecodeError),
 }
 
-impl Default for Decoder {
-    fn default() -> Self {
-        Decoder::new(DEFAULT_MAX_MESSAGE)
-    }
+/// What one step of decoding produced, before it is lent out as a
+/// [`Frame`].
+enum Step {
+    Nothing,
+    Message(Message),
+    ArchiveStart(u32),
+    Chat,
 }
 
-impl Decoder {
-    /// A decoder that refuses messages of more than `max_message` bytes.
+impl FrameDecoder {
+    /// A decoder that refuses any message of more than `max_message`
+    /// bytes.
     pub fn new(max_message: usize) -> Self {
-        Decoder {
+        FrameDecoder::with_limits(max_message, max_message)
+    }
+
+    /// A decoder that refuses an ArchiveResponse of more than
+    /// `max_archive` bytes and any other message of more than
+    /// `max_message` bytes. A receiver that bounds what it keeps of an
+    /// archive by other means (it stores only new chats, say) passes
+    /// `usize::MAX` as `max_archive`.
+    pub fn with_limits(max_message: usize, max_archive: usize) -> Self {
+        FrameDecoder {
             max_message,
+            max_archive,
+            limit: max_message,
             position: 0,
             start: 0,
             state: State::Idle,
+            chat: Vec::new(),
         }
     }
 
@@ -92,54 +138,69 @@ impl Decoder {
         self.position
     }
 
-    /// True between messages (no partial message is held).
+    /// True between messages (no partial message is in progress).
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Idle)
     }
 
-    /// Bytes of a partial message held in memory (capacity, not length).
+    /// Bytes held for a partial message (capacity, not length).
     pub fn held_bytes(&self) -> usize {
-        match &self.state {
-            State::PeerList { addrs, .. } => addrs.capacity() * size_of::<Ipv4Addr>(),
-            State::Archive { bytes, .. } => bytes.capacity(),
-            State::Notification { text, .. } => text.capacity(),
-            _ => 0,
-        }
+        self.chat.capacity()
+            + match &self.state {
+                State::PeerList { addrs, .. } => addrs.capacity() * size_of::<Ipv4Addr>(),
+                State::Notification { text, .. } => text.capacity(),
+                _ => 0,
+            }
     }
 
-    /// Consumes bytes from the front of `input` until one message is whole
-    /// (returned, with `input` advanced past it) or `input` is used up
-    /// (`Ok(None)`: feed more).
-    pub fn push(&mut self, input: &mut &[u8]) -> Result<Option<Message>, DecodeError> {
+    /// Consumes bytes from the front of `input` until one frame is
+    /// complete (returned, with `input` advanced past its bytes) or `input`
+    /// is used up (`Ok(None)`: feed more). `ArchiveEnd` is returned without
+    /// consuming input, so a call with an empty `input` may still yield it.
+    ///
+    /// # Errors
+    /// [`DecodeError::UnknownType`] for a byte that starts no message, and
+    /// [`DecodeError::TooLarge`] for a message crossing its limit; the
+    /// same error again on every later call.
+    pub fn next(&mut self, input: &mut &[u8]) -> Result<Option<Frame<'_>>, DecodeError> {
         if let State::Failed(err) = &self.state {
             return Err(err.clone());
         }
-        while !input.is_empty() {
+        loop {
+            if matches!(self.state, State::ArchiveDone) {
+                self.state = State::Idle;
+                return Ok(Some(Frame::ArchiveEnd));
+            }
+            if input.is_empty() {
+                return Ok(None);
+            }
             match self.step(input) {
-                Ok(None) => {}
-                Ok(Some(message)) => {
+                Ok(Step::Nothing) => {}
+                Ok(Step::Message(message)) => {
                     self.state = State::Idle;
-                    return Ok(Some(message));
+                    return Ok(Some(Frame::Message(message)));
                 }
+                Ok(Step::ArchiveStart(count)) => return Ok(Some(Frame::ArchiveStart { count })),
+                Ok(Step::Chat) => return Ok(Some(Frame::Chat(&self.chat))),
                 Err(err) => {
                     self.state = State::Failed(err.clone());
+                    self.chat = Vec::new();
                     return Err(err);
                 }
             }
         }
-        Ok(None)
     }
 
     /// Takes up to `want` bytes from `input` for the message in progress,
-    /// refusing them if they would carry it past the size limit.
+    /// refusing them if they would carry it past its limit.
     fn take<'a>(&mut self, input: &mut &'a [u8], want: usize) -> Result<&'a [u8], DecodeError> {
         let n = want.min(input.len());
         let used = (self.position - self.start) as usize;
-        if used + n > self.max_message {
+        if used + n > self.limit {
             return Err(DecodeError::TooLarge {
-                max: self.max_message,
+                max: self.limit,
                 start: self.start,
-                offset: self.start + self.max_message as u64,
+                offset: self.start + self.limit as u64,
             });
         }
         let (taken, rest) = input.split_at(n);
@@ -149,7 +210,7 @@ impl Decoder {
     }
 
     /// Consumes at least one byte of a non-empty `input`.
-    fn step(&mut self, input: &mut &[u8]) -> Result<Option<Message>, DecodeError> {
+    fn step(&mut self, input: &mut &[u8]) -> Result<Step, DecodeError> {
         match self.state {
             State::Idle => {
                 self.start = self.position;
@@ -158,21 +219,26 @@ impl Decoder {
                     byte,
                     offset: self.position,
                 })?;
+                self.limit = if kind == MessageType::ArchiveResponse {
+                    self.max_archive
+                } else {
+                    self.max_message
+                };
                 self.take(input, 1)?;
                 Ok(match kind {
-                    MessageType::PeerRequest => Some(Message::PeerRequest),
-                    MessageType::ArchiveRequest => Some(Message::ArchiveRequest),
+                    MessageType::PeerRequest => Step::Message(Message::PeerRequest),
+                    MessageType::ArchiveRequest => Step::Message(Message::ArchiveRequest),
                     MessageType::PeerList | MessageType::ArchiveResponse => {
                         self.state = State::Count {
                             kind,
                             buf: [0; 4],
                             have: 0,
                         };
-                        None
+                        Step::Nothing
                     }
                     MessageType::Notification => {
                         self.state = State::NotificationLen;
-                        None
+                        Step::Nothing
                     }
                 })
             }
@@ -186,49 +252,51 @@ impl Decoder {
                 let have = have + got.len();
                 if have < 4 {
                     self.state = State::Count { kind, buf, have };
-                    return Ok(None);
+                    return Ok(Step::Nothing);
                 }
                 let count = u32::from_be_bytes(buf);
-                let initial = count as usize;
                 Ok(match (kind, count) {
-                    (MessageType::PeerList, 0) => Some(Message::PeerList(Vec::new())),
+                    (MessageType::PeerList, 0) => Step::Message(Message::PeerList(Vec::new())),
                     (MessageType::PeerList, _) => {
-                        let addrs = Vec::with_capacity(initial.min(INITIAL_CAPACITY / 4));
+                        let initial = (count as usize).min(INITIAL_CAPACITY / 4);
                         self.state = State::PeerList {
                             remaining: count,
-                            addrs,
+                            addrs: Vec::with_capacity(initial),
                             buf: [0; 4],
                             have: 0,
                         };
-                        None
+                        Step::Nothing
                     }
-                    (_, 0) => Some(Message::ArchiveResponse(History::new())),
+                    (_, 0) => {
+                        self.state = State::ArchiveDone;
+                        Step::ArchiveStart(0)
+                    }
                     _ => {
-                        self.state = State::Archive {
-                            remaining: count,
-                            bytes: Vec::with_capacity(
-                                initial.saturating_mul(CHAT_OVERHEAD).min(INITIAL_CAPACITY),
-                            ),
+                        if self.chat.capacity() < MAX_CHAT {
+                            self.chat.reserve_exact(MAX_CHAT);
+                        }
+                        self.state = State::Chats {
                             done: 0,
-                            chat_start: 0,
-                            chat_end: None,
+                            remaining: count,
+                            need: 0,
                         };
-                        None
+                        Step::ArchiveStart(count)
                     }
                 })
             }
             State::PeerList { .. } => self.step_peer_list(input),
-            State::Archive { .. } => self.step_archive(input),
+            State::Chats { .. } => self.step_chat(input),
+            State::ArchiveDone => unreachable!("`next` yields ArchiveEnd before stepping"),
             State::NotificationLen => {
                 let len = self.take(input, 1)?[0] as usize;
                 if len == 0 {
-                    return Ok(Some(Message::Notification(Vec::new())));
+                    return Ok(Step::Message(Message::Notification(Vec::new())));
                 }
                 self.state = State::Notification {
                     remaining: len,
                     text: Vec::with_capacity(len),
                 };
-                Ok(None)
+                Ok(Step::Nothing)
             }
             State::Notification { remaining, .. } => {
                 let got = self.take(input, remaining)?;
@@ -237,13 +305,17 @@ impl Decoder {
                 };
                 text.extend_from_slice(got);
                 *remaining -= got.len();
-                Ok((*remaining == 0).then(|| Message::Notification(std::mem::take(text))))
+                Ok(if *remaining == 0 {
+                    Step::Message(Message::Notification(std::mem::take(text)))
+                } else {
+                    Step::Nothing
+                })
             }
-            State::Failed(_) => unreachable!("push returns before stepping a failed decoder"),
+            State::Failed(_) => unreachable!("`next` returns before stepping a failed decoder"),
         }
     }
 
-    fn step_peer_list(&mut self, input: &mut &[u8]) -> Result<Option<Message>, DecodeError> {
+    fn step_peer_list(&mut self, input: &mut &[u8]) -> Result<Step, DecodeError> {
         let State::PeerList { have, .. } = self.state else {
             unreachable!()
         };
@@ -264,59 +336,48 @@ impl Decoder {
             *have = 0;
             *remaining -= 1;
             if *remaining == 0 {
-                return Ok(Some(Message::PeerList(std::mem::take(addrs))));
+                return Ok(Step::Message(Message::PeerList(std::mem::take(addrs))));
             }
         }
-        Ok(None)
+        Ok(Step::Nothing)
     }
 
-    fn step_archive(&mut self, input: &mut &[u8]) -> Result<Option<Message>, DecodeError> {
-        let State::Archive {
-            ref bytes,
-            chat_end,
-            ..
-        } = self.state
-        else {
+    fn step_chat(&mut self, input: &mut &[u8]) -> Result<Step, DecodeError> {
+        let State::Chats { need, .. } = self.state else {
             unreachable!()
         };
-        let want = match chat_end {
-            None => 1,
-            Some(end) => end - bytes.len(),
-        };
+        let want = if need == 0 { 1 } else { need - self.chat.len() };
         let got = self.take(input, want)?;
-        let State::Archive {
-            remaining,
-            bytes,
+        let State::Chats {
             done,
-            chat_start,
-            chat_end,
+            remaining,
+            need,
         } = &mut self.state
         else {
             unreachable!()
         };
-        if chat_end.is_none() {
-            *chat_start = bytes.len();
-            *chat_end = Some(bytes.len() + CHAT_OVERHEAD + got[0] as usize);
+        if *need == 0 {
+            self.chat.clear();
+            *need = CHAT_OVERHEAD + got[0] as usize;
         }
-        bytes.extend_from_slice(got);
-        if Some(bytes.len()) == *chat_end {
-            *chat_end = None;
-            *done += 1;
-            *remaining -= 1;
-            if *remaining == 0 {
-                let (history, cut) = History::from_whole_chats(std::mem::take(bytes));
-                debug_assert_eq!(cut, 0, "the decoder delimited whole chats");
-                return Ok(Some(Message::ArchiveResponse(history)));
-            }
+        self.chat.extend_from_slice(got);
+        if self.chat.len() < *need {
+            return Ok(Step::Nothing);
         }
-        Ok(None)
+        *need = 0;
+        *done += 1;
+        *remaining -= 1;
+        if *remaining == 0 {
+            self.state = State::ArchiveDone;
+        }
+        Ok(Step::Chat)
     }
 
     /// What the decoder is in the middle of, for error messages.
     fn inside(&self) -> String {
         let at = self.start;
         match &self.state {
-            State::Idle | State::Failed(_) => "no message".into(),
+            State::Idle | State::Failed(_) | State::ArchiveDone => "no message".into(),
             State::Count { kind, .. } => format!("the count of the {kind:?} starting at byte {at}"),
             State::PeerList {
                 addrs, remaining, ..
@@ -325,23 +386,17 @@ impl Decoder {
                 addrs.len(),
                 addrs.len() + *remaining as usize
             ),
-            State::Archive {
+            State::Chats {
                 done,
                 remaining,
-                bytes,
-                chat_start,
-                chat_end,
+                need,
             } => {
-                // Between chats, the next one starts where the bytes end.
-                let start = if chat_end.is_some() {
-                    *chat_start
-                } else {
-                    bytes.len()
-                };
+                // Between chats, the next one starts at the current position.
+                let held = if *need == 0 { 0 } else { self.chat.len() };
                 format!(
                     "chat {done} of {} (starting at byte {}) of the ArchiveResponse starting at byte {at}",
                     *done as usize + *remaining as usize,
-                    self.start + 5 + start as u64
+                    self.position - held as u64
                 )
             }
             State::NotificationLen | State::Notification { .. } => {
@@ -351,8 +406,94 @@ impl Decoder {
     }
 }
 
+/// An incremental decoder of whole [`Message`]s: feed it bytes as they
+/// arrive, in chunks of any size, and it yields whole messages, an
+/// ArchiveResponse as a [`History`].
+///
+/// A [`FrameDecoder`] underneath bounds what a message may claim; the
+/// history being received grows with the chats actually received (at most
+/// 1.5 times their bytes, plus 4 bytes a chat for where each ends), and the
+/// size limit applies to every message.
+///
+/// After an error the stream cannot be resynchronised: every later call
+/// returns the same error.
+#[derive(Debug)]
+pub struct Decoder {
+    frames: FrameDecoder,
+    /// The ArchiveResponse in progress.
+    archive: Option<History>,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Decoder::new(DEFAULT_MAX_MESSAGE)
+    }
+}
+
+impl Decoder {
+    /// A decoder that refuses messages of more than `max_message` bytes.
+    pub fn new(max_message: usize) -> Self {
+        Decoder {
+            frames: FrameDecoder::new(max_message),
+            archive: None,
+        }
+    }
+
+    /// Bytes consumed from the stream so far.
+    pub fn position(&self) -> u64 {
+        self.frames.position()
+    }
+
+    /// True between messages (no partial message is held).
+    pub fn is_idle(&self) -> bool {
+        self.frames.is_idle()
+    }
+
+    /// Bytes of a partial message held in memory (capacity, not length).
+    pub fn held_bytes(&self) -> usize {
+        self.frames.held_bytes() + self.archive.as_ref().map_or(0, History::heap_bytes)
+    }
+
+    /// Consumes bytes from the front of `input` until one message is whole
+    /// (returned, with `input` advanced past it) or `input` is used up
+    /// (`Ok(None)`: feed more).
+    ///
+    /// # Errors
+    /// As [`FrameDecoder::next`]; the same error again on every later call.
+    pub fn push(&mut self, input: &mut &[u8]) -> Result<Option<Message>, DecodeError> {
+        loop {
+            let frame = match self.frames.next(input) {
+                Ok(frame) => frame,
+                Err(err) => {
+                    self.archive = None;
+                    return Err(err);
+                }
+            };
+            match frame {
+                None => return Ok(None),
+                Some(Frame::Message(message)) => return Ok(Some(message)),
+                Some(Frame::ArchiveStart { .. }) => self.archive = Some(History::new()),
+                Some(Frame::Chat(chat)) => {
+                    let archive = self.archive.as_mut().expect("ArchiveStart came first");
+                    archive
+                        .push_wire(chat)
+                        .expect("the frame decoder yields whole chats");
+                }
+                Some(Frame::ArchiveEnd) => {
+                    let history = self.archive.take().expect("ArchiveStart came first");
+                    return Ok(Some(Message::ArchiveResponse(history)));
+                }
+            }
+        }
+    }
+}
+
 /// Decodes exactly one message from `bytes`, with no size limit (the bytes
-/// are already in memory). Too few bytes or bytes left over are errors.
+/// are already in memory).
+///
+/// # Errors
+/// As [`Decoder::push`]; [`DecodeError::Truncated`] if the bytes end inside
+/// the message, [`DecodeError::TrailingBytes`] if bytes follow it.
 pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
     let mut decoder = Decoder::new(usize::MAX);
     let mut input = bytes;
@@ -366,15 +507,17 @@ pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
             inside: if bytes.is_empty() {
                 "an empty input".into()
             } else {
-                decoder.inside()
+                decoder.frames.inside()
             },
         }),
     }
 }
 
 /// Decodes exactly one ArchiveResponse from `bytes` (see [`decode`]) and
-/// returns its history; any other message is
-/// [`DecodeError::UnexpectedType`].
+/// returns its history.
+///
+/// # Errors
+/// As [`decode`]; [`DecodeError::UnexpectedType`] for any other message.
 pub fn decode_archive(bytes: &[u8]) -> Result<History, DecodeError> {
     match decode(bytes)? {
         Message::ArchiveResponse(history) => Ok(history),

@@ -6,18 +6,41 @@ use std::fmt;
 pub enum DecodeError {
     /// A message starts with a byte that is not one of the five types. The
     /// stream cannot be resynchronised after it.
-    UnknownType { byte: u8, offset: u64 },
+    UnknownType {
+        /// The byte found.
+        byte: u8,
+        /// Its offset.
+        offset: u64,
+    },
     /// The message that started at `start` grew past `max` bytes; `offset`
     /// is its first byte beyond the limit.
-    TooLarge { max: usize, start: u64, offset: u64 },
+    TooLarge {
+        /// The limit, in bytes.
+        max: usize,
+        /// Offset of the message's first byte.
+        start: u64,
+        /// Offset of its first byte beyond the limit (`start + max`).
+        offset: u64,
+    },
     /// The input ended at `offset`, inside a message (`inside` says where).
-    Truncated { offset: u64, inside: String },
+    Truncated {
+        /// Where the input ended (its length).
+        offset: u64,
+        /// What was being read, in words ("chat 2 of 3 ... of the
+        /// ArchiveResponse starting at byte 0").
+        inside: String,
+    },
     /// A whole message was decoded but bytes follow it, from `offset`.
-    TrailingBytes { offset: u64 },
+    TrailingBytes {
+        /// Offset of the first byte after the message.
+        offset: u64,
+    },
     /// A whole message was decoded, but not of the type the caller asked
     /// for (see [`decode_archive`](crate::decode_archive)).
     UnexpectedType {
+        /// The type asked for.
         expected: crate::MessageType,
+        /// The type of the message the bytes hold.
         found: crate::MessageType,
     },
 }
@@ -38,11 +61,22 @@ impl fmt::Display for DecodeError {
             DecodeError::TrailingBytes { offset } => {
                 write!(f, "unexpected bytes after the message, from byte {offset}")
             }
-            DecodeError::UnexpectedType { expected, found } => write!(
-                f,
-                "holds a {found:?} message (type byte 0x{:02x}), not an {expected:?} (0x{:02x})",
-                *found as u8, *expected as u8
-            ),
+            DecodeError::UnexpectedType { expected, found } => {
+                let article = |kind: &crate::MessageType| match kind {
+                    crate::MessageType::ArchiveRequest | crate::MessageType::ArchiveResponse => {
+                        "an"
+                    }
+                    _ => "a",
+                };
+                write!(
+                    f,
+                    "holds {} {found:?} message, not {} {expected:?} (type byte 0x{:02x}, not 0x{:02x})",
+                    article(found),
+                    article(expected),
+                    *found as u8,
+                    *expected as u8
+                )
+            }
         }
     }
 }

@@ -1,9 +1,13 @@
-//! The chat network's wire format (see `PROTOCOL.md` in the repository):
-//! the five messages and the chat history as Rust types, their encoding, and
-//! an incremental [`Decoder`] fed with bytes as they arrive from a socket.
+//! The chat network's wire format (see `docs/PROTOCOL.md` in the
+//! repository): the five messages and the chat history as Rust types, their
+//! encoding, and incremental decoders fed with bytes as they arrive from a
+//! socket ([`Decoder`] for whole messages, [`FrameDecoder`] for archives
+//! chat by chat).
 //!
 //! This crate does no I/O and no hashing: validity of a history (the MD5
 //! rule) lives in the `miner` crate.
+
+#![warn(missing_docs)]
 
 mod chat;
 mod decoder;
@@ -12,9 +16,9 @@ mod history;
 mod message;
 
 pub use chat::{Chat, ChatRef, TextTooLong};
-pub use decoder::{DEFAULT_MAX_MESSAGE, Decoder, decode, decode_archive};
+pub use decoder::{DEFAULT_MAX_MESSAGE, Decoder, Frame, FrameDecoder, decode, decode_archive};
 pub use error::DecodeError;
-pub use history::History;
+pub use history::{CHUNK_CHATS, History, MalformedChat};
 pub use message::{Message, MessageType};
 
 /// Bytes of a chat's verification code.

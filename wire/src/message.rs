@@ -2,18 +2,24 @@ use std::net::Ipv4Addr;
 
 use crate::History;
 
-/// The type byte that starts every message.
+/// The type byte that starts every message (PROTOCOL.md, "Messages").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum MessageType {
+    /// 0x01, nothing follows.
     PeerRequest = 0x01,
+    /// 0x02, then u32 N and N IPv4 addresses.
     PeerList = 0x02,
+    /// 0x03, nothing follows.
     ArchiveRequest = 0x03,
+    /// 0x04, then u32 C and C chats.
     ArchiveResponse = 0x04,
+    /// 0x05, then u8 N and N bytes of text.
     Notification = 0x05,
 }
 
 impl MessageType {
+    /// The type a first byte names; `None` for any byte but 0x01..=0x05.
     pub fn from_byte(byte: u8) -> Option<Self> {
         Some(match byte {
             0x01 => MessageType::PeerRequest,
@@ -29,9 +35,11 @@ impl MessageType {
 /// One protocol message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
+    /// Asks for the peer's PeerList.
     PeerRequest,
     /// The addresses of the peers the sender knows and is connected to.
     PeerList(Vec<Ipv4Addr>),
+    /// Asks for the peer's ArchiveResponse.
     ArchiveRequest,
     /// The sender's whole history.
     ArchiveResponse(History),
@@ -41,6 +49,7 @@ pub enum Message {
 }
 
 impl Message {
+    /// The type byte this message starts with.
     pub fn message_type(&self) -> MessageType {
         match self {
             Message::PeerRequest => MessageType::PeerRequest,
@@ -83,6 +92,7 @@ impl Message {
         }
     }
 
+    /// The wire form, in a new buffer.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len());
         self.encode(&mut out);

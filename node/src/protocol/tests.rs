@@ -37,6 +37,16 @@ pub fn extend(miner: &Miner, base: &History, texts: &[&str]) -> History {
     history
 }
 
+/// `history` with the low bit of its wire byte `at` flipped (a text or
+/// digest byte, so the chats keep their lengths).
+fn flip_bit(history: &History, at: usize) -> History {
+    let mut bytes = history.segments().collect::<Vec<_>>().concat();
+    bytes[at] ^= 1;
+    let mut forged = History::new();
+    forged.extend_from_wire(&bytes);
+    forged
+}
+
 pub fn ip(last: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 40, 0, last)
 }
@@ -229,10 +239,7 @@ fn adopts_a_longer_valid_history_and_ignores_shorter_equal_or_invalid_ones() {
 
     // Invalid: a digest changed. Ignored, connection kept, no notification
     // (the peer never sent one).
-    let mut bytes = longer.as_bytes().to_vec();
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
-    let (forged, _) = History::from_whole_chats(bytes);
+    let forged = flip_bit(&longer, longer.wire_len() - 1);
     let actions = h.answer(conn, &forged);
     assert_eq!(h.node.history(), &base);
     assert_eq!(closes(&actions), 0);
@@ -267,9 +274,7 @@ fn a_peer_that_sends_notifications_is_told_why_its_history_was_ignored() {
     let mut h = Harness::new(History::new());
     let conn = h.connect(1, ip(2), Direction::Outbound);
     h.receive(conn, Message::Notification(b"hello".to_vec()));
-    let mut bytes = base.as_bytes().to_vec();
-    bytes[1] ^= 1;
-    let (forged, _) = History::from_whole_chats(bytes);
+    let forged = flip_bit(&base, 1);
     let actions = h.receive(conn, Message::ArchiveResponse(forged));
     let notes: Vec<Message> = sent(&actions).into_iter().map(|(_, m)| m).collect();
     assert_eq!(notes.len(), 1);
