@@ -223,6 +223,13 @@ fn a_kill_while_taking_a_large_archive_leaves_a_valid_history() {
     let mut peer = net.peer(100, 1);
     peer.send_raw(&small);
     node.expect_line(|l| l.starts_with("#999 "), WAIT, "taking the 1k history");
+    // The store thread writes it off the event loop: wait until it is on
+    // disk, which is what a restart keeps.
+    let on_disk = support::poll(WAIT, || {
+        let status = node.status();
+        (support::status_field(&status, "on disk") == Some("1000 chats")).then_some(())
+    });
+    assert!(on_disk.is_some(), "the 1k history never reached the disk");
     for (round, delay_ms) in [0u64, 40, 150, 400].into_iter().enumerate() {
         let mut peer = net.peer(101 + round as u8, 1);
         peer.send_raw(&large[..large.len() / 2]);

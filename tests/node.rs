@@ -305,7 +305,7 @@ fn a_history_that_is_not_longer_or_not_valid_is_ignored_and_the_connection_kept(
     assert_eq!(a.hist(), want);
     assert!(
         a.stdout().iter().any(|l| l
-            .starts_with("history switched to a fork from chat #0 (2 chats replaced, 2 of ours")),
+            == "2 chats from #0 on replaced by a longer history; 2 of yours will be mined again"),
         "{:?}",
         a.stdout()
     );

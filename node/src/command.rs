@@ -1,32 +1,121 @@
-//! Commands typed at the prompt, and the rules for a chat's text.
+//! Commands a person or a script gives the node, and their parsing from a
+//! prompt line.
 
 use std::fmt;
+
+use crate::text::check_sendable;
 
 /// The default number of chats `hist` shows.
 pub const DEFAULT_HIST: usize = 20;
 
+/// A command for the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    /// Queue a chat for mining; the text is already checked.
+    /// Queue a chat for mining; the text is already checked
+    /// ([`check_sendable`]).
     Chat(Vec<u8>),
     /// Show the last N chats.
     Hist(usize),
+    /// Show the connected peers and the addresses still being tried.
     Peers,
+    /// Show the node's state.
     Status,
-    Help,
+    /// Show the commands, or what one of them does.
+    Help(Option<Topic>),
+    /// Stop the node.
     Quit,
 }
 
-pub const HELP: &str = "\
-commands:
-  chat TEXT   mine TEXT (printable ASCII, 1 to 255 bytes) into the history and send it to every peer
-  hist [N]    show the last N chats (default 20) with their index
-  peers       show the connected peers: address, direction, connected since, bytes in and out
-  status      show this node's address, peers, history, pending chats and mining
-  help        show this text
-  quit        stop the node, keeping the history on disk";
+/// A command `help` can explain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// `chat TEXT`.
+    Chat,
+    /// `hist [N]`.
+    Hist,
+    /// `peers`.
+    Peers,
+    /// `status`.
+    Status,
+    /// `help [COMMAND]`.
+    Help,
+    /// `quit` and `exit`.
+    Quit,
+}
 
-/// Why a line is not a command.
+/// Every command: its usage, one line of summary, and the longer text of
+/// `help COMMAND`.
+const TOPICS: [(Topic, &str, &str, &str); 6] = [
+    (
+        Topic::Chat,
+        "chat TEXT",
+        "mine TEXT into the history and send it to every peer",
+        "TEXT is everything after 'chat ', 1 to 255 bytes of printable ASCII. The chat is \
+         saved in the data directory before it is acknowledged, then mined on top of the \
+         current history and sent to every peer. If a longer history without it wins, it \
+         is mined again: it ends in the history exactly once.",
+    ),
+    (
+        Topic::Hist,
+        "hist [N]",
+        "show the last N chats (default 20) with their index",
+        "Shows the last N chats of the history (20 if N is not given), each as '#INDEX \
+         TEXT'; bytes outside printable ASCII are shown escaped.",
+    ),
+    (
+        Topic::Peers,
+        "peers",
+        "show the connected peers and the addresses still being tried",
+        "One row per connection: address, direction (inbound: it dialed us; outbound: we \
+         dialed it; * marks a second connection with the same address, closed once idle), \
+         when it connected, bytes in and out. Then the addresses being dialed or waiting \
+         for their next try, with when that is.",
+    ),
+    (
+        Topic::Status,
+        "status",
+        "show this node's address, peers, history, pending chats and mining",
+        "Shows the address and port, the number of peers, the history's length and last \
+         chat, the chats of ours not yet in the history, what the miner is doing and the \
+         figures of its last job, the archives sent, and the data directory.",
+    ),
+    (
+        Topic::Help,
+        "help [COMMAND]",
+        "list the commands, or explain one",
+        "'help' lists every command; 'help COMMAND' explains one.",
+    ),
+    (
+        Topic::Quit,
+        "quit, exit",
+        "stop the node, keeping the history on disk",
+        "Stops the node cleanly: connections are closed and everything is saved in the \
+         data directory. Ctrl-C on an empty line and Ctrl-D do the same.",
+    ),
+];
+
+/// The text of `help` (no topic) or `help TOPIC`.
+pub fn help(topic: Option<Topic>) -> String {
+    match topic {
+        None => {
+            let mut out = String::from("commands:");
+            for (_, usage, summary, _) in TOPICS {
+                out.push_str(&format!("\n  {usage:<15} {summary}"));
+            }
+            out.push_str("\ntype 'help COMMAND' for more about one");
+            out
+        }
+        Some(topic) => {
+            let (_, usage, summary, long) = TOPICS
+                .iter()
+                .find(|(t, ..)| *t == topic)
+                .expect("every topic has a text");
+            format!("{usage}: {summary}\n{long}")
+        }
+    }
+}
+
+/// Why a line is not a command, in words for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BadCommand(pub String);
 
@@ -37,6 +126,10 @@ impl fmt::Display for BadCommand {
 }
 
 /// Parses one line (without its line ending). `Ok(None)` for a blank line.
+///
+/// # Errors
+/// [`BadCommand`] naming what is wrong: an unknown command, a missing or
+/// extra argument, a chat text that cannot be sent.
 pub fn parse(line: &[u8]) -> Result<Option<Command>, BadCommand> {
     let trimmed = line.trim_ascii();
     if trimmed.is_empty() {
@@ -60,7 +153,9 @@ pub fn parse(line: &[u8]) -> Result<Option<Command>, BadCommand> {
         b"chat" => {
             // The text is everything after "chat ", as typed (only the line's
             // surrounding whitespace is dropped).
-            check_chat_text(rest).map(|()| Some(Command::Chat(rest.to_vec())))
+            check_sendable(rest)
+                .map(|()| Some(Command::Chat(rest.to_vec())))
+                .map_err(|e| BadCommand(e.to_string()))
         }
         b"hist" => {
             let arg = rest.trim_ascii();
@@ -75,7 +170,17 @@ pub fn parse(line: &[u8]) -> Result<Option<Command>, BadCommand> {
         }
         b"peers" => no_argument(Command::Peers),
         b"status" => no_argument(Command::Status),
-        b"help" => no_argument(Command::Help),
+        b"help" => match rest.trim_ascii() {
+            b"" => Ok(Some(Command::Help(None))),
+            name => topic(name)
+                .map(|t| Some(Command::Help(Some(t))))
+                .ok_or_else(|| {
+                    BadCommand(format!(
+                        "no command '{}'; type 'help' for the list",
+                        String::from_utf8_lossy(name).escape_default()
+                    ))
+                }),
+        },
         b"quit" | b"exit" => no_argument(Command::Quit),
         _ => Err(BadCommand(format!(
             "unknown command '{}'; type 'help'",
@@ -84,32 +189,16 @@ pub fn parse(line: &[u8]) -> Result<Option<Command>, BadCommand> {
     }
 }
 
-/// A chat written here is 1 to 255 bytes of printable ASCII (0x20..=0x7E).
-pub fn check_chat_text(text: &[u8]) -> Result<(), BadCommand> {
-    if text.is_empty() {
-        return Err(BadCommand(
-            "chat refused: the text is empty (usage: chat TEXT)".into(),
-        ));
-    }
-    if text.len() > wire::MAX_TEXT {
-        return Err(BadCommand(format!(
-            "chat refused: the text is {} bytes, the most is {}",
-            text.len(),
-            wire::MAX_TEXT
-        )));
-    }
-    if let Some(at) = text.iter().position(|b| !(0x20..=0x7e).contains(b)) {
-        let what = if text[at] < 0x80 {
-            "a control character"
-        } else {
-            "a non-ASCII byte"
-        };
-        return Err(BadCommand(format!(
-            "chat refused: {what} (0x{:02x}) at byte {at}; only printable ASCII can be sent",
-            text[at]
-        )));
-    }
-    Ok(())
+fn topic(name: &[u8]) -> Option<Topic> {
+    Some(match name {
+        b"chat" => Topic::Chat,
+        b"hist" => Topic::Hist,
+        b"peers" => Topic::Peers,
+        b"status" => Topic::Status,
+        b"help" => Topic::Help,
+        b"quit" | b"exit" => Topic::Quit,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -127,9 +216,16 @@ mod tests {
         assert_eq!(parse(b"peers"), Ok(Some(Command::Peers)));
         assert_eq!(parse(b"status"), Ok(Some(Command::Status)));
         assert_eq!(parse(b"quit"), Ok(Some(Command::Quit)));
+        assert_eq!(parse(b"exit"), Ok(Some(Command::Quit)));
+        assert_eq!(parse(b"help"), Ok(Some(Command::Help(None))));
+        assert_eq!(
+            parse(b"help exit"),
+            Ok(Some(Command::Help(Some(Topic::Quit))))
+        );
         assert_eq!(parse(b"   "), Ok(None));
         assert!(parse(b"hist x").is_err());
         assert!(parse(b"status now").is_err());
+        assert!(parse(b"help me").unwrap_err().0.contains("no command 'me'"));
         assert!(
             parse(b"mine it")
                 .unwrap_err()
@@ -139,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn chat_text_rules() {
+    fn chat_text_rules_apply() {
         assert!(parse(b"chat").unwrap_err().0.contains("empty"));
         assert!(parse(b"chat    ").unwrap_err().0.contains("empty"));
         let long = [b"chat ".as_slice(), &[b'a'; 256]].concat();
@@ -147,22 +243,21 @@ mod tests {
         let max = [b"chat ".as_slice(), &[b'a'; 255]].concat();
         assert!(parse(&max).is_ok());
         assert!(
-            parse("chat café".as_bytes())
-                .unwrap_err()
-                .0
-                .contains("non-ASCII byte (0xc3) at byte 3")
-        );
-        assert!(
-            parse(b"chat a\x07b")
-                .unwrap_err()
-                .0
-                .contains("control character (0x07) at byte 1")
-        );
-        assert!(
             parse(b"chat tab\there")
                 .unwrap_err()
                 .0
                 .contains("control character (0x09)")
         );
+    }
+
+    #[test]
+    fn help_lists_every_command_and_explains_each() {
+        let all = help(None);
+        for word in ["chat", "hist", "peers", "status", "help", "quit", "exit"] {
+            assert!(all.contains(word), "{word} missing from {all}");
+        }
+        for (topic, usage, ..) in TOPICS {
+            assert!(help(Some(topic)).starts_with(usage));
+        }
     }
 }

@@ -2,27 +2,28 @@
 
 mod cli;
 mod command;
+mod inbox;
+mod intake;
+mod log_limit;
 mod prompt;
 mod protocol;
 mod reactor;
 mod store;
+mod text;
 mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use mio::Poll;
+use wire::ChunkPool;
 
 use cli::{Cli, NodeArgs};
 use protocol::{Config, Node, OwnChats};
-use reactor::{Limits, Mining, Outbox, Reactor, Validation};
-use store::DiskStore;
-
-/// Archives with at most this many new chats are checked on the event
-/// loop (a few hundred microseconds); larger ones on the validation thread.
-const INLINE_VALIDATION: usize = 64;
+use reactor::{Endpoint, Limits, MiningThread, Reactor, ValidationThread, Workers};
+use store::{DataDir, StoreThread};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -63,20 +64,28 @@ fn run(args: NodeArgs) -> Result<(), String> {
         Some(dir) => dir,
         None => default_data_dir(args.bind)?,
     };
-    let (store, recovered) = DiskStore::open(&data_dir).map_err(|e| e.to_string())?;
-    let listener = reactor::listen(args.bind, args.port)
+    let (dir, recovered) = DataDir::open(&data_dir)?;
+    let endpoint = Endpoint {
+        bind: args.bind,
+        port: args.port,
+    };
+    let listener = reactor::listen(endpoint)
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
 
     for note in &recovered.notes {
         println!("{note}");
     }
     let now = Instant::now();
-    let own = OwnChats::restore(recovered.own, &recovered.history);
+    let mut history = recovered.history;
+    // Incoming archives share their chunks with ours through the pool.
+    let mut pool = ChunkPool::new();
+    history.share_chunks(&mut pool);
+    let own = OwnChats::restore(recovered.own, &history);
     println!(
         "listening on {}:{}; {} chats in the history, {} pending; data in {}",
         args.bind,
         args.port,
-        recovered.history.len(),
+        history.len(),
         own.pending(),
         data_dir.display()
     );
@@ -85,38 +94,36 @@ fn run(args: NodeArgs) -> Result<(), String> {
         port: args.port,
         bootstrap: args.peers,
         max_connecting: args.max_connecting,
-        inline_validation: INLINE_VALIDATION,
         threads,
         data_dir: data_dir.display().to_string(),
     };
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
-        ^ std::process::id() as u64;
-    let node = Node::new(config, store, recovered.history, own, seed, now);
+        ^ u64::from(std::process::id());
+    let node = Node::new(config, history, own, seed, now);
 
     let poll = Poll::new().map_err(|e| format!("cannot start the event loop: {e}"))?;
-    let waker = Reactor::<DiskStore>::waker(&poll).map_err(|e| e.to_string())?;
-    let (outbox, reports) = Outbox::new(waker);
-    let mining = Mining::spawn(
-        miner::Miner::new(threads),
-        miner::NETWORK_DIFFICULTY,
-        outbox.clone(),
-    );
-    let validation = Validation::spawn(outbox.clone());
-    let printer = prompt::spawn(outbox);
+    let waker = reactor::waker(&poll).map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let (mailer, inbox) = inbox::channel(waker);
+    let workers = Workers {
+        mining: MiningThread::spawn(
+            miner::Miner::new(threads),
+            miner::NETWORK_DIFFICULTY,
+            mailer.clone(),
+        ),
+        validation: ValidationThread::spawn(mailer.clone()),
+        store: StoreThread::spawn(dir, mailer.clone()),
+        printer: prompt::spawn(mailer),
+    };
     let limits = Limits {
-        bind: args.bind,
-        port: args.port,
-        read_timeout: std::time::Duration::from_secs_f64(args.read_timeout),
+        read_timeout: Duration::from_secs_f64(args.read_timeout),
         max_message: args.max_message,
         max_inbound: args.max_inbound,
         max_buffered: args.max_buffered,
     };
-    let reactor = Reactor::new(
-        poll, listener, reports, node, mining, validation, printer, limits,
-    )
-    .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let reactor = Reactor::new(poll, listener, inbox, node, workers, endpoint, limits, pool)
+        .map_err(|e| format!("cannot start the event loop: {e}"))?;
     reactor
         .run()
         .map_err(|e| format!("event loop failed: {e}"))?;

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use wire::History;
 
+use crate::text::printable;
+
 /// Exit status of a file that decodes but holds an invalid history.
 const INVALID: u8 = 1;
 /// Exit status of a file that cannot be read or decoded.
@@ -39,10 +41,4 @@ pub fn run(file: &Path) -> ExitCode {
 fn load(file: &Path) -> Result<History, String> {
     let bytes = std::fs::read(file).map_err(|e| e.to_string())?;
     wire::decode_archive(&bytes).map_err(|e| e.to_string())
-}
-
-/// Chat text for a terminal: bytes from other peers may be anything, so
-/// non-printable ones are escaped.
-pub fn printable(text: &[u8]) -> String {
-    text.escape_ascii().to_string()
 }

@@ -334,15 +334,22 @@ impl Node {
         }
     }
 
-    /// Types `chat TEXT` at the prompt and waits until the node has queued
-    /// it (and saved it on disk).
+    /// Types `chat TEXT` at the prompt and waits until the node has saved
+    /// it on disk (its `saved (N pending)` line), without consuming the
+    /// lines printed meanwhile (the chat may be mined before it is saved).
     pub fn chat(&mut self, text: &str) {
+        let is_ack = |l: &str| l.starts_with("saved (");
+        let acks = |node: &Node| node.stdout().iter().filter(|l| is_ack(l)).count();
+        let before = acks(self);
         self.send(&format!("chat {text}"));
-        self.expect_line(
-            |l| l.starts_with("queued for mining ("),
-            WAIT,
-            "acknowledging the chat",
-        );
+        if poll(WAIT, || (acks(self) > before).then_some(())).is_none() {
+            panic!(
+                "node {}: chat {text:?} not acknowledged within {WAIT:?}\nstdout:\n{}\nstderr:\n{}",
+                self.addr,
+                self.stdout().join("\n"),
+                self.stderr()
+            );
+        }
     }
 
     /// Closes the node's stdin (it keeps running without a prompt).
@@ -508,6 +515,21 @@ impl Node {
             .rposition(|l| l.starts_with("address:"))
             .unwrap_or_else(|| panic!("no status in {lines:?}"));
         lines[at..].to_vec()
+    }
+
+    /// Connections the node closed since start for endings of `kind`
+    /// (the `closed:` line of `status`, e.g. `undecodable`, `read
+    /// timeout`).
+    pub fn closed(&mut self, kind: &str) -> u64 {
+        let status = self.status();
+        let line = status_field(&status, "closed")
+            .unwrap_or_else(|| panic!("no closed: line in {status:?}"));
+        line.split(", ")
+            .find_map(|entry| {
+                let (count, name) = entry.split_once(' ')?;
+                (name == kind).then(|| count.parse().ok())?
+            })
+            .unwrap_or(0)
     }
 
     /// The rows of `peers`: address and direction (`inbound`, `outbound`,

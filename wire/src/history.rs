@@ -1,5 +1,6 @@
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use crate::{CHAT_OVERHEAD, Chat, ChatRef, DIGEST_LEN, MessageType, WINDOW_CHATS};
 
@@ -36,7 +37,7 @@ pub struct History {
     wire_len: usize,
 }
 
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 struct Chunk {
     /// The context chats (the up to 19 chats before this chunk's first),
     /// then this chunk's own chats, back to back in their wire form.
@@ -409,12 +410,92 @@ impl History {
         start..start + self.chat(k).expect("k < len").as_bytes().len()
     }
 
+    /// Trades every full chunk for an equal one in `pool`, registering the
+    /// new ones: histories received apart hold their common chunks once.
+    pub fn share_chunks(&mut self, pool: &mut ChunkPool) {
+        let full = self.len / CHUNK_CHATS;
+        for (index, chunk) in self.chunks.iter_mut().take(full).enumerate() {
+            *chunk = pool.share(index, chunk);
+        }
+    }
+
+    /// Like [`share_chunks`](Self::share_chunks) for the last chunk only,
+    /// if it is full: call it after each push.
+    pub fn share_last_chunk(&mut self, pool: &mut ChunkPool) {
+        if self.len > 0 && self.len.is_multiple_of(CHUNK_CHATS) {
+            let index = self.chunks.len() - 1;
+            let last = &mut self.chunks[index];
+            *last = pool.share(index, last);
+        }
+    }
+
     /// Heap memory this history holds, in bytes, counting shared chunks in
     /// full.
     pub fn heap_bytes(&self) -> usize {
         self.chunks.iter().map(|c| c.heap_bytes()).sum::<usize>()
             + self.chunks.capacity() * size_of::<Arc<Chunk>>()
     }
+}
+
+/// Equal chunks of histories built apart, found so that they are held
+/// once: the same archive received on several connections at once, or a
+/// fork received while its twin is being received elsewhere.
+///
+/// Keyed by a full chunk's place and its last chat's digest (which, through
+/// every window before it, commits to every chat before); a chunk is shared
+/// only when its bytes are equal too. Holds no chunk alive: entries whose
+/// chunks are gone are swept as the pool grows.
+#[derive(Debug, Default)]
+pub struct ChunkPool {
+    chunks: HashMap<(usize, [u8; DIGEST_LEN]), Weak<Chunk>>,
+    /// Entries after the last sweep: the next comes when there are twice as
+    /// many.
+    swept_at: usize,
+}
+
+impl ChunkPool {
+    /// An empty pool.
+    pub fn new() -> Self {
+        ChunkPool::default()
+    }
+
+    /// Entries, live or not yet swept.
+    pub fn len(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// Whether the pool has no entry.
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// The pool's chunk equal to `chunk` (number `index`), registering
+    /// `chunk` if there is none.
+    fn share(&mut self, index: usize, chunk: &Arc<Chunk>) -> Arc<Chunk> {
+        let last = chunk.ends.len() - 1;
+        let key = (
+            index,
+            last_digest(&chunk.bytes[..chunk.ends[last] as usize]),
+        );
+        if let Some(known) = self.chunks.get(&key).and_then(Weak::upgrade)
+            && known == *chunk
+        {
+            return known;
+        }
+        if self.chunks.len() >= 2 * self.swept_at + 64 {
+            self.chunks.retain(|_, weak| weak.strong_count() > 0);
+            self.swept_at = self.chunks.len();
+        }
+        self.chunks.insert(key, Arc::downgrade(chunk));
+        chunk.clone()
+    }
+}
+
+/// The digest field of the chat that ends `bytes`.
+fn last_digest(bytes: &[u8]) -> [u8; DIGEST_LEN] {
+    bytes[bytes.len() - DIGEST_LEN..]
+        .try_into()
+        .expect("16 bytes")
 }
 
 /// Length of the longest common prefix of two byte strings, comparing
@@ -542,6 +623,33 @@ mod tests {
         // Equal chats in separate chunks (not shared) compare equal.
         let copy: History = a.iter().map(|c| c.to_chat()).collect();
         assert_eq!(a.common_prefix_len(&copy), a.len());
+    }
+
+    #[test]
+    fn histories_built_apart_share_equal_full_chunks_through_a_pool() {
+        let mut pool = ChunkPool::new();
+        let a = sample(2 * CHUNK_CHATS + 1);
+        let mut b = History::new();
+        let mut c = History::new();
+        for chat in a.iter() {
+            b.push_wire(chat.as_bytes()).unwrap();
+            b.share_last_chunk(&mut pool);
+            c.push_wire(chat.as_bytes()).unwrap();
+            c.share_last_chunk(&mut pool);
+        }
+        assert_eq!(b, a);
+        assert_eq!(c, a);
+        for k in 0..2 {
+            assert!(Arc::ptr_eq(&b.chunks[k], &c.chunks[k]), "chunk {k}");
+        }
+        assert!(!Arc::ptr_eq(&b.chunks[2], &c.chunks[2]), "not full");
+        // A different chunk under the same key is not shared.
+        let mut d = a.prefix(CHUNK_CHATS - 1);
+        d.push(&Chat::new("other", [0; 16], *a.chat(CHUNK_CHATS - 1).unwrap().digest()).unwrap());
+        d.share_chunks(&mut pool);
+        assert!(!Arc::ptr_eq(&d.chunks[0], &b.chunks[0]));
+        drop((b, c, d));
+        assert_eq!(pool.len(), 2);
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod message;
 pub use chat::{Chat, ChatRef, TextTooLong};
 pub use decoder::{DEFAULT_MAX_MESSAGE, Decoder, Frame, FrameDecoder, decode, decode_archive};
 pub use error::DecodeError;
-pub use history::{CHUNK_CHATS, History, MalformedChat};
+pub use history::{CHUNK_CHATS, ChunkPool, History, MalformedChat};
 pub use message::{Message, MessageType};
 
 /// Bytes of a chat's verification code.

@@ -1,20 +1,38 @@
 //! The addresses this node knows, and which ones to dial next.
 //!
 //! Addresses come from `--peer` and from peers' PeerLists, which may name
-//! anything: this node's own address, duplicates, short-lived clients that
-//! do not listen, addresses that never answer. So dialing is queued, at most
-//! `max_connecting` attempts are in flight at once, an address that failed
-//! waits out a growing backoff, and both tables are bounded.
+//! anything: this node itself, duplicates, short-lived clients that do not
+//! listen, addresses that never answer, peers that accept and close at
+//! once. So dialing is queued, at most `max_connecting` attempts are in
+//! flight, both tables are bounded, and every address that fails waits out
+//! a backoff before it is dialed again: doubling from 1 s, with jitter, up
+//! to 2 minutes. A connection that ends before it has lived
+//! [`HEALTHY_AFTER`] counts as a failure, whoever ended it and however
+//! (refused, reset, closed by the peer or by us): a peer that accepts and
+//! closes is dialed at most 6 times in 30 s, not thousands of times a
+//! second.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::report::DialRow;
+
 /// Most addresses remembered; PeerLists beyond it are not followed.
 const MAX_KNOWN: usize = 4096;
 /// Backoff after the first failure; doubles with each further one.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The longest backoff.
+const MAX_BACKOFF: Duration = Duration::from_secs(120);
+/// A connection that lives this long is healthy: the address's failures
+/// are forgotten when it ends. One that ends sooner is a failure.
+pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
+/// A lost peer (not a bootstrap one) is given up after this many failures
+/// in a row (about half an hour of tries).
+const GIVE_UP_AFTER: u32 = 16;
 
 #[derive(Debug, Default)]
 struct Known {
@@ -23,32 +41,55 @@ struct Known {
     /// Dialed back once after it connected to us, to learn whether it
     /// listens.
     probed: bool,
+    /// We want a connection with it: a bootstrap peer, or a listening peer
+    /// we lost. Redialed whenever its backoff allows.
+    wanted: bool,
+    bootstrap: bool,
     failures: u32,
     retry_at: Option<Instant>,
-    bootstrap: bool,
 }
 
+/// Dialing: which addresses, how many at once, and when again.
 #[derive(Debug)]
 pub struct AddressBook {
+    /// Addresses that lead back to this node.
     own: HashSet<Ipv4Addr>,
     known: HashMap<Ipv4Addr, Known>,
     queue: VecDeque<Ipv4Addr>,
     connecting: HashSet<Ipv4Addr>,
     max_connecting: usize,
+    rng: Xoshiro256PlusPlus,
+}
+
+/// What became of an address after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    /// Failures in a row, this one included.
+    pub failures: u32,
+    /// Wait before the next try.
+    pub wait: Duration,
+    /// A bootstrap peer (given with `--peer`).
+    pub bootstrap: bool,
 }
 
 impl AddressBook {
-    pub fn new(own: Ipv4Addr, bootstrap: &[Ipv4Addr], max_connecting: usize) -> Self {
+    /// A book that never dials `own` (the address we listen on, unless it
+    /// is 0.0.0.0), dials `bootstrap` first, at most `max_connecting` at
+    /// once; `seed` drives the jitter.
+    pub fn new(own: Ipv4Addr, bootstrap: &[Ipv4Addr], max_connecting: usize, seed: u64) -> Self {
         let mut book = AddressBook {
             own: HashSet::from([own]),
             known: HashMap::new(),
             queue: VecDeque::new(),
             connecting: HashSet::new(),
             max_connecting: max_connecting.max(1),
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
         };
         for &addr in bootstrap {
             if book.dialable(addr) {
-                book.known.entry(addr).or_default().bootstrap = true;
+                let known = book.known.entry(addr).or_default();
+                known.bootstrap = true;
+                known.wanted = true;
                 book.enqueue(addr);
             }
         }
@@ -68,32 +109,35 @@ impl AddressBook {
         }
     }
 
-    /// An address this node turned out to have (a connection to itself).
+    /// Room for one more entry about `addr`.
+    fn room_for(&self, addr: Ipv4Addr) -> bool {
+        self.known.contains_key(&addr) || self.known.len() < MAX_KNOWN
+    }
+
+    fn due(known: &Known, now: Instant) -> bool {
+        known.retry_at.is_none_or(|at| at <= now)
+    }
+
+    /// A dial of `addr` reached this node itself: never dial it again.
     pub fn mark_own(&mut self, addr: Ipv4Addr) {
+        self.connecting.remove(&addr);
         self.own.insert(addr);
         self.known.remove(&addr);
         self.queue.retain(|&a| a != addr);
     }
 
-    pub fn is_own(&self, addr: Ipv4Addr) -> bool {
-        self.own.contains(&addr)
-    }
-
+    /// Whether `addr` is known to listen on the network port.
     pub fn is_listening(&self, addr: Ipv4Addr) -> bool {
         self.known.get(&addr).is_some_and(|k| k.listening)
     }
 
     /// An address named by a peer; `connected` tells whether we already
-    /// have a connection with it.
+    /// have a connection with it. Dialed unless it waits out a backoff.
     pub fn offer(&mut self, addr: Ipv4Addr, connected: bool, now: Instant) {
-        if connected || !self.dialable(addr) {
+        if connected || !self.dialable(addr) || !self.room_for(addr) {
             return;
         }
-        if !self.known.contains_key(&addr) && self.known.len() >= MAX_KNOWN {
-            return;
-        }
-        let known = self.known.entry(addr).or_default();
-        if known.retry_at.is_none_or(|at| at <= now) {
+        if Self::due(self.known.entry(addr).or_default(), now) {
             self.enqueue(addr);
         }
     }
@@ -101,33 +145,72 @@ impl AddressBook {
     /// A peer connected to us from `addr`: dial it back once, to learn
     /// whether it listens (a node) or not (a client). The relay rule trusts
     /// only listening peers to pass histories on.
-    pub fn probe(&mut self, addr: Ipv4Addr) {
-        if !self.dialable(addr)
-            || (!self.known.contains_key(&addr) && self.known.len() >= MAX_KNOWN)
-        {
+    pub fn probe(&mut self, addr: Ipv4Addr, now: Instant) {
+        if !self.dialable(addr) || !self.room_for(addr) {
             return;
         }
         let known = self.known.entry(addr).or_default();
-        if !known.listening && !known.probed {
+        if !known.listening && !known.probed && Self::due(known, now) {
             known.probed = true;
             self.enqueue(addr);
         }
     }
 
-    /// A connection with a peer ended: if it listens, dial it again (after
-    /// its backoff, if it failed before).
-    pub fn lost(&mut self, addr: Ipv4Addr, now: Instant) {
-        if self.is_listening(addr) {
-            self.offer(addr, false, now);
+    /// A connection with `addr` ended after `lived`. Short-lived ones count
+    /// as failures; a listening peer that was one of our peers (`primary`)
+    /// is wanted back, dialed again once its backoff allows.
+    pub fn ended(
+        &mut self,
+        addr: Ipv4Addr,
+        lived: Duration,
+        primary: bool,
+        now: Instant,
+    ) -> Option<Backoff> {
+        if !self.dialable(addr) || !self.room_for(addr) {
+            return None;
+        }
+        let backoff = if lived < HEALTHY_AFTER {
+            Some(self.failed(addr, now))
+        } else {
+            let known = self.known.entry(addr).or_default();
+            known.failures = 0;
+            known.retry_at = None;
+            None
+        };
+        let known = self.known.entry(addr).or_default();
+        if primary && known.listening {
+            known.wanted = true;
+        }
+        backoff
+    }
+
+    /// Counts a failure of `addr` and sets its next try.
+    fn failed(&mut self, addr: Ipv4Addr, now: Instant) -> Backoff {
+        let jitter = self.rng.random_range(1.0..1.5);
+        let known = self.known.entry(addr).or_default();
+        known.failures = known.failures.saturating_add(1);
+        let wait = FIRST_BACKOFF
+            .saturating_mul(1 << (known.failures - 1).min(16))
+            .mul_f64(jitter)
+            .min(MAX_BACKOFF);
+        known.retry_at = Some(now + wait);
+        if !known.bootstrap && known.failures >= GIVE_UP_AFTER {
+            known.wanted = false;
+        }
+        Backoff {
+            failures: known.failures,
+            wait,
+            bootstrap: known.bootstrap,
         }
     }
 
-    /// Bootstrap peers due for another try (call while no peer is connected).
-    pub fn retry_bootstrap(&mut self, now: Instant) {
+    /// Queues the wanted addresses whose backoff is over and that have no
+    /// connection (`connected` says which have one).
+    pub fn redial_wanted(&mut self, now: Instant, connected: impl Fn(Ipv4Addr) -> bool) {
         let due: Vec<Ipv4Addr> = self
             .known
             .iter()
-            .filter(|(_, k)| k.bootstrap && k.retry_at.is_none_or(|at| at <= now))
+            .filter(|&(&a, k)| k.wanted && Self::due(k, now) && !connected(a))
             .map(|(&a, _)| a)
             .collect();
         for addr in due {
@@ -155,27 +238,48 @@ impl AddressBook {
         self.queue.retain(|&a| a != addr);
     }
 
-    pub fn connecting(&self) -> usize {
-        self.connecting.len()
-    }
-
+    /// A dial of `addr` connected: it listens.
     pub fn dial_succeeded(&mut self, addr: Ipv4Addr) {
         self.connecting.remove(&addr);
-        let known = self.known.entry(addr).or_default();
-        known.listening = true;
-        known.failures = 0;
-        known.retry_at = None;
+        if self.room_for(addr) {
+            self.known.entry(addr).or_default().listening = true;
+        }
     }
 
-    pub fn dial_failed(&mut self, addr: Ipv4Addr, now: Instant) {
+    /// A dial of `addr` failed (refused, unreachable, timed out).
+    pub fn dial_failed(&mut self, addr: Ipv4Addr, now: Instant) -> Option<Backoff> {
         self.connecting.remove(&addr);
-        if let Some(known) = self.known.get_mut(&addr) {
-            let backoff = FIRST_BACKOFF
-                .saturating_mul(1 << known.failures.min(16))
-                .min(MAX_BACKOFF);
-            known.failures += 1;
-            known.retry_at = Some(now + backoff);
+        (self.dialable(addr) && self.room_for(addr)).then(|| self.failed(addr, now))
+    }
+
+    /// The addresses being dialed, queued, or waiting to be dialed again
+    /// (wanted ones in backoff), for `peers`.
+    pub fn rows(&self, now: Instant) -> Vec<DialRow> {
+        let failures = |addr: &Ipv4Addr| self.known.get(addr).map_or(0, |k| k.failures);
+        let mut rows: Vec<DialRow> = self
+            .connecting
+            .iter()
+            .chain(&self.queue)
+            .map(|addr| DialRow {
+                addr: *addr,
+                failures: failures(addr),
+                retry_in: None,
+            })
+            .collect();
+        for (&addr, known) in &self.known {
+            if let Some(at) = known.retry_at.filter(|&at| known.wanted && at > now)
+                && !self.connecting.contains(&addr)
+                && !self.queue.contains(&addr)
+            {
+                rows.push(DialRow {
+                    addr,
+                    failures: known.failures,
+                    retry_in: Some(at - now),
+                });
+            }
         }
+        rows.sort_by_key(|r| r.addr);
+        rows
     }
 }
 
@@ -190,7 +294,7 @@ mod tests {
     #[test]
     fn dials_are_capped_deduplicated_and_skip_own_address() {
         let now = Instant::now();
-        let mut book = AddressBook::new(ip(1), &[ip(2)], 2);
+        let mut book = AddressBook::new(ip(1), &[ip(2)], 2, 1);
         for last in [1, 2, 3, 3, 4, 5] {
             book.offer(ip(last), false, now);
         }
@@ -207,32 +311,56 @@ mod tests {
 
     #[test]
     fn an_inbound_peer_is_dialed_back_once() {
-        let mut book = AddressBook::new(ip(1), &[], 8);
-        book.probe(ip(2));
-        book.probe(ip(2));
+        let now = Instant::now();
+        let mut book = AddressBook::new(ip(1), &[], 8, 1);
+        book.probe(ip(2), now);
+        book.probe(ip(2), now);
         assert_eq!(book.next_dials(), [ip(2)]);
-        book.dial_failed(ip(2), Instant::now());
-        book.probe(ip(2));
+        book.dial_failed(ip(2), now);
+        book.probe(ip(2), now + Duration::from_secs(600));
         assert_eq!(book.next_dials(), Vec::<Ipv4Addr>::new());
         assert!(!book.is_listening(ip(2)));
     }
 
     #[test]
-    fn a_failed_address_waits_out_its_backoff() {
+    fn failures_back_off_doubling_with_jitter_up_to_two_minutes() {
         let now = Instant::now();
-        let mut book = AddressBook::new(ip(1), &[ip(2)], 8);
+        let mut book = AddressBook::new(ip(1), &[ip(2)], 8, 7);
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            waits.push(book.dial_failed(ip(2), now).expect("dialable").wait);
+        }
+        for (k, wait) in waits.iter().enumerate() {
+            let base = FIRST_BACKOFF * (1 << k);
+            assert!(
+                *wait == MAX_BACKOFF || (*wait >= base && *wait < base.mul_f64(1.5)),
+                "failure {}: {wait:?}",
+                k + 1
+            );
+        }
+        assert_eq!(waits[9], MAX_BACKOFF);
+    }
+
+    #[test]
+    fn a_short_lived_connection_is_a_failure_and_a_long_one_resets_the_count() {
+        let now = Instant::now();
+        let mut book = AddressBook::new(ip(1), &[ip(2)], 8, 1);
         assert_eq!(book.next_dials(), [ip(2)]);
-        book.dial_failed(ip(2), now);
-        book.retry_bootstrap(now);
-        assert_eq!(book.next_dials(), Vec::<Ipv4Addr>::new());
-        book.retry_bootstrap(now + Duration::from_secs(1));
+        book.dial_succeeded(ip(2));
+        let first = book.ended(ip(2), Duration::from_millis(1), true, now);
+        assert_eq!(first.map(|b| b.failures), Some(1));
+        book.redial_wanted(now, |_| false);
+        assert_eq!(book.next_dials(), Vec::<Ipv4Addr>::new(), "in backoff");
+        book.redial_wanted(now + Duration::from_secs(2), |_| false);
         assert_eq!(book.next_dials(), [ip(2)]);
-        book.dial_failed(ip(2), now);
-        book.offer(ip(2), false, now + Duration::from_millis(1500));
+        book.dial_succeeded(ip(2));
         assert_eq!(
-            book.next_dials(),
-            Vec::<Ipv4Addr>::new(),
-            "second backoff is 2 s"
+            book.ended(ip(2), Duration::from_millis(1), true, now)
+                .map(|b| b.failures),
+            Some(2)
         );
+        assert_eq!(book.ended(ip(2), HEALTHY_AFTER, true, now), None);
+        book.redial_wanted(now, |_| false);
+        assert_eq!(book.next_dials(), [ip(2)], "healthy: redialed at once");
     }
 }

@@ -1,4 +1,5 @@
-//! What the node does with a history a peer sends: validate, adopt, relay.
+//! What the node does with a history a peer sends: adopt, keep as a rival,
+//! or ignore; and whom to relay it to.
 //!
 //! # Which history wins
 //!
@@ -37,17 +38,19 @@
 use std::cmp::Ordering;
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info};
+use miner::{InvalidChat, JobStats};
 use wire::{History, Message};
 
-use super::peers::Tip;
-use super::{ConnId, Node, PEER_LIST_FRESH, Payload, Store, Validated, ValidationJob};
-use crate::verify::printable;
+use super::Node;
+use super::feed::Change;
+use super::io::{Archive, ConnId, Payload, Save, Tip};
+use super::report::Line;
 
-/// New chats printed when a history is adopted; more are summed up.
-const PRINT_AT_MOST: usize = 20;
+/// A peer's PeerList is trusted to say who it is connected to this long.
+const PEER_LIST_FRESH: Duration = Duration::from_secs(15);
 
 /// Whether `candidate`, valid, should replace `current`: longer, or as long
 /// and winning the tie-break at the first chat where they differ.
@@ -69,164 +72,100 @@ fn better(candidate: &History, current: &History) -> bool {
     }
 }
 
-impl<S: Store> Node<S> {
-    pub(super) fn on_archive(&mut self, now: Instant, conn: ConnId, candidate: History) {
-        let peer = self.peers.get_mut(&conn).expect("caller checked");
-        let pushed = peer.archive_asked_at.take().is_none();
-        peer.has = Some(Tip::of(&candidate));
-        let ours = Tip::of(&self.history);
-        if candidate.len() < ours.len {
-            // The peer is behind: let it catch up, unless it has been sent
-            // ours (once per history of ours, in case it cannot take it and
-            // pushes its own again) or our source delivers to it.
-            if self.needs_history(conn) {
-                self.send_archive_to(conn);
-            }
+impl Node {
+    /// An ArchiveResponse from `conn`, as the intake judged it.
+    pub(super) fn on_archive(&mut self, now: Instant, conn: ConnId, archive: Archive) {
+        let Some(peer) = self.peers.get_mut(conn) else {
             return;
-        }
-        if Tip::of(&candidate) == ours
-            || self
-                .rival
-                .as_ref()
-                .is_some_and(|r| Tip::of(r) == Tip::of(&candidate))
-        {
-            return;
-        }
-        let trusted = self.history.common_prefix_len(&candidate);
-        let job = ValidationJob {
-            conn,
-            candidate,
-            trusted,
-            pushed,
         };
-        if job.candidate.len() - trusted <= self.config.inline_validation {
-            let result = miner::validate_from(&job.candidate, trusted);
-            self.on_validated(now, Validated { job, result });
-        } else if self.validating {
-            // One large validation at a time; keep the longest waiting.
-            if self
-                .waiting_validation
-                .as_ref()
-                .is_none_or(|w| w.candidate.len() < job.candidate.len())
-            {
-                self.waiting_validation = Some(job);
+        let pushed = peer.archive_asked_at.take().is_none();
+        let candidate = match archive {
+            Archive::Invalid(invalid) => return self.reject(conn, &invalid),
+            Archive::Shorter(tip) => {
+                peer.has = Some(tip);
+                return self.catch_up(conn);
             }
-        } else {
-            self.validating = true;
-            debug!(
-                "validating {} chats off the event loop",
-                job.candidate.len() - trusted
-            );
-            self.outbox.push_back(super::Action::Validate(job));
+            Archive::Valid(candidate) => candidate,
+        };
+        let tip = Tip::of(&candidate);
+        peer.has = Some(tip);
+        if candidate.len() < self.history.len() {
+            return self.catch_up(conn);
         }
-    }
-
-    pub(super) fn on_validated(&mut self, now: Instant, validated: Validated) {
-        let Validated { job, result } = validated;
-        let ValidationJob {
-            conn,
-            candidate,
-            pushed,
-            ..
-        } = job;
-        if let Err(invalid) = result {
-            self.reject(conn, &invalid.to_string());
-        } else if candidate.len() > self.history.len() {
+        if tip == Tip::of(&self.history) || self.rival.as_ref().is_some_and(|r| Tip::of(r) == tip) {
+            return;
+        }
+        if candidate.len() > self.history.len() {
             self.adopt(now, conn, candidate, pushed);
         } else if better(&candidate, &self.history)
-            && self
-                .rival
-                .as_ref()
-                .is_none_or(|rival| better(&candidate, rival))
+            && self.rival.as_ref().is_none_or(|r| better(&candidate, r))
         {
             self.take_rival(now, conn, candidate, pushed);
-        } else if self.needs_history(conn) {
-            // Ours is longer by now, or wins the tie: the peer may switch.
-            self.send_archive_to(conn);
+        } else {
+            // Ours wins the tie: the peer may switch.
+            self.catch_up(conn);
         }
     }
 
-    pub(super) fn start_waiting_validation(&mut self, now: Instant) {
-        if self.validating {
-            return;
-        }
-        let Some(mut job) = self.waiting_validation.take() else {
-            return;
-        };
-        if job.candidate.len() < self.history.len() {
-            return;
-        }
-        job.trusted = self.history.common_prefix_len(&job.candidate);
-        if job.candidate.len() - job.trusted <= self.config.inline_validation {
-            let result = miner::validate_from(&job.candidate, job.trusted);
-            self.on_validated(now, Validated { job, result });
-        } else {
-            self.validating = true;
-            self.outbox.push_back(super::Action::Validate(job));
+    /// The peer on `conn` is behind us or on a losing fork: let it catch
+    /// up, unless it was sent ours (once per history of ours, in case it
+    /// cannot take it and pushes its own again) or our source delivers to
+    /// it.
+    fn catch_up(&mut self, conn: ConnId) {
+        if self.needs_history(conn) {
+            self.send_archive_to(conn);
         }
     }
 
     /// Ignores an invalid history; tells the peer why only if it can take a
     /// Notification (PROTOCOL.md), and keeps the connection either way.
-    fn reject(&mut self, conn: ConnId, why: &str) {
-        let Some(peer) = self.peers.get(&conn) else {
+    fn reject(&mut self, conn: ConnId, invalid: &InvalidChat) {
+        let Some(peer) = self.peers.get(conn) else {
             return;
         };
-        info!("ignoring an invalid history from {}: {why}", peer.addr);
+        info!("ignoring an invalid history from {}: {invalid}", peer.addr);
         if peer.notifies {
-            self.send_message(
-                conn,
-                &Message::Notification(format!("history ignored: {why}").into_bytes()),
-            );
+            let text = format!("history ignored: {invalid}");
+            self.send_message(conn, &Message::Notification(text.into_bytes()));
         }
+    }
+
+    /// Replaces our history with `history` (which `mined` says this node
+    /// just extended, if it did): keeps it on disk, finds our chats again,
+    /// shows what changed. The one place our history changes. Returns the
+    /// first index that changed and how many of our chats it displaced.
+    pub(super) fn set_history(
+        &mut self,
+        history: History,
+        mined: Option<(usize, JobStats)>,
+    ) -> (usize, usize) {
+        let fork = self.history.common_prefix_len(&history);
+        self.history = history;
+        self.rival = None;
+        self.save(Save::History {
+            history: self.history.clone(),
+            from: fork,
+        });
+        let displaced = self.own.reconcile(&self.history, fork);
+        let change = Change {
+            fork,
+            displaced,
+            mined,
+        };
+        for line in self.feed.update(&self.history, change) {
+            self.show(line);
+        }
+        (fork, displaced)
     }
 
     fn adopt(&mut self, now: Instant, from: ConnId, candidate: History, pushed: bool) {
-        let fork = self.history.common_prefix_len(&candidate);
-        let replaced = self.history.len() - fork;
-        self.history = candidate;
-        self.rival = None;
-        self.archive = None;
-        self.save_history(fork);
-        let displaced = self.own.reconcile(&self.history, fork);
-        self.contention = if displaced > 0 {
-            (self.contention + 1).min(super::MAX_CONTENTION)
-        } else if self.own.pending() == 0 {
-            0
-        } else {
-            self.contention.saturating_sub(1)
-        };
-        if replaced > 0 {
-            self.print(format!(
-                "history switched to a fork from chat #{fork} ({replaced} chats replaced, {displaced} of ours to mine again)"
-            ));
-        }
-        // A catch-up of thousands of chats is summed up, not scrolled by.
-        let first_shown = fork.max(self.history.len().saturating_sub(PRINT_AT_MOST));
-        if first_shown > fork {
-            self.print(format!(
-                "received chats #{fork} to #{}; the last {PRINT_AT_MOST}:",
-                self.history.len() - 1
-            ));
-        }
-        for index in first_shown..self.history.len() {
-            let text = printable(self.history.chat(index).expect("in range").text());
-            self.print(format!("#{index} {text}"));
-        }
+        let (_, displaced) = self.set_history(candidate, None);
+        self.mining.adopted(displaced, self.own.pending());
         self.restart_mining(now);
-        self.relay(now, from, pushed);
-    }
-
-    /// Sends the current history on, by the rule in this module's comment.
-    fn relay(&mut self, now: Instant, from: ConnId, pushed: bool) {
         self.delivered_by_source = self.delivered_by(now, from, pushed);
-        let targets: Vec<ConnId> = self
+        let targets = self
             .peers
-            .iter()
-            .filter(|(_, p)| p.primary)
-            .map(|(&c, _)| c)
-            .filter(|&c| self.needs_history(c))
-            .collect();
+            .relay_targets(Tip::of(&self.history), &self.delivered_by_source);
         debug!(
             "relaying {} chats to {} peers",
             self.history.len(),
@@ -242,7 +181,7 @@ impl<S: Store> Node<S> {
     /// comment).
     fn delivered_by(&self, now: Instant, from: ConnId, pushed: bool) -> HashSet<Ipv4Addr> {
         let mut delivered = HashSet::new();
-        if let Some(source) = self.peers.get(&from) {
+        if let Some(source) = self.peers.get(from) {
             delivered.insert(source.addr);
             if let Some((at, list)) = &source.peer_list
                 && pushed
@@ -260,19 +199,14 @@ impl<S: Store> Node<S> {
     fn take_rival(&mut self, now: Instant, from: ConnId, rival: History, pushed: bool) {
         let tip = Tip::of(&rival);
         let delivered = self.delivered_by(now, from, pushed);
-        let archive = super::encode_archive(&rival);
-        let targets: Vec<ConnId> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.primary && !p.knows(tip) && !delivered.contains(&p.addr))
-            .map(|(&c, _)| c)
-            .collect();
-        for conn in targets {
-            self.send(conn, Payload::Archive(archive.clone()));
-            self.peers.get_mut(&conn).expect("listed").sent = Some(tip);
+        for conn in self.peers.relay_targets(tip, &delivered) {
+            self.send(conn, Payload::Archive(rival.clone()));
+            if let Some(peer) = self.peers.get_mut(conn) {
+                peer.sent = Some(tip);
+            }
         }
         let fork = self.history.common_prefix_len(&rival);
-        let contested = self.own.first_missing(&rival, fork).is_some();
+        let contested = !self.own.missing_from(&rival, fork).is_empty();
         info!(
             "a fork as long as ours, from chat #{fork}, wins the tie-break{}",
             if contested {
@@ -287,13 +221,25 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Whether nobody is known to deliver our current history to the peer:
-    /// it neither sent it to us nor was sent it, and the peer our history
-    /// came from does not deliver to it.
+    /// Whether nobody is known to deliver our current history to the peer
+    /// on `conn`.
     pub(super) fn needs_history(&self, conn: ConnId) -> bool {
-        self.peers.get(&conn).is_some_and(|p| {
-            !p.knows(Tip::of(&self.history)) && !self.delivered_by_source.contains(&p.addr)
-        })
+        self.peers
+            .needs(conn, Tip::of(&self.history), &self.delivered_by_source)
+    }
+
+    /// Sends our history to `conn`.
+    pub(super) fn send_archive_to(&mut self, conn: ConnId) {
+        self.send(conn, Payload::Archive(self.history.clone()));
+        let tip = Tip::of(&self.history);
+        if let Some(peer) = self.peers.get_mut(conn) {
+            peer.sent = Some(tip);
+        }
+    }
+
+    /// A line for the screen.
+    pub(super) fn show(&mut self, line: Line) {
+        self.outbox.push_back(super::Action::Show(line));
     }
 }
 

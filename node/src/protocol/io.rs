@@ -1,11 +1,14 @@
-//! What goes into the protocol state machine and what comes out of it.
+//! What goes into the protocol state machine ([`Event`]) and what comes out
+//! of it ([`Action`]): its only doors.
 
+use std::fmt;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use wire::{Chat, History, Message};
+use miner::{InvalidChat, JobStats};
+use wire::{Chat, DIGEST_LEN, History, Message};
 
+use super::report::{Line, Reply};
 use crate::command::Command;
 
 /// A connection, named by the reactor. Never reused within a run.
@@ -15,123 +18,337 @@ pub struct ConnId(pub u64);
 /// Who opened a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
+    /// The peer dialed us.
     Inbound,
+    /// We dialed the peer.
     Outbound,
+}
+
+/// Where a command came from, and so where its reply goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The node's own prompt.
+    Prompt,
+}
+
+/// Names a history compactly: its length and its last chat's digest. The
+/// digest hashes the last chat's window, which holds the digest of the chat
+/// before, and so on: two histories with the same tip are the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tip {
+    /// Chats.
+    pub len: usize,
+    /// The last chat's digest (zeros for the empty history).
+    pub digest: [u8; DIGEST_LEN],
+}
+
+impl Tip {
+    /// The tip of `history`.
+    pub fn of(history: &History) -> Tip {
+        Tip {
+            len: history.len(),
+            digest: history.last().map_or([0; DIGEST_LEN], |c| *c.digest()),
+        }
+    }
+}
+
+/// An ArchiveResponse as the reactor's intake judged it, chat by chat while
+/// it arrived (see `intake.rs`, beside this module).
+#[derive(Debug)]
+pub enum Archive {
+    /// Every chat is valid (those equal to our history were compared, the
+    /// others hashed): a candidate history.
+    Valid(History),
+    /// Shorter than our history when it began, so it cannot win: neither
+    /// kept nor checked. Its tip says what the peer holds.
+    Shorter(Tip),
+    /// A chat is invalid; nothing after it was kept.
+    Invalid(InvalidChat),
+}
+
+#[cfg(test)]
+impl Archive {
+    /// Judges a whole history held in memory the way the intake judges one
+    /// that streams in, against our history `ours`.
+    pub fn judge(ours: &History, candidate: History) -> Archive {
+        if candidate.len() < ours.len() {
+            return Archive::Shorter(Tip::of(&candidate));
+        }
+        match miner::validate_extension(ours, &candidate) {
+            Ok(_) => Archive::Valid(candidate),
+            Err(invalid) => Archive::Invalid(invalid),
+        }
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// The peer's stream ended (what we owed it was written first).
+    ClosedByPeer,
+    /// The state machine closed it.
+    ClosedByUs,
+    /// The socket failed (a reset, a refused write).
+    Failed(String),
+    /// The peer sent bytes that are no message; the decoder's words.
+    Undecodable(String),
+    /// A message did not finish in time.
+    ReadTimeout,
+    /// The peer read nothing of what we queued in time.
+    WriteTimeout,
+    /// The peer left too many replies unread.
+    RepliesUnread,
+    /// An inbound peer sent nothing in time.
+    Silent,
+    /// Evicted to make room for a newcomer (inbound connections full).
+    Evicted,
+    /// Receive buffers over their total limit; it held the most.
+    BuffersFull,
+    /// A second connection with the same address, now idle.
+    IdleDuplicate,
+}
+
+impl Ending {
+    /// A short name, for counting endings by kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Ending::ClosedByPeer => "closed by peer",
+            Ending::ClosedByUs => "closed by us",
+            Ending::Failed(_) => "failed",
+            Ending::Undecodable(_) => "undecodable",
+            Ending::ReadTimeout => "read timeout",
+            Ending::WriteTimeout => "write timeout",
+            Ending::RepliesUnread => "replies unread",
+            Ending::Silent => "silent",
+            Ending::Evicted => "evicted",
+            Ending::BuffersFull => "buffers full",
+            Ending::IdleDuplicate => "idle duplicate",
+        }
+    }
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ending::Failed(reason) | Ending::Undecodable(reason) => f.write_str(reason),
+            Ending::ReadTimeout => f.write_str("read timeout: a message did not finish in time"),
+            Ending::WriteTimeout => f.write_str("write timeout: the peer reads nothing"),
+            Ending::RepliesUnread => f.write_str("the peer leaves its replies unread"),
+            Ending::Silent => f.write_str("silent: no message since it connected"),
+            Ending::Evicted => {
+                f.write_str("evicted: inbound connections full and it had sent nothing")
+            }
+            Ending::BuffersFull => {
+                f.write_str("receive buffers full: dropping the largest partial message")
+            }
+            Ending::IdleDuplicate => f.write_str("duplicate connection, now idle"),
+            other => f.write_str(other.kind()),
+        }
+    }
+}
+
+/// How a mining job ended.
+#[derive(Debug, Clone)]
+pub enum Mined {
+    /// The chats of the job, in order, each mined on the one before: valid
+    /// when pushed, in order, onto the history the job was given.
+    Found(Vec<Chat>),
+    /// Cancelled before every chat was found.
+    Cancelled,
+}
+
+/// A write the store thread made durable (see [`Action::Save`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    /// The tickets of the saves this commit covered.
+    pub tickets: Vec<u64>,
+    /// Chats of the history now on disk, if the commit wrote the history.
+    pub stored: Option<usize>,
+    /// `Err` with the reason when the writes or syncs failed.
+    pub outcome: Result<(), String>,
 }
 
 /// Something that happened, told to the state machine.
 #[derive(Debug)]
 pub enum Event {
-    /// A connection is established. `local` is our side's address, `addr`
-    /// the peer's.
+    /// A connection is established.
     Connected {
+        /// The reactor's name for it.
         conn: ConnId,
+        /// The peer's address.
         addr: Ipv4Addr,
+        /// Our side's address (the bind address, or the one the kernel
+        /// chose).
         local: Ipv4Addr,
+        /// Who dialed.
         direction: Direction,
     },
+    /// Our dial of `addr` reached this node itself: the inbound connection
+    /// `inbound` is the other end of our outbound `outbound` (its remote
+    /// address and port are our socket's local ones). Neither was reported
+    /// as `Connected`.
+    SelfDialed {
+        /// Our dialing side.
+        outbound: ConnId,
+        /// The side our listener accepted.
+        inbound: ConnId,
+        /// The address dialed: an alias of this node.
+        addr: Ipv4Addr,
+    },
     /// A `Connect` did not succeed (refused, unreachable, timed out).
-    ConnectFailed { addr: Ipv4Addr, reason: String },
-    /// A whole message arrived; `wire_len` is its size on the wire.
+    ConnectFailed {
+        /// The address dialed.
+        addr: Ipv4Addr,
+        /// In words.
+        reason: String,
+    },
+    /// A whole message other than an ArchiveResponse arrived.
     Received {
+        /// From whom.
         conn: ConnId,
+        /// The message.
         message: Message,
+        /// Its size on the wire, in bytes.
         wire_len: usize,
     },
-    /// The connection is gone (closed by either side, or failed).
-    Disconnected { conn: ConnId, reason: String },
+    /// A whole ArchiveResponse arrived and was judged.
+    Archive {
+        /// From whom.
+        conn: ConnId,
+        /// The verdict.
+        archive: Archive,
+        /// Its size on the wire, in bytes.
+        wire_len: usize,
+    },
+    /// The connection is gone (closed by either side, or failed). Messages
+    /// that came before the end were told first.
+    Disconnected {
+        /// Which.
+        conn: ConnId,
+        /// Why.
+        ending: Ending,
+    },
     /// Time passed: the reactor sends this a few times a second.
     Tick,
-    /// A mining job ended: with a chat, or without one when cancelled.
+    /// A mining job ended.
     Mined {
+        /// The job's number (see [`Action::StartMining`]).
         job: u64,
-        chat: Option<Chat>,
-        tries: u64,
-        elapsed: Duration,
+        /// Its chats, or a cancellation.
+        outcome: Mined,
+        /// Tries and time, all its chats together.
+        stats: JobStats,
     },
-    /// A validation handed to a worker is done.
-    Validated(Validated),
-    /// A line from the prompt.
-    Command(Command),
+    /// The store thread made writes durable (or failed to).
+    Saved(Saved),
+    /// A command from the prompt or a control client.
+    Command {
+        /// Where the reply goes.
+        from: Origin,
+        /// What to do.
+        command: Command,
+    },
 }
 
-/// The result of a [`ValidationJob`], with the history it checked.
-#[derive(Debug)]
-pub struct Validated {
-    pub job: ValidationJob,
-    /// `Ok` when every chat from `job.trusted` on is valid; else the first
-    /// invalid chat, in words.
-    pub result: Result<(), miner::InvalidChat>,
-}
-
-/// A history to validate off the event loop: chats before `trusted` are
-/// byte-identical to a valid history and need no hashing.
-#[derive(Debug)]
-pub struct ValidationJob {
-    pub conn: ConnId,
-    pub candidate: History,
-    pub trusted: usize,
-    /// The peer sent it unasked (see the relay rule in `archive.rs`).
-    pub pushed: bool,
-}
-
-/// Bytes to send. Archives are encoded once and shared among peers; a
-/// newer archive replaces an older one still queued for the same peer.
+/// Bytes to send. An archive is our history itself (its chunks shared, not
+/// copied): the reactor writes its header and then its segments.
 #[derive(Debug, Clone)]
 pub enum Payload {
-    Archive(Arc<[u8]>),
+    /// An ArchiveResponse carrying this history.
+    Archive(History),
+    /// Any other message, encoded.
     Message(Vec<u8>),
 }
 
 impl Payload {
+    /// Bytes on the wire.
     pub fn len(&self) -> usize {
         match self {
-            Payload::Archive(bytes) => bytes.len(),
+            Payload::Archive(history) => history.archive_len(),
             Payload::Message(bytes) => bytes.len(),
         }
     }
+}
 
-    pub fn bytes(&self) -> &[u8] {
-        match self {
-            Payload::Archive(bytes) => bytes,
-            Payload::Message(bytes) => bytes,
-        }
-    }
+/// What the store thread is asked to keep.
+#[derive(Debug, Clone)]
+pub enum Save {
+    /// The history changed from chat `from` on: keep `from` chats of the
+    /// file and append the rest.
+    History {
+        /// The history now.
+        history: History,
+        /// The first chat that changed.
+        from: usize,
+    },
+    /// This node's own chats, all of them; `ticket` comes back in
+    /// [`Saved`] once they are durable.
+    Own {
+        /// Text and digests of the mined copies, one per chat typed here.
+        chats: Vec<(Vec<u8>, Vec<super::Digest>)>,
+        /// Names this save in the acknowledgement.
+        ticket: u64,
+    },
 }
 
 /// What the state machine asks the reactor to do.
 #[derive(Debug)]
 pub enum Action {
+    /// Queue bytes for a connection.
     Send {
+        /// To whom.
         conn: ConnId,
+        /// What.
         payload: Payload,
     },
+    /// Dial `addr` on the network port.
     Connect {
+        /// Whom.
         addr: Ipv4Addr,
     },
-    /// Close now, after sending a Notification with this text if given.
+    /// Close after what is queued is written, with a Notification of this
+    /// text first if given.
     Close {
+        /// Which.
         conn: ConnId,
+        /// The Notification's text.
         notify: Option<String>,
     },
     /// Close once no partial message is being received, letting a peer
     /// that pushes one archive and hangs up finish first.
     CloseWhenIdle {
+        /// Which.
         conn: ConnId,
     },
-    /// Mine `text` after `prev` (the last chats of the history), once
-    /// `delay` has passed.
+    /// Mine `texts` one after the other after `prev` (the last up to 19
+    /// chats of the history they go on), once `delay` has passed.
     StartMining {
+        /// Names the job in [`Event::Mined`].
         job: u64,
+        /// `History::tail_for_append()` of the base.
         prev: Vec<u8>,
-        text: Vec<u8>,
+        /// The texts, in order.
+        texts: Vec<Vec<u8>>,
+        /// Wait before starting (backoff after lost races).
         delay: Duration,
     },
+    /// Stop job `job` if it is still running.
     CancelMining {
+        /// Which.
         job: u64,
     },
-    Validate(ValidationJob),
-    /// A line for the user, on stdout.
-    Print(String),
+    /// Keep something on disk (off the event loop).
+    Save(Save),
+    /// A line for the screen (and for control clients following the
+    /// history).
+    Show(Line),
+    /// The answer to a command.
+    Reply {
+        /// Where the command came from.
+        to: Origin,
+        /// The answer.
+        reply: Reply,
+    },
+    /// Stop the node.
     Shutdown,
 }

@@ -11,23 +11,30 @@ use std::collections::{HashMap, HashSet};
 
 use wire::{DIGEST_LEN, History};
 
+/// A chat's MD5 digest: names a mined copy.
 pub type Digest = [u8; DIGEST_LEN];
 
+/// A chat typed here.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OwnChat {
+    /// Its text.
     pub text: Vec<u8>,
     /// Digests of every mined copy, oldest first.
     pub copies: Vec<Digest>,
+    /// Where it is now.
     pub place: Place,
 }
 
+/// Where an own chat is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Place {
+    /// No copy of it is in the current history: to be mined.
     Pending,
     /// Index of the copy in the current history.
     InHistory(usize),
 }
 
+/// Every chat typed here, for the whole run.
 #[derive(Debug, Default)]
 pub struct OwnChats {
     chats: Vec<OwnChat>,
@@ -53,10 +60,20 @@ impl OwnChats {
         own
     }
 
+    /// Every own chat, oldest first.
     pub fn all(&self) -> &[OwnChat] {
         &self.chats
     }
 
+    /// What the store keeps: text and copies of every own chat.
+    pub fn records(&self) -> Vec<(Vec<u8>, Vec<Digest>)> {
+        self.chats
+            .iter()
+            .map(|c| (c.text.clone(), c.copies.clone()))
+            .collect()
+    }
+
+    /// A chat typed now; pending.
     pub fn queue(&mut self, text: Vec<u8>) -> OwnId {
         self.chats.push(OwnChat {
             text,
@@ -66,15 +83,16 @@ impl OwnChats {
         self.chats.len() - 1
     }
 
-    /// The oldest pending chat.
-    pub fn next_pending(&self) -> Option<(OwnId, &[u8])> {
+    /// The pending chats, oldest first.
+    pub fn pending_ids(&self) -> impl Iterator<Item = OwnId> + '_ {
         self.chats
             .iter()
             .enumerate()
-            .find(|(_, c)| c.place == Place::Pending)
-            .map(|(id, c)| (id, c.text.as_slice()))
+            .filter(|(_, c)| c.place == Place::Pending)
+            .map(|(id, _)| id)
     }
 
+    /// Chats not in the history.
     pub fn pending(&self) -> usize {
         self.chats
             .iter()
@@ -89,13 +107,15 @@ impl OwnChats {
         chat.place = Place::InHistory(index);
     }
 
-    /// The own chat placed earliest at `from` or later in our history of
-    /// which `other` (a fork from ours at `from`) holds no copy.
-    pub fn first_missing(&self, other: &History, from: usize) -> Option<(OwnId, &[u8])> {
+    /// The own chats placed at `from` or later in our history of which
+    /// `other` (a fork from ours at `from`) holds no copy, in history
+    /// order.
+    pub fn missing_from(&self, other: &History, from: usize) -> Vec<OwnId> {
         let theirs: HashSet<Digest> = (from..other.len())
             .map(|i| *other.chat(i).expect("in range").digest())
             .collect();
-        self.chats
+        let mut missing: Vec<(usize, OwnId)> = self
+            .chats
             .iter()
             .enumerate()
             .filter_map(|(id, c)| match c.place {
@@ -106,8 +126,9 @@ impl OwnChats {
                 }
                 _ => None,
             })
-            .min()
-            .map(|(_, id)| (id, self.chats[id].text.as_slice()))
+            .collect();
+        missing.sort_unstable();
+        missing.into_iter().map(|(_, id)| id).collect()
     }
 
     /// The history changed from chat `from` on: finds again every own chat
@@ -150,7 +171,7 @@ mod tests {
         let mut history: History = (0..3).map(chat).collect();
         let mut own = OwnChats::default();
         let id = own.queue(b"mine".to_vec());
-        assert_eq!(own.next_pending(), Some((id, &b"mine"[..])));
+        assert_eq!(own.pending_ids().collect::<Vec<_>>(), [id]);
         history.push(&chat(9));
         own.mined(id, [9; 16], 3);
         assert_eq!(own.pending(), 0);
@@ -160,7 +181,7 @@ mod tests {
         other.push(&chat(4));
         other.push(&chat(5));
         assert_eq!(own.reconcile(&other, 3), 1);
-        assert_eq!(own.next_pending(), Some((id, &b"mine"[..])));
+        assert_eq!(own.pending_ids().collect::<Vec<_>>(), [id]);
 
         // The first copy comes back in a longer history: found, not re-mined.
         let mut back = history.clone();
@@ -185,6 +206,6 @@ mod tests {
             places,
             [Place::InHistory(2), Place::Pending, Place::Pending]
         );
-        assert_eq!(own.next_pending().unwrap().1, b"y");
+        assert_eq!(own.pending_ids().collect::<Vec<_>>(), [1, 2]);
     }
 }

@@ -1,36 +1,24 @@
 //! The connections this node has, and what it knows of each peer.
 
+use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 use std::time::Instant;
 
-use wire::{DIGEST_LEN, History};
+use super::io::{ConnId, Direction, Tip};
+use super::report::PeerRow;
 
-use super::{ConnId, Direction};
-
-/// Names a history compactly: its length and its last chat's digest (which
-/// hashes the last 20 chats, so two histories that share it share their
-/// ends).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Tip {
-    pub len: usize,
-    pub digest: [u8; DIGEST_LEN],
-}
-
-impl Tip {
-    pub fn of(history: &History) -> Tip {
-        Tip {
-            len: history.len(),
-            digest: history.last().map_or([0; DIGEST_LEN], |c| *c.digest()),
-        }
-    }
-}
-
+/// One connection and what we know of the peer on it.
 #[derive(Debug)]
 pub struct Peer {
+    /// The peer's address.
     pub addr: Ipv4Addr,
+    /// Who dialed.
     pub direction: Direction,
+    /// When it connected.
     pub since: Instant,
+    /// Bytes received from it.
     pub bytes_in: u64,
+    /// Bytes queued for it.
     pub bytes_out: u64,
     /// The one connection used with this address. A second connection to
     /// the same address (two nodes dialing each other at once, a peer that
@@ -47,16 +35,12 @@ pub struct Peer {
     pub archive_asked_at: Option<Instant>,
     /// It sent a Notification, so it can take one (PROTOCOL.md).
     pub notifies: bool,
-    /// We asked it for its archive and peers (see `Node::on_connected`).
+    /// We asked it for its archive and peers.
     pub greeted: bool,
 }
 
 impl Peer {
-    /// Whether the peer holds or was sent the history named by `tip`.
-    pub fn knows(&self, tip: Tip) -> bool {
-        self.has == Some(tip) || self.sent == Some(tip)
-    }
-
+    /// A peer that has just connected.
     pub fn new(addr: Ipv4Addr, direction: Direction, since: Instant, primary: bool) -> Self {
         Peer {
             addr,
@@ -73,6 +57,11 @@ impl Peer {
             greeted: false,
         }
     }
+
+    /// Whether the peer holds or was sent the history named by `tip`.
+    pub fn knows(&self, tip: Tip) -> bool {
+        self.has == Some(tip) || self.sent == Some(tip)
+    }
 }
 
 /// Which of two connections between the same pair of addresses survives:
@@ -83,11 +72,96 @@ pub fn survives(dialer: Ipv4Addr, other_end: Ipv4Addr) -> bool {
 }
 
 /// The connections, by id.
-pub type Peers = std::collections::BTreeMap<ConnId, Peer>;
+#[derive(Debug, Default)]
+pub struct Peers {
+    map: BTreeMap<ConnId, Peer>,
+}
 
-pub fn primary_for(peers: &Peers, addr: Ipv4Addr) -> Option<ConnId> {
-    peers
-        .iter()
-        .find(|(_, p)| p.primary && p.addr == addr)
-        .map(|(&c, _)| c)
+impl Peers {
+    /// The peer on `conn`.
+    pub fn get(&self, conn: ConnId) -> Option<&Peer> {
+        self.map.get(&conn)
+    }
+
+    /// The peer on `conn`, to change.
+    pub fn get_mut(&mut self, conn: ConnId) -> Option<&mut Peer> {
+        self.map.get_mut(&conn)
+    }
+
+    /// Adds a connection.
+    pub fn insert(&mut self, conn: ConnId, peer: Peer) {
+        self.map.insert(conn, peer);
+    }
+
+    /// Removes a connection.
+    pub fn remove(&mut self, conn: ConnId) -> Option<Peer> {
+        self.map.remove(&conn)
+    }
+
+    /// Every connection.
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Peer)> {
+        self.map.iter().map(|(&c, p)| (c, p))
+    }
+
+    /// The primary connections: one per peer address, the ones we send to.
+    pub fn primaries(&self) -> Vec<ConnId> {
+        self.iter()
+            .filter(|(_, p)| p.primary)
+            .map(|(c, _)| c)
+            .collect()
+    }
+
+    /// The primary connection with `addr`, if any.
+    pub fn primary_for(&self, addr: Ipv4Addr) -> Option<ConnId> {
+        self.iter()
+            .find(|(_, p)| p.primary && p.addr == addr)
+            .map(|(c, _)| c)
+    }
+
+    /// Whether any connection with `addr` exists.
+    pub fn is_connected(&self, addr: Ipv4Addr) -> bool {
+        self.map.values().any(|p| p.addr == addr)
+    }
+
+    /// Our peers' addresses (one per primary connection) but `except`:
+    /// what our PeerList to `except` holds.
+    pub fn addrs_except(&self, except: Ipv4Addr) -> Vec<Ipv4Addr> {
+        self.map
+            .values()
+            .filter(|p| p.primary && p.addr != except)
+            .map(|p| p.addr)
+            .collect()
+    }
+
+    /// Whether the peer on `conn` may lack the history named by `tip`: it
+    /// neither sent it to us nor was sent it, and is not among the
+    /// addresses `delivered` (those someone else delivers it to).
+    pub fn needs(&self, conn: ConnId, tip: Tip, delivered: &HashSet<Ipv4Addr>) -> bool {
+        self.get(conn)
+            .is_some_and(|p| !p.knows(tip) && !delivered.contains(&p.addr))
+    }
+
+    /// The primary connections to send the history named by `tip` to (the
+    /// relay rule in `archive.rs`).
+    pub fn relay_targets(&self, tip: Tip, delivered: &HashSet<Ipv4Addr>) -> Vec<ConnId> {
+        self.primaries()
+            .into_iter()
+            .filter(|&c| self.needs(c, tip, delivered))
+            .collect()
+    }
+
+    /// What `peers` shows of each connection.
+    pub fn rows(&self, now: Instant) -> Vec<PeerRow> {
+        self.map
+            .values()
+            .map(|p| PeerRow {
+                addr: p.addr,
+                direction: p.direction,
+                duplicate: !p.primary,
+                connected_for: now.saturating_duration_since(p.since),
+                bytes_in: p.bytes_in,
+                bytes_out: p.bytes_out,
+            })
+            .collect()
+    }
 }

@@ -8,19 +8,30 @@ use std::collections::{BinaryHeap, HashMap};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use miner::{CancelToken, Miner};
+use miner::{JobStats, Miner};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use wire::History;
 
-use super::tests::{MemStore, config};
+use super::tests::config;
 use super::*;
 use crate::command::Command;
+
+/// What the simulator delivers to a node.
+enum Delivery {
+    Event(Event),
+    /// An archive, judged against the receiver's history when it arrives.
+    Archive {
+        conn: ConnId,
+        history: History,
+        wire_len: usize,
+    },
+}
 
 const TICK: Duration = Duration::from_millis(100);
 
 pub struct Sim {
-    pub nodes: Vec<Node<MemStore>>,
+    pub nodes: Vec<Node>,
     addrs: Vec<Ipv4Addr>,
     /// Which pairs may connect (a topology); all pairs when `None`.
     allowed: Option<Box<dyn Fn(usize, usize) -> bool>>,
@@ -28,14 +39,12 @@ pub struct Sim {
     links: HashMap<ConnId, (usize, ConnId)>,
     next_conn: u64,
     queue: BinaryHeap<Reverse<(Duration, u64, usize)>>,
-    events: HashMap<u64, Event>,
+    events: HashMap<u64, Delivery>,
     seq: u64,
     pub elapsed: Duration,
     start: Instant,
     rng: Xoshiro256PlusPlus,
     miner: Miner,
-    /// Mining jobs under way: (node, job) -> cancelled.
-    jobs: HashMap<(usize, u64), CancelToken>,
     pub archive_bytes: u64,
     pub archives: u64,
 }
@@ -54,7 +63,6 @@ impl Sim {
                 config.max_connecting = 64;
                 Node::new(
                     config,
-                    MemStore::default(),
                     History::new(),
                     OwnChats::default(),
                     seed + i as u64,
@@ -75,7 +83,6 @@ impl Sim {
             start,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             miner: Miner::new(1),
-            jobs: HashMap::new(),
             archive_bytes: 0,
             archives: 0,
         };
@@ -91,8 +98,12 @@ impl Sim {
     }
 
     fn schedule(&mut self, after: Duration, node: usize, event: Event) {
+        self.deliver(after, node, Delivery::Event(event));
+    }
+
+    fn deliver(&mut self, after: Duration, node: usize, delivery: Delivery) {
         self.seq += 1;
-        self.events.insert(self.seq, event);
+        self.events.insert(self.seq, delivery);
         self.queue
             .push(Reverse((self.elapsed + after, self.seq, node)));
     }
@@ -103,7 +114,13 @@ impl Sim {
 
     pub fn command(&mut self, node: usize, text: &str) {
         let now = self.start + self.elapsed;
-        self.nodes[node].handle(now, Event::Command(Command::Chat(text.as_bytes().to_vec())));
+        self.nodes[node].handle(
+            now,
+            Event::Command {
+                from: Origin::Prompt,
+                command: Command::Chat(text.as_bytes().to_vec()),
+            },
+        );
         self.perform(node);
     }
 
@@ -119,7 +136,18 @@ impl Sim {
             assert!(steps < 10_000_000, "simulation does not settle");
             self.queue.pop();
             self.elapsed = at;
-            let event = self.events.remove(&seq).expect("scheduled");
+            let event = match self.events.remove(&seq).expect("scheduled") {
+                Delivery::Event(event) => event,
+                Delivery::Archive {
+                    conn,
+                    history,
+                    wire_len,
+                } => Event::Archive {
+                    conn,
+                    archive: Archive::judge(self.nodes[node].history(), history),
+                    wire_len,
+                },
+            };
             if matches!(event, Event::Tick) {
                 self.schedule(TICK, node, Event::Tick);
             }
@@ -140,21 +168,25 @@ impl Sim {
                     let Some(&(j, _)) = self.links.get(&remote) else {
                         continue;
                     };
-                    if let Payload::Archive(bytes) = &payload {
-                        self.archives += 1;
-                        self.archive_bytes += bytes.len() as u64;
-                    }
-                    let message = wire::decode(payload.bytes()).expect("nodes send valid bytes");
                     let latency = self.latency();
-                    self.schedule(
-                        latency,
-                        j,
-                        Event::Received {
+                    let wire_len = payload.len();
+                    let delivery = match payload {
+                        Payload::Archive(history) => {
+                            self.archives += 1;
+                            self.archive_bytes += wire_len as u64;
+                            Delivery::Archive {
+                                conn: remote,
+                                history,
+                                wire_len,
+                            }
+                        }
+                        Payload::Message(bytes) => Delivery::Event(Event::Received {
                             conn: remote,
-                            message,
-                            wire_len: payload.len(),
-                        },
-                    );
+                            message: wire::decode(&bytes).expect("nodes send valid bytes"),
+                            wire_len,
+                        }),
+                    };
+                    self.deliver(latency, j, delivery);
                 }
                 Action::Connect { addr } => {
                     let target = self.addrs.iter().position(|&a| a == addr);
@@ -208,7 +240,7 @@ impl Sim {
                                 j,
                                 Event::Disconnected {
                                     conn: remote,
-                                    reason: "closed".into(),
+                                    ending: Ending::ClosedByPeer,
                                 },
                             );
                         }
@@ -217,7 +249,7 @@ impl Sim {
                             i,
                             Event::Disconnected {
                                 conn,
-                                reason: "closed by us".into(),
+                                ending: Ending::ClosedByUs,
                             },
                         );
                     }
@@ -225,40 +257,40 @@ impl Sim {
                 Action::StartMining {
                     job,
                     prev,
-                    text,
+                    texts,
                     delay,
                 } => {
-                    let cancel = CancelToken::new();
-                    self.jobs.insert((i, job), cancel);
-                    let chat = self
-                        .miner
-                        .mine(&prev, &text, 16, &CancelToken::new())
-                        .expect("not cancelled")
-                        .chat;
+                    // Mined at once, told after a virtual while; a job
+                    // cancelled meanwhile reports a stale number, dropped.
+                    let mut base = History::new();
+                    base.extend_from_wire(&prev);
+                    let chats = texts
+                        .iter()
+                        .map(|text| {
+                            let chat = self.miner.mine_next(&base, text);
+                            base.push(&chat);
+                            chat
+                        })
+                        .collect();
                     let after = delay + Duration::from_millis(self.rng.random_range(5..80));
                     self.schedule(
                         after,
                         i,
                         Event::Mined {
                             job,
-                            chat: Some(chat),
-                            tries: 65536,
-                            elapsed: after,
+                            outcome: Mined::Found(chats),
+                            stats: JobStats {
+                                tries: 65536,
+                                elapsed: after,
+                            },
                         },
                     );
                 }
-                Action::CancelMining { job } => {
-                    self.jobs.remove(&(i, job));
-                }
-                Action::Validate(job) => {
-                    let result = miner::validate_from(&job.candidate, job.trusted);
-                    self.schedule(
-                        Duration::from_millis(5),
-                        i,
-                        Event::Validated(Validated { job, result }),
-                    );
-                }
-                Action::Print(_) | Action::Shutdown => {}
+                Action::CancelMining { .. }
+                | Action::Save(_)
+                | Action::Show(_)
+                | Action::Reply { .. }
+                | Action::Shutdown => {}
             }
         }
     }

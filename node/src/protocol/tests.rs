@@ -3,29 +3,12 @@
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use miner::Miner;
+use miner::{JobStats, Miner};
 use wire::{Chat, History, Message};
 
+use crate::command::Command;
+
 use super::*;
-
-/// Keeps nothing; counts what it was asked to keep.
-#[derive(Default)]
-pub struct MemStore {
-    pub history_saves: Vec<usize>,
-    pub own_saves: usize,
-}
-
-impl Store for MemStore {
-    fn save_history(&mut self, _: &History, from: usize) -> stdio::Result<()> {
-        self.history_saves.push(from);
-        Ok(())
-    }
-
-    fn save_own(&mut self, _: &[OwnChat]) -> stdio::Result<()> {
-        self.own_saves += 1;
-        Ok(())
-    }
-}
 
 /// A valid history of `texts` on top of `base`.
 pub fn extend(miner: &Miner, base: &History, texts: &[&str]) -> History {
@@ -57,15 +40,16 @@ pub fn config(bind: Ipv4Addr, bootstrap: Vec<Ipv4Addr>) -> Config {
         port: 51511,
         bootstrap,
         max_connecting: 4,
-        inline_validation: 64,
         threads: 1,
         data_dir: "(memory)".into(),
     }
 }
 
 struct Harness {
-    node: Node<MemStore>,
+    node: Node,
     now: Instant,
+    /// The `from` of every history save asked for, in order.
+    history_saves: Vec<usize>,
 }
 
 impl Harness {
@@ -77,8 +61,9 @@ impl Harness {
         let now = Instant::now();
         let own = OwnChats::restore(vec![], &history);
         Harness {
-            node: Node::new(config, MemStore::default(), history, own, 7, now),
+            node: Node::new(config, history, own, 7, now),
             now,
+            history_saves: Vec::new(),
         }
     }
 
@@ -88,23 +73,32 @@ impl Harness {
     }
 
     fn actions(&mut self) -> Vec<Action> {
-        std::iter::from_fn(|| self.node.poll_action()).collect()
+        let actions: Vec<Action> = std::iter::from_fn(|| self.node.poll_action()).collect();
+        for action in &actions {
+            if let Action::Save(Save::History { from, .. }) = action {
+                self.history_saves.push(*from);
+            }
+        }
+        actions
     }
 
     /// `chat TEXT` typed at the prompt.
     fn chat(&mut self, text: &str) -> Vec<Action> {
-        self.handle(Event::Command(crate::command::Command::Chat(
-            text.as_bytes().to_vec(),
-        )))
+        self.handle(Event::Command {
+            from: Origin::Prompt,
+            command: Command::Chat(text.as_bytes().to_vec()),
+        })
     }
 
     /// Mining job `job` found `chat`.
     fn mined(&mut self, job: u64, chat: &Chat) -> Vec<Action> {
         self.handle(Event::Mined {
             job,
-            chat: Some(chat.clone()),
-            tries: 1,
-            elapsed: Duration::from_millis(1),
+            outcome: Mined::Found(vec![chat.clone()]),
+            stats: JobStats {
+                tries: 1,
+                elapsed: Duration::from_millis(1),
+            },
         })
     }
 
@@ -137,13 +131,23 @@ impl Harness {
         ConnId(id)
     }
 
+    /// `message` from `conn`; an archive is judged against our history as
+    /// the reactor's intake would.
     fn receive(&mut self, conn: ConnId, message: Message) -> Vec<Action> {
         let wire_len = message.encoded_len();
-        self.handle(Event::Received {
-            conn,
-            message,
-            wire_len,
-        })
+        let event = match message {
+            Message::ArchiveResponse(history) => Event::Archive {
+                conn,
+                archive: Archive::judge(self.node.history(), history),
+                wire_len,
+            },
+            message => Event::Received {
+                conn,
+                message,
+                wire_len,
+            },
+        };
+        self.handle(event)
     }
 
     /// Answers our ArchiveRequest, so that the archive counts as solicited.
@@ -159,7 +163,10 @@ fn sent(actions: &[Action]) -> Vec<(ConnId, Message)> {
         .filter_map(|a| match a {
             Action::Send { conn, payload } => Some((
                 *conn,
-                wire::decode(payload.bytes()).expect("we send valid bytes"),
+                match payload {
+                    Payload::Archive(history) => Message::ArchiveResponse(history.clone()),
+                    Payload::Message(bytes) => wire::decode(bytes).expect("we send valid bytes"),
+                },
             )),
             _ => None,
         })
@@ -181,13 +188,30 @@ fn closes(actions: &[Action]) -> usize {
         .count()
 }
 
-fn started_mining(actions: &[Action]) -> Vec<(u64, Vec<u8>, Vec<u8>)> {
+/// The mining jobs started: number, base tail and texts.
+fn started_mining(actions: &[Action]) -> Vec<(u64, Vec<u8>, Vec<Vec<u8>>)> {
     actions
         .iter()
         .filter_map(|a| match a {
             Action::StartMining {
-                job, prev, text, ..
-            } => Some((*job, prev.clone(), text.clone())),
+                job, prev, texts, ..
+            } => Some((*job, prev.clone(), texts.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One text, as a job's texts.
+fn texts(text: &str) -> Vec<Vec<u8>> {
+    vec![text.as_bytes().to_vec()]
+}
+
+/// The lines shown, as the prompt prints them.
+fn shown(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Show(line) => Some(line.to_string()),
             _ => None,
         })
         .collect()
@@ -259,12 +283,8 @@ fn adopts_a_longer_valid_history_and_ignores_shorter_equal_or_invalid_ones() {
     // Longer and valid: adopted, persisted from the common prefix, printed.
     let actions = h.receive(conn, Message::ArchiveResponse(longer.clone()));
     assert_eq!(h.node.history(), &longer);
-    assert_eq!(h.node.store.history_saves.last(), Some(&2));
-    assert!(
-        actions
-            .iter()
-            .any(|a| matches!(a, Action::Print(t) if t == "#2 three"))
-    );
+    assert_eq!(h.history_saves.last(), Some(&2));
+    assert_eq!(shown(&actions), ["#2 three"]);
 }
 
 #[test]
@@ -301,8 +321,8 @@ fn mining_restarts_on_a_changed_history_and_a_displaced_own_chat_is_mined_again(
         panic!("{actions:?}")
     };
     assert_eq!(
-        (prev.as_slice(), text.as_slice()),
-        (base.tail_for_append(), &b"mine"[..])
+        (prev.as_slice(), text),
+        (base.tail_for_append(), &texts("mine"))
     );
 
     // The history grows under the job: cancelled, restarted on the new one.
@@ -334,8 +354,8 @@ fn mining_restarts_on_a_changed_history_and_a_displaced_own_chat_is_mined_again(
         panic!("{actions:?}")
     };
     assert_eq!(
-        (prev.as_slice(), text.as_slice()),
-        (rival.tail_for_append(), &b"mine"[..])
+        (prev.as_slice(), text),
+        (rival.tail_for_append(), &texts("mine"))
     );
 }
 
@@ -410,8 +430,8 @@ fn an_equal_length_fork_is_ignored_and_a_winning_one_is_mined_on() {
         panic!("{actions:?}")
     };
     assert_eq!(
-        (prev.as_slice(), text.as_slice()),
-        (winning.tail_for_append(), &b"ours"[..])
+        (prev.as_slice(), text),
+        (winning.tail_for_append(), &texts("ours"))
     );
 
     // Mined: the fork plus our chat is longer than both sides, and ours.
@@ -439,26 +459,27 @@ fn a_winning_fork_without_our_chats_leaves_our_history_alone() {
     let actions = h.answer(conn, &winning);
     assert_eq!(h.node.history(), &held);
     assert!(started_mining(&actions).is_empty());
-    assert_eq!(h.node.store.history_saves, Vec::<usize>::new());
+    assert_eq!(h.history_saves, Vec::<usize>::new());
 }
 
 #[test]
-fn large_archives_are_validated_off_the_loop_then_adopted() {
+fn a_long_history_is_adopted_and_summed_up_on_the_screen() {
     let miner = Miner::new(1);
     let texts: Vec<String> = (0..70).map(|i| format!("chat {i}")).collect();
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let big = extend(&miner, &History::new(), &refs);
     let mut h = Harness::new(History::new());
     let conn = h.connect(1, ip(2), Direction::Outbound);
-    let mut actions = h.answer(conn, &big);
-    let Some(Action::Validate(job)) = actions.pop() else {
-        panic!("{actions:?}")
-    };
-    assert_eq!((job.trusted, job.candidate.len()), (0, 70));
-    assert!(h.node.history().is_empty());
-    let result = miner::validate_from(&job.candidate, job.trusted);
-    h.handle(Event::Validated(Validated { job, result }));
+    let actions = h.answer(conn, &big);
     assert_eq!(h.node.history(), &big);
+    let lines = shown(&actions);
+    assert_eq!(lines[0], "received chats #0 to #49 (see 'hist'); then:");
+    assert_eq!(
+        lines[1..],
+        (50..70)
+            .map(|i| format!("#{i} chat {i}"))
+            .collect::<Vec<_>>()[..]
+    );
 }
 
 #[test]
@@ -533,7 +554,7 @@ fn simultaneous_dials_keep_the_connection_from_the_lower_address() {
     // And when that closes, nothing is left over.
     h.handle(Event::Disconnected {
         conn: ConnId(1),
-        reason: "closed".into(),
+        ending: Ending::ClosedByPeer,
     });
     let actions = h.receive(ConnId(2), Message::PeerRequest);
     assert_eq!(sent(&actions)[0], (ConnId(2), Message::PeerList(vec![])));
@@ -543,26 +564,42 @@ fn simultaneous_dials_keep_the_connection_from_the_lower_address() {
 fn a_connection_to_ourselves_is_closed_and_never_retried() {
     let mut h = Harness::with_config(config(Ipv4Addr::UNSPECIFIED, vec![ip(7)]), History::new());
     assert!(matches!(h.actions()[..], [Action::Connect { addr }] if addr == ip(7)));
-    let actions = h.connected(1, ip(7), ip(7), Direction::Outbound);
-    assert!(
-        matches!(
-            actions[..],
-            [Action::Close {
-                conn: ConnId(1),
-                ..
-            }]
-        ),
-        "{actions:?}"
-    );
-    h.handle(Event::Disconnected {
-        conn: ConnId(1),
-        reason: "closed by us".into(),
+    // The reactor matched the socket pair: our dial of 127.40.0.7 came back.
+    let actions = h.handle(Event::SelfDialed {
+        outbound: ConnId(1),
+        inbound: ConnId(2),
+        addr: ip(7),
     });
-    let actions = h.advance(Duration::from_secs(120));
+    let closed: Vec<ConnId> = actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Close { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(closed, [ConnId(1), ConnId(2)], "{actions:?}");
+    for conn in closed {
+        h.handle(Event::Disconnected {
+            conn,
+            ending: Ending::ClosedByUs,
+        });
+    }
+    let actions = h.advance(Duration::from_secs(300));
     assert!(
         !actions.iter().any(|a| matches!(a, Action::Connect { .. })),
         "{actions:?}"
     );
+}
+
+#[test]
+fn a_client_on_our_own_ip_address_is_an_ordinary_peer() {
+    // Listening on every address, a client from 127.0.0.1 to 127.0.0.1 has
+    // the same IP address at both ends, and is still someone else.
+    let mut h = Harness::with_config(config(Ipv4Addr::UNSPECIFIED, vec![]), History::new());
+    let actions = h.connected(1, ip(7), ip(7), Direction::Inbound);
+    assert_eq!(closes(&actions), 0, "{actions:?}");
+    let actions = h.receive(ConnId(1), Message::PeerRequest);
+    assert_eq!(sent(&actions)[0], (ConnId(1), Message::PeerList(vec![])));
 }
 
 #[test]
@@ -599,11 +636,11 @@ fn timers_send_peer_requests_every_five_seconds_and_a_repair_request_every_minut
 }
 
 #[test]
-fn bootstrap_peers_are_retried_with_backoff_while_no_peer_is_connected() {
+fn bootstrap_peers_are_retried_with_doubling_jittered_backoff() {
     let mut h = Harness::with_config(config(ip(1), vec![ip(2)]), History::new());
     let mut attempts = vec![];
     let start = h.now;
-    for _ in 0..200 {
+    for _ in 0..300 {
         let actions = h.advance(Duration::from_millis(100));
         for a in actions {
             if let Action::Connect { addr } = a {
@@ -615,7 +652,36 @@ fn bootstrap_peers_are_retried_with_backoff_while_no_peer_is_connected() {
             }
         }
     }
-    // Waits of 1, 2, 4 and 8 seconds between attempts (in 100 ms ticks).
+    // Waits of 1, 2, 4, 8 and 16 seconds times 1 to 1.5 (in 100 ms ticks).
     let gaps: Vec<u128> = attempts.windows(2).map(|w| w[1] - w[0]).collect();
-    assert_eq!(gaps, [10, 20, 40, 80], "{attempts:?}");
+    assert_eq!(gaps.len(), 4, "{attempts:?}");
+    for (k, gap) in gaps.iter().enumerate() {
+        let base = 10 << k;
+        assert!(
+            *gap >= base && *gap <= base * 3 / 2 + 1,
+            "gap {k}: {gaps:?}"
+        );
+    }
+}
+
+#[test]
+fn a_peer_that_closes_at_once_is_redialed_with_backoff() {
+    let mut h = Harness::with_config(config(ip(1), vec![ip(2)]), History::new());
+    let mut dials = 0;
+    let mut next = 1;
+    for _ in 0..300 {
+        for a in h.advance(Duration::from_millis(100)) {
+            if let Action::Connect { addr } = a {
+                dials += 1;
+                // It accepts, then closes at once.
+                h.connected(next, addr, ip(1), Direction::Outbound);
+                h.handle(Event::Disconnected {
+                    conn: ConnId(next),
+                    ending: Ending::ClosedByPeer,
+                });
+                next += 1;
+            }
+        }
+    }
+    assert!((4..=6).contains(&dials), "{dials} connections in 30 s");
 }

@@ -1,19 +1,19 @@
-//! One TCP connection: its decoder, its write queue, and its clocks.
+//! One TCP connection: its intake, its write queue, and its clocks.
 
 use std::collections::VecDeque;
-use std::io::{self, Read, Write};
-use std::net::Ipv4Addr;
-use std::sync::Arc;
-use std::time::Instant;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use wire::{DecodeError, Decoder, Message};
+use wire::{ChunkPool, DecodeError, History, Message};
 
-use crate::protocol::{Direction, Payload};
+use crate::intake::{Arrival, Intake};
+use crate::protocol::{ConnId, Direction, Payload};
 
 /// Small messages (not archives) a peer may leave unread before it is cut
 /// off. Archives are bounded by count instead: at most one being written
-/// and one waiting, shared with every other peer.
+/// and one waiting, their chunks shared with our history.
 const MAX_QUEUED_MESSAGES: usize = 1 << 20;
 /// Messages decoded from one connection before the loop serves the others.
 /// The byte budget alone does not bound the work: a message may be one
@@ -21,67 +21,126 @@ const MAX_QUEUED_MESSAGES: usize = 1 << 20;
 /// nothing) made a round of a million messages, gigabytes of queued
 /// actions, and an honest peer wait for seconds.
 const MESSAGE_BUDGET: usize = 256;
+/// Bytes read from one connection in a round before the loop serves the
+/// others.
+const READ_BUDGET: usize = 1 << 20;
+/// A message in progress must finish within the read timeout plus its size
+/// at this rate: a slow but steady transfer of a large history finishes,
+/// a peer dribbling bytes does not hold a connection open.
+const MIN_RATE: u64 = 64 << 10;
+/// Slices handed to one `writev` (Linux's IOV_MAX).
+const MAX_IOVECS: usize = 1024;
 
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
-    Connecting { deadline: Instant },
+    /// A dial in progress; it fails at `deadline`.
+    Connecting {
+        /// When the dial gives up.
+        deadline: Instant,
+    },
+    /// Established.
     Open,
+    /// The state machine is done with it (it closed it, or the peer's
+    /// stream ended): what is queued is written, then the socket closes,
+    /// at `deadline` at the latest.
+    Closing {
+        /// When it closes whatever is left.
+        deadline: Instant,
+    },
 }
 
+/// A payload being written, and how far.
+#[derive(Debug)]
+struct Outgoing {
+    payload: Payload,
+    sent: usize,
+}
+
+/// One connection.
 pub struct Conn {
+    /// The socket.
     pub stream: TcpStream,
+    /// Its name for the state machine.
+    pub id: ConnId,
+    /// The peer's address.
     pub addr: Ipv4Addr,
+    /// Our side's address and port.
+    pub local: Option<SocketAddrV4>,
+    /// Who dialed.
     pub direction: Direction,
+    /// Where it is in its life.
     pub state: State,
+    /// When it was opened.
     pub opened: Instant,
-    decoder: Decoder,
-    /// Bytes read but not decoded when the message budget ran out; taken
-    /// first in the next round (at most one read's worth).
+    /// The state machine was told it connected (a dial that reached this
+    /// node itself never is).
+    pub reported: bool,
+    /// It is one end of a connection from this node to itself.
+    pub to_self: bool,
+    intake: Intake,
+    /// Bytes read but not yet taken by the intake (the message budget ran
+    /// out, or it waits for checks); taken first in the next round.
     unread: Vec<u8>,
-    queue: VecDeque<(Payload, usize)>,
+    queue: VecDeque<Outgoing>,
     queued_messages: usize,
-    /// When the message being received started, if one is.
-    message_started: Option<Instant>,
+    /// When the message being received started, and at which stream
+    /// offset.
+    message_started: Option<(Instant, u64)>,
     /// A whole message has come from the peer.
     pub spoke: bool,
     /// When the write queue last moved (or became non-empty).
     last_write_progress: Instant,
     /// Close once no partial message is held, but not before this.
     pub close_when_idle: Option<Instant>,
-    /// WRITABLE interest is registered (only while the queue is non-empty).
+    /// WRITABLE interest is registered (only while the queue is non-empty
+    /// or a dial is in progress).
     pub wants_write: bool,
-    /// Readable data may remain (the last read stopped at its budget).
+    /// Readable data may remain (the last round stopped at a budget, or
+    /// the socket signalled).
     pub read_ready: bool,
+    /// The socket signalled writable since the last flush.
+    pub write_ready: bool,
 }
 
-/// What one round of reading brought.
-pub struct ReadOutcome {
-    pub messages: Vec<(Message, usize)>,
-    /// The connection is finished: closed by the peer or broken.
-    pub end: Option<End>,
-}
-
+/// How a read round ended the connection.
 pub enum End {
-    Closed(String),
+    /// The peer's stream ended: no more requests, but what we owe it is
+    /// still written.
+    Finished,
+    /// The connection broke.
+    Failed(String),
     /// The peer sent something undecodable: tell it, then close.
     Garbage(DecodeError),
 }
 
 impl Conn {
+    /// A connection in `state`, its intake holding messages of at most
+    /// `max_message` bytes and at most `max_unverified` unchecked bytes
+    /// of an archive.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         stream: TcpStream,
+        id: ConnId,
         addr: Ipv4Addr,
+        local: Option<SocketAddrV4>,
         direction: Direction,
         state: State,
         now: Instant,
         max_message: usize,
+        max_unverified: usize,
     ) -> Self {
         Conn {
             stream,
+            id,
             addr,
+            local,
             direction,
             state,
             opened: now,
-            decoder: Decoder::new(max_message),
+            reported: false,
+            to_self: false,
+            intake: Intake::new(id, max_message, max_unverified),
             unread: Vec::new(),
             queue: VecDeque::new(),
             queued_messages: 0,
@@ -91,107 +150,132 @@ impl Conn {
             close_when_idle: None,
             wants_write: false,
             read_ready: false,
+            write_ready: false,
         }
     }
 
-    /// Reads until the socket has nothing more, `budget` bytes were read or
-    /// [`MESSAGE_BUDGET`] messages decoded, decoding as it goes.
-    pub fn read(&mut self, buf: &mut [u8], budget: usize, now: Instant) -> ReadOutcome {
-        let mut out = ReadOutcome {
-            messages: Vec::new(),
-            end: None,
-        };
+    /// The intake, for checked batches coming back.
+    pub fn intake(&mut self) -> &mut Intake {
+        &mut self.intake
+    }
+
+    /// Reads until the socket has nothing more, a budget is spent, or the
+    /// intake waits for checks, decoding as it goes against `ours`; whole
+    /// messages go to `out`. `Some` when the connection ended.
+    pub fn read(
+        &mut self,
+        buf: &mut [u8],
+        ours: &History,
+        pool: &mut ChunkPool,
+        now: Instant,
+        out: &mut Vec<Arrival>,
+    ) -> Option<End> {
         self.read_ready = false;
         let unread = std::mem::take(&mut self.unread);
-        if !unread.is_empty() && !self.decode(&unread, &mut out, now) {
-            return out;
+        if !unread.is_empty()
+            && let Err(e) = self.take(&unread, ours, pool, now, out)
+        {
+            return Some(End::Garbage(e));
+        }
+        // Not a byte more, not even the end of the stream, until the checks
+        // the intake waits for are back: what came before the end is told
+        // before the end.
+        if !self.unread.is_empty() || self.intake.is_blocked() {
+            return None;
         }
         let mut read = 0;
-        while read < budget {
+        while read < READ_BUDGET {
             let n = match self.stream.read(buf) {
-                Ok(0) => {
-                    out.end = Some(End::Closed("closed by peer".into()));
-                    break;
-                }
+                Ok(0) => return Some(End::Finished),
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    out.end = Some(End::Closed(e.to_string()));
-                    break;
-                }
+                Err(e) => return Some(End::Failed(e.to_string())),
             };
             read += n;
-            if !self.decode(&buf[..n], &mut out, now) {
-                return out;
+            if let Err(e) = self.take(&buf[..n], ours, pool, now, out) {
+                return Some(End::Garbage(e));
             }
-            if read >= budget {
-                self.read_ready = true;
-            }
-        }
-        out
-    }
-
-    /// Decodes `input` into `out`; false when the round must stop: the
-    /// peer sent garbage (`out.end` says so), or the message budget is
-    /// spent and the rest of `input` is kept for the next round.
-    fn decode(&mut self, mut input: &[u8], out: &mut ReadOutcome, now: Instant) -> bool {
-        while !input.is_empty() {
-            if out.messages.len() >= MESSAGE_BUDGET {
-                self.unread.extend_from_slice(input);
-                self.read_ready = true;
-                return false;
-            }
-            match self.decoder.push(&mut input) {
-                Ok(Some(message)) => {
-                    // Encoding is canonical: this is its size on the wire.
-                    let len = message.encoded_len();
-                    out.messages.push((message, len));
-                    self.message_started = None;
-                    self.spoke = true;
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    out.end = Some(End::Garbage(e));
-                    return false;
-                }
+            if !self.unread.is_empty() || self.intake.is_blocked() {
+                return None;
             }
         }
-        if !self.decoder.is_idle() {
-            self.message_started.get_or_insert(now);
+        self.read_ready = true;
+        None
+    }
+
+    /// Gives `input` to the intake; what it does not take now is kept, and
+    /// the next round starts with it (at once, unless the intake waits for
+    /// checks).
+    fn take(
+        &mut self,
+        mut input: &[u8],
+        ours: &History,
+        pool: &mut ChunkPool,
+        now: Instant,
+        out: &mut Vec<Arrival>,
+    ) -> Result<(), DecodeError> {
+        let before = out.len();
+        self.intake
+            .push(&mut input, ours, pool, MESSAGE_BUDGET, out)?;
+        if out.len() > before {
+            self.spoke = true;
+            self.message_started = None;
         }
-        true
+        if !self.intake.is_idle() {
+            self.message_started
+                .get_or_insert((now, self.intake.position()));
+        }
+        if !input.is_empty() {
+            self.unread.extend_from_slice(input);
+            self.read_ready = !self.intake.is_blocked();
+        }
+        Ok(())
     }
 
-    /// A partial message has been arriving since `started`.
-    pub fn receiving_since(&self) -> Option<Instant> {
-        self.message_started
+    /// The checks the intake waited for came back: read again.
+    pub fn resume(&mut self) {
+        if !self.intake.is_blocked() {
+            self.read_ready = true;
+        }
     }
 
+    /// Whether the message in progress has had its time: the read timeout
+    /// plus its size at [`MIN_RATE`].
+    pub fn message_overdue(&self, now: Instant, timeout: Duration) -> bool {
+        self.message_started.is_some_and(|(at, start)| {
+            let received = self.intake.position() - start;
+            now >= at + timeout + Duration::from_secs(received / MIN_RATE)
+        })
+    }
+
+    /// True between messages, with nothing left unread.
     pub fn idle(&self) -> bool {
-        self.decoder.is_idle() && self.unread.is_empty()
+        self.intake.is_idle() && self.unread.is_empty()
     }
 
-    /// Memory held by a partial message and bytes not yet decoded.
+    /// Memory held unchecked: a partial message, unchecked new chats, and
+    /// bytes not yet decoded.
     pub fn held_bytes(&self) -> usize {
-        self.decoder.held_bytes() + self.unread.capacity()
+        self.intake.unverified_bytes() + self.unread.capacity()
     }
 
     /// Queues bytes to send. A newer archive replaces one not yet started,
-    /// so a slow peer holds at most two.
+    /// so a slow peer holds at most two (their chunks shared with ours).
+    ///
+    /// # Errors
+    /// In words, when the peer leaves too many replies unread.
     pub fn enqueue(&mut self, payload: Payload, now: Instant) -> Result<(), String> {
         if self.queue.is_empty() {
             self.last_write_progress = now;
         }
-        if let Payload::Archive(new) = &payload {
+        if let Payload::Archive(_) = &payload {
             let waiting = self
                 .queue
                 .iter_mut()
-                .find(|(p, sent)| *sent == 0 && matches!(p, Payload::Archive(_)));
-            if let Some((Payload::Archive(old), _)) = waiting {
-                if !Arc::ptr_eq(old, new) {
-                    *old = new.clone();
-                }
+                .find(|o| o.sent == 0 && matches!(o.payload, Payload::Archive(_)));
+            if let Some(waiting) = waiting {
+                waiting.payload = payload;
                 return Ok(());
             }
         } else {
@@ -202,10 +286,17 @@ impl Conn {
                 ));
             }
         }
-        self.queue.push_back((payload, 0));
+        self.queue.push_back(Outgoing { payload, sent: 0 });
         Ok(())
     }
 
+    /// Queues a Notification saying why we close.
+    pub fn notify(&mut self, text: &str, now: Instant) {
+        let bytes = Message::Notification(text.as_bytes().to_vec()).to_bytes();
+        let _ = self.enqueue(Payload::Message(bytes), now);
+    }
+
+    /// Whether anything waits to be written.
     pub fn has_queued(&self) -> bool {
         !self.queue.is_empty()
     }
@@ -215,19 +306,32 @@ impl Conn {
         self.has_queued().then_some(self.last_write_progress)
     }
 
-    /// Writes until the queue is empty or the socket is full.
+    /// Writes until the queue is empty or the socket is full; an archive is
+    /// written from its chunks with vectored writes, never copied.
+    ///
+    /// # Errors
+    /// The socket's.
     pub fn flush(&mut self, now: Instant) -> io::Result<()> {
-        while let Some((payload, sent)) = self.queue.front_mut() {
-            match self.stream.write(&payload.bytes()[*sent..]) {
+        self.write_ready = false;
+        while let Some(front) = self.queue.front_mut() {
+            let result = match &front.payload {
+                Payload::Message(bytes) => self.stream.write(&bytes[front.sent..]),
+                Payload::Archive(history) => {
+                    let header = history.archive_header();
+                    let slices = archive_slices(&header, history, front.sent);
+                    self.stream.write_vectored(&slices)
+                }
+            };
+            match result {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
-                    *sent += n;
+                    front.sent += n;
                     self.last_write_progress = now;
-                    if *sent == payload.len()
-                        && let (Payload::Message(bytes), _) =
-                            self.queue.pop_front().expect("front exists")
-                    {
-                        self.queued_messages -= bytes.len();
+                    if front.sent == front.payload.len() {
+                        let done = self.queue.pop_front().expect("front exists");
+                        if let Payload::Message(bytes) = done.payload {
+                            self.queued_messages -= bytes.len();
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
@@ -237,10 +341,55 @@ impl Conn {
         }
         Ok(())
     }
+}
 
-    /// Best effort, right before closing: a Notification saying why.
-    pub fn notify(&mut self, text: &str) {
-        let bytes = Message::Notification(text.as_bytes().to_vec()).to_bytes();
-        let _ = self.stream.write(&bytes);
+/// The bytes of an ArchiveResponse of `history` from offset `sent` on, as
+/// at most [`MAX_IOVECS`] slices: what is left of the header, then the
+/// history's segments.
+fn archive_slices<'a>(header: &'a [u8; 5], history: &'a History, sent: usize) -> Vec<IoSlice<'a>> {
+    let mut slices = Vec::new();
+    let mut skip = sent;
+    for part in std::iter::once(&header[..]).chain(history.segments()) {
+        if slices.len() == MAX_IOVECS {
+            break;
+        }
+        if skip >= part.len() {
+            skip -= part.len();
+            continue;
+        }
+        slices.push(IoSlice::new(&part[skip..]));
+        skip = 0;
+    }
+    slices
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wire::{CHUNK_CHATS, Chat};
+
+    #[test]
+    fn archive_slices_resume_at_any_offset() {
+        let history: History = (0..2 * CHUNK_CHATS + 5)
+            .map(|i| Chat::new(vec![b'x'; i % 9], [1; 16], [2; 16]).unwrap())
+            .collect();
+        let mut whole = Vec::new();
+        history.encode_archive(&mut whole);
+        let header = history.archive_header();
+        for sent in [
+            0,
+            3,
+            5,
+            6,
+            1000,
+            history.wire_offset(CHUNK_CHATS) + 5,
+            whole.len() - 1,
+        ] {
+            let bytes: Vec<u8> = archive_slices(&header, &history, sent)
+                .iter()
+                .flat_map(|s| s.to_vec())
+                .collect();
+            assert_eq!(bytes, whole[sent..], "from {sent}");
+        }
     }
 }

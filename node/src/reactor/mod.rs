@@ -1,29 +1,35 @@
 //! The event loop: mio owns every socket; the protocol state machine
-//! decides. Bytes in become messages through each connection's decoder,
-//! the state machine's actions become syscalls, worker threads report back
-//! over a channel and the loop's waker.
+//! decides. Each round has one shape: take what happened (connections
+//! accepted, bytes read, mail from the threads, the clock) as events, feed
+//! them to the state machine, carry out every action it asks for, and
+//! repeat until neither events nor actions are left; then write what is
+//! queued. Every way a connection ends goes through [`Reactor::teardown`].
 
 mod conn;
 mod workers;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
 use log::{debug, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
+use wire::ChunkPool;
 
+use crate::inbox::{Inbox, Mail};
+use crate::intake::Arrival;
+use crate::log_limit::LogLimit;
 use crate::prompt::Printer;
-use crate::protocol::{Action, ConnId, Direction, Event, Node, Store};
+use crate::protocol::{Action, ConnId, Direction, Ending, Event, Node, Origin};
+use crate::store::StoreThread;
 use conn::{Conn, End, State};
-pub use workers::{Mining, Outbox, Report, Validation};
+pub use workers::{MiningThread, ValidationThread};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -32,92 +38,150 @@ const FIRST_CONN: usize = 16;
 
 /// How often the state machine's clock advances.
 const TICK: Duration = Duration::from_millis(100);
-/// PROTOCOL-level patience for an outgoing connection.
+/// Patience for an outgoing connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A duplicate connection stays open at least this long, so that a peer
 /// which connects only to push one archive gets to send it.
 const DUPLICATE_GRACE: Duration = Duration::from_secs(2);
-/// Bytes read from one connection before the loop serves the others.
-const READ_BUDGET: usize = 1 << 20;
+/// A connection we close keeps at most this long to write what it was
+/// sent last (a Notification saying why).
+const LINGER: Duration = Duration::from_secs(2);
+/// Rounds of events and actions in one settling before the loop serves the
+/// sockets again (a safety bound: a round normally settles in two or three).
+const MAX_SETTLE_ROUNDS: usize = 10_000;
 
-/// Transport limits (the state machine never sees them).
+/// Where the node listens, and dials from.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    /// The address to listen on and dial from (0.0.0.0: any).
+    pub bind: Ipv4Addr,
+    /// The network port.
+    pub port: u16,
+}
+
+/// What a peer may cost (the state machine never sees them).
 #[derive(Debug, Clone)]
 pub struct Limits {
-    pub bind: Ipv4Addr,
-    pub port: u16,
+    /// A started message must finish within this plus its size at 64 KiB/s;
+    /// a new inbound peer must speak and a peer must read what we queue
+    /// within this.
     pub read_timeout: Duration,
+    /// Largest message other than an archive; and most bytes of an
+    /// archive's new chats held unchecked per connection.
     pub max_message: usize,
+    /// Most inbound connections.
     pub max_inbound: usize,
-    /// Most bytes of partial messages held across all connections.
+    /// Most bytes held unchecked across all connections.
     pub max_buffered: usize,
 }
 
-pub struct Reactor<S: Store> {
+/// The threads the loop hands work to.
+pub struct Workers {
+    /// Mining jobs.
+    pub mining: MiningThread,
+    /// Checks of incoming archives.
+    pub validation: ValidationThread,
+    /// Writes to the data directory.
+    pub store: StoreThread,
+    /// The screen.
+    pub printer: Printer,
+}
+
+/// The event loop.
+pub struct Reactor {
     poll: Poll,
     listener: TcpListener,
     signals: Signals,
-    reports: Receiver<Report>,
+    inbox: Inbox,
     conns: HashMap<Token, Conn>,
     next_token: usize,
-    node: Node<S>,
-    mining: Mining,
-    validation: Validation,
-    printer: Printer,
+    /// Our outbound sockets by their local address: an inbound connection
+    /// from one of these is this node talking to itself.
+    dialing_from: HashMap<SocketAddrV4, Token>,
+    node: Node,
+    /// Events waiting for the state machine.
+    events: VecDeque<Event>,
+    workers: Workers,
+    endpoint: Endpoint,
     limits: Limits,
+    pool: ChunkPool,
     buf: Vec<u8>,
     running: bool,
+    log_limit: LogLimit,
 }
 
 /// Binds the listening socket; done before anything else so that a busy
 /// port is reported at once.
-pub fn listen(bind: Ipv4Addr, port: u16) -> io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::V4(SocketAddrV4::new(bind, port)))
+///
+/// # Errors
+/// The bind's.
+pub fn listen(endpoint: Endpoint) -> io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::V4(SocketAddrV4::new(
+        endpoint.bind,
+        endpoint.port,
+    )))
 }
 
-impl<S: Store> Reactor<S> {
-    /// `poll` must be the one `waker` was made from.
+/// The waker of `poll`'s loop, for the threads' mailer.
+///
+/// # Errors
+/// mio's.
+pub fn waker(poll: &Poll) -> io::Result<Arc<Waker>> {
+    Ok(Arc::new(Waker::new(poll.registry(), WAKER)?))
+}
+
+impl Reactor {
+    /// A loop around `node`; `poll` must be the one the inbox's waker was
+    /// made from, and `pool` the one our history's chunks were shared
+    /// through.
+    ///
+    /// # Errors
+    /// Registering the listener or the signal handlers.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         poll: Poll,
         mut listener: TcpListener,
-        reports: Receiver<Report>,
-        node: Node<S>,
-        mining: Mining,
-        validation: Validation,
-        printer: Printer,
+        inbox: Inbox,
+        node: Node,
+        workers: Workers,
+        endpoint: Endpoint,
         limits: Limits,
+        pool: ChunkPool,
     ) -> io::Result<Self> {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
         Ok(Reactor {
             poll,
             listener,
             signals,
-            reports,
+            inbox,
             conns: HashMap::new(),
             next_token: FIRST_CONN,
+            dialing_from: HashMap::new(),
             node,
-            mining,
-            validation,
-            printer,
+            events: VecDeque::new(),
+            workers,
+            endpoint,
             limits,
+            pool,
             buf: vec![0; 64 * 1024],
             running: true,
+            log_limit: LogLimit::default(),
         })
     }
 
-    pub fn waker(poll: &Poll) -> io::Result<Arc<Waker>> {
-        Ok(Arc::new(Waker::new(poll.registry(), WAKER)?))
-    }
-
-    /// Runs until `quit`, SIGINT or SIGTERM.
+    /// Runs until `quit`, SIGINT, SIGTERM or SIGHUP; then lets the store
+    /// thread write what is queued.
+    ///
+    /// # Errors
+    /// `poll`'s, other than an interrupted wait.
     pub fn run(mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
-        self.perform_actions(Instant::now());
+        self.settle(Instant::now());
         while self.running {
             let busy = self.conns.values().any(|c| c.read_ready);
             let timeout = if busy {
@@ -132,49 +196,93 @@ impl<S: Store> Reactor<S> {
                 return Err(e);
             }
             let now = Instant::now();
+            let mut accept = false;
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(now),
+                    LISTENER => accept = true,
                     WAKER => {}
-                    SIGNALS => {
-                        for signal in self.signals.pending() {
-                            info!("signal {signal}: stopping");
-                            self.running = false;
+                    SIGNALS => self.on_signals(),
+                    token => {
+                        if let Some(conn) = self.conns.get_mut(&token) {
+                            conn.read_ready |=
+                                event.is_readable() || event.is_read_closed() || event.is_error();
+                            conn.write_ready |= event.is_writable() || event.is_error();
                         }
                     }
-                    token => self.conn_event(token, event.is_writable(), now),
                 }
             }
-            self.drain_reports(now);
-            let ready: Vec<Token> = self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.read_ready)
-                .map(|(&t, _)| t)
-                .collect();
-            for token in ready {
-                self.read(token, now);
+            // Accepted first: a dial of ours that reached this node is then
+            // recognised before it is taken for a peer.
+            if accept {
+                self.accept(now);
             }
+            self.take_mail();
+            self.serve_connections(now);
             if now >= next_tick {
                 next_tick = now + TICK;
                 self.check_clocks(now);
-                self.node.handle(now, Event::Tick);
+                self.events.push_back(Event::Tick);
             }
-            self.perform_actions(now);
+            self.settle(now);
+            self.flush_all(now);
         }
+        let Workers { store, .. } = self.workers;
+        store.finish();
         Ok(())
     }
 
-    fn drain_reports(&mut self, now: Instant) {
-        while let Ok(report) = self.reports.try_recv() {
-            match report {
-                Report::Event(event) => self.node.handle(now, event),
-                Report::BadLine(bad) => self.printer.print(&bad.to_string()),
-                Report::InputClosed => self.printer.print(
+    fn on_signals(&mut self) {
+        for signal in self.signals.pending() {
+            info!("signal {signal}: stopping");
+            self.running = false;
+        }
+    }
+
+    /// Feeds the state machine every waiting event and carries out every
+    /// action, until neither is left.
+    fn settle(&mut self, now: Instant) {
+        for _ in 0..MAX_SETTLE_ROUNDS {
+            while let Some(event) = self.events.pop_front() {
+                self.node.handle(now, event);
+            }
+            while let Some(action) = self.node.poll_action() {
+                self.perform(action, now);
+            }
+            if self.events.is_empty() {
+                return;
+            }
+        }
+        warn!("events still waiting after {MAX_SETTLE_ROUNDS} rounds; serving sockets first");
+    }
+
+    fn take_mail(&mut self) {
+        let mail: Vec<Mail> = self.inbox.drain().collect();
+        for mail in mail {
+            match mail {
+                Mail::Event(event) => self.events.push_back(event),
+                Mail::Verified(verified) => {
+                    let token = Token(verified.conn.0 as usize);
+                    if let Some(conn) = self.conns.get_mut(&token) {
+                        if let Some(arrival) = conn.intake().verified(verified) {
+                            self.events.push_back(arrival_event(conn.id, arrival));
+                        }
+                        conn.resume();
+                        self.start_checks(token);
+                    }
+                }
+                // After the replies to the commands before it.
+                Mail::Refused(text) => {
+                    self.settle(Instant::now());
+                    self.workers.printer.print(&text);
+                }
+                Mail::InputEnded => self.workers.printer.print(
                     "input closed: the node keeps running without a prompt until SIGINT or SIGTERM",
                 ),
+                Mail::Hangup => {
+                    info!("the terminal hung up: stopping");
+                    self.running = false;
+                }
             }
-            self.perform_actions(now);
         }
     }
 
@@ -186,44 +294,72 @@ impl<S: Store> Reactor<S> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // Out of file descriptors and the like: try again later.
-                    warn!("accepting a connection failed: {e}");
+                    if let Some(suppressed) = self.log_limit.allow(now) {
+                        warn!("accepting a connection failed: {e}{suppressed}");
+                    }
                     return;
                 }
             };
-            let SocketAddr::V4(addr) = addr else { continue };
-            if !self.make_room_for_inbound() {
+            let SocketAddr::V4(remote) = addr else {
+                continue;
+            };
+            if !self.make_room_for_inbound(now) {
                 debug!(
-                    "turning away {addr}: {} inbound connections",
+                    "turning away {remote}: {} inbound connections",
                     self.limits.max_inbound
                 );
                 continue;
             }
             let local = match stream.local_addr() {
-                Ok(SocketAddr::V4(local)) => *local.ip(),
-                _ => self.limits.bind,
+                Ok(SocketAddr::V4(local)) => Some(local),
+                _ => None,
             };
-            let token = self.add_conn(stream, *addr.ip(), Direction::Inbound, State::Open, now);
-            if let Some(token) = token {
-                let event = Event::Connected {
-                    conn: ConnId(token.0 as u64),
-                    addr: *addr.ip(),
-                    local,
-                    direction: Direction::Inbound,
-                };
-                self.node.handle(now, event);
-                self.read(token, now);
+            let Some(token) = self.add_conn(
+                stream,
+                *remote.ip(),
+                local,
+                Direction::Inbound,
+                State::Open,
+                now,
+            ) else {
+                continue;
+            };
+            // The other end of one of our dials: this node itself.
+            if let Some(&outbound) = self.dialing_from.get(&remote)
+                && let Some(out) = self.conns.get_mut(&outbound)
+            {
+                out.to_self = true;
+                let addr = out.addr;
+                let out_id = out.id;
+                let conn = self.conns.get_mut(&token).expect("just added");
+                conn.to_self = true;
+                self.events.push_back(Event::SelfDialed {
+                    outbound: out_id,
+                    inbound: conn.id,
+                    addr,
+                });
+                continue;
             }
+            let conn = self.conns.get_mut(&token).expect("just added");
+            conn.reported = true;
+            conn.read_ready = true;
+            self.events.push_back(Event::Connected {
+                conn: conn.id,
+                addr: *remote.ip(),
+                local: local.map_or(self.endpoint.bind, |l| *l.ip()),
+                direction: Direction::Inbound,
+            });
         }
     }
 
     /// At the inbound cap, the oldest inbound connection that has not sent a
     /// whole message yet gives way: a flood of silent connections cannot
     /// lock out honest newcomers, and peers that spoke are never evicted.
-    fn make_room_for_inbound(&mut self) -> bool {
+    fn make_room_for_inbound(&mut self, now: Instant) -> bool {
         let inbound = self
             .conns
             .values()
-            .filter(|c| c.direction == Direction::Inbound)
+            .filter(|c| c.direction == Direction::Inbound && c.state == State::Open)
             .count();
         if inbound < self.limits.max_inbound {
             return true;
@@ -231,16 +367,14 @@ impl<S: Store> Reactor<S> {
         let victim = self
             .conns
             .iter()
-            .filter(|(_, c)| c.direction == Direction::Inbound && !c.spoke)
+            .filter(|(_, c)| {
+                c.direction == Direction::Inbound && c.state == State::Open && !c.spoke
+            })
             .min_by_key(|(_, c)| c.opened)
             .map(|(&t, _)| t);
         match victim {
             Some(token) => {
-                self.close(
-                    token,
-                    "evicted: inbound connections full and it had sent nothing",
-                    Instant::now(),
-                );
+                self.teardown(token, Ending::Evicted, now);
                 true
             }
             None => false,
@@ -251,6 +385,7 @@ impl<S: Store> Reactor<S> {
         &mut self,
         mut stream: TcpStream,
         addr: Ipv4Addr,
+        local: Option<SocketAddrV4>,
         direction: Direction,
         state: State,
         now: Instant,
@@ -259,44 +394,48 @@ impl<S: Store> Reactor<S> {
         self.next_token += 1;
         let interest = match state {
             State::Connecting { .. } => Interest::READABLE | Interest::WRITABLE,
-            State::Open => Interest::READABLE,
+            _ => Interest::READABLE,
         };
         if let Err(e) = self.poll.registry().register(&mut stream, token, interest) {
             warn!("registering a connection with {addr} failed: {e}");
             return None;
         }
-        let mut conn = Conn::new(stream, addr, direction, state, now, self.limits.max_message);
+        let mut conn = Conn::new(
+            stream,
+            ConnId(token.0 as u64),
+            addr,
+            local,
+            direction,
+            state,
+            now,
+            self.limits.max_message,
+            self.limits.max_message,
+        );
         conn.wants_write = interest.is_writable();
         self.conns.insert(token, conn);
         Some(token)
     }
 
     fn connect(&mut self, addr: Ipv4Addr, now: Instant) {
-        match self.start_connect(addr) {
-            Ok(stream) => {
-                let state = State::Connecting {
-                    deadline: now + CONNECT_TIMEOUT,
-                };
-                if self
-                    .add_conn(stream, addr, Direction::Outbound, state, now)
-                    .is_none()
-                {
-                    self.node.handle(
-                        now,
-                        Event::ConnectFailed {
-                            addr,
-                            reason: "cannot register".into(),
-                        },
-                    );
+        let failed = |reason: String| Event::ConnectFailed { addr, reason };
+        let stream = match self.start_connect(addr) {
+            Ok(stream) => stream,
+            Err(e) => return self.events.push_back(failed(e.to_string())),
+        };
+        let local = match stream.local_addr() {
+            Ok(SocketAddr::V4(local)) => Some(local),
+            _ => None,
+        };
+        let state = State::Connecting {
+            deadline: now + CONNECT_TIMEOUT,
+        };
+        match self.add_conn(stream, addr, local, Direction::Outbound, state, now) {
+            Some(token) => {
+                if let Some(local) = local {
+                    self.dialing_from.insert(local, token);
                 }
             }
-            Err(e) => self.node.handle(
-                now,
-                Event::ConnectFailed {
-                    addr,
-                    reason: e.to_string(),
-                },
-            ),
+            None => self.events.push_back(failed("cannot register".into())),
         }
     }
 
@@ -306,10 +445,10 @@ impl<S: Store> Reactor<S> {
         let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
         socket.set_nonblocking(true)?;
         socket.set_tcp_nodelay(true)?;
-        if !self.limits.bind.is_unspecified() {
-            socket.bind(&SocketAddr::V4(SocketAddrV4::new(self.limits.bind, 0)).into())?;
-        }
-        match socket.connect(&SocketAddr::V4(SocketAddrV4::new(addr, self.limits.port)).into()) {
+        let bind = SocketAddrV4::new(self.endpoint.bind, 0);
+        socket.bind(&SocketAddr::V4(bind).into())?;
+        let target = SocketAddrV4::new(addr, self.endpoint.port);
+        match socket.connect(&SocketAddr::V4(target).into()) {
             Ok(()) => {}
             // The connect has started; the first writable event ends it.
             Err(e)
@@ -320,84 +459,102 @@ impl<S: Store> Reactor<S> {
         Ok(TcpStream::from_std(socket.into()))
     }
 
-    fn conn_event(&mut self, token: Token, writable: bool, now: Instant) {
-        let Some(conn) = self.conns.get_mut(&token) else {
-            return;
-        };
-        if let State::Connecting { .. } = conn.state {
-            let addr = conn.addr;
-            match conn.stream.take_error() {
-                Ok(None) => {}
-                Ok(Some(e)) | Err(e) => return self.fail_connect(token, addr, e.to_string(), now),
-            }
-            match conn.stream.peer_addr() {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(e) => return self.fail_connect(token, addr, e.to_string(), now),
-            }
-            conn.state = State::Open;
-            let local = match conn.stream.local_addr() {
-                Ok(SocketAddr::V4(local)) => *local.ip(),
-                _ => self.limits.bind,
+    /// Completes dials, reads and flushes the connections that signalled.
+    fn serve_connections(&mut self, now: Instant) {
+        let ready: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.read_ready || c.write_ready)
+            .map(|(&t, _)| t)
+            .collect();
+        for token in ready {
+            let Some(conn) = self.conns.get(&token) else {
+                continue;
             };
-            let _ = conn.stream.set_nodelay(true);
-            self.update_interest(token);
-            self.node.handle(
-                now,
-                Event::Connected {
-                    conn: ConnId(token.0 as u64),
-                    addr,
-                    local,
-                    direction: Direction::Outbound,
-                },
-            );
-            self.perform_actions(now);
-        } else if writable {
-            self.flush(token, now);
-        }
-        if let Some(conn) = self.conns.get_mut(&token) {
-            conn.read_ready = true;
+            if let State::Connecting { .. } = conn.state {
+                if conn.write_ready || conn.read_ready {
+                    self.complete_connect(token, now);
+                }
+                continue;
+            }
+            if conn.write_ready {
+                self.flush(token, now);
+            }
+            if self.conns.get(&token).is_some_and(|c| c.read_ready) {
+                self.read(token, now);
+            }
         }
     }
 
-    fn fail_connect(&mut self, token: Token, addr: Ipv4Addr, reason: String, now: Instant) {
-        if let Some(mut conn) = self.conns.remove(&token) {
-            let _ = self.poll.registry().deregister(&mut conn.stream);
+    /// The first event of a dial: connected, or failed.
+    fn complete_connect(&mut self, token: Token, now: Instant) {
+        // A dial that reached this node has its twin in the accept queue.
+        self.accept(now);
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        conn.write_ready = false;
+        conn.read_ready = false;
+        match conn.stream.take_error() {
+            Ok(None) => {}
+            Ok(Some(e)) | Err(e) => {
+                return self.teardown(token, Ending::Failed(e.to_string()), now);
+            }
         }
-        self.node.handle(now, Event::ConnectFailed { addr, reason });
+        match conn.stream.peer_addr() {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
+            Err(e) => return self.teardown(token, Ending::Failed(e.to_string()), now),
+        }
+        conn.state = State::Open;
+        let _ = conn.stream.set_nodelay(true);
+        if !conn.to_self {
+            conn.reported = true;
+            conn.read_ready = true;
+            self.events.push_back(Event::Connected {
+                conn: conn.id,
+                addr: conn.addr,
+                local: conn.local.map_or(self.endpoint.bind, |l| *l.ip()),
+                direction: Direction::Outbound,
+            });
+        }
+        self.update_interest(token);
     }
 
     fn read(&mut self, token: Token, now: Instant) {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        if !matches!(conn.state, State::Open) {
+        if conn.state != State::Open {
             conn.read_ready = false;
             return;
         }
-        let outcome = conn.read(&mut self.buf, READ_BUDGET, now);
-        let large = conn.held_bytes() > READ_BUDGET;
-        let id = ConnId(token.0 as u64);
-        // Every whole message is handled, also when the peer hung up right
+        let mut arrivals = Vec::new();
+        let end = conn.read(
+            &mut self.buf,
+            self.node.history(),
+            &mut self.pool,
+            now,
+            &mut arrivals,
+        );
+        let large = conn.held_bytes() > self.limits.max_message;
+        // Every whole message is told, also when the peer hung up right
         // after sending it.
-        for (message, wire_len) in outcome.messages {
-            self.node.handle(
-                now,
-                Event::Received {
-                    conn: id,
-                    message,
-                    wire_len,
-                },
-            );
+        if conn.reported {
+            for arrival in arrivals {
+                self.events.push_back(arrival_event(conn.id, arrival));
+            }
         }
-        match outcome.end {
+        self.start_checks(token);
+        match end {
             None => {}
-            Some(End::Closed(reason)) => self.close(token, &reason, now),
+            Some(End::Finished) => self.teardown(token, Ending::ClosedByPeer, now),
+            Some(End::Failed(reason)) => self.teardown(token, Ending::Failed(reason), now),
             Some(End::Garbage(error)) => {
                 if let Some(conn) = self.conns.get_mut(&token) {
-                    conn.notify(&format!("closing: {error}"));
+                    conn.notify(&format!("closing: {error}"), now);
                 }
-                self.close(token, &error.to_string(), now);
+                self.teardown(token, Ending::Undecodable(error.to_string()), now);
             }
         }
         if large {
@@ -405,8 +562,17 @@ impl<S: Store> Reactor<S> {
         }
     }
 
+    /// Hands the intake's due checks to the validation thread.
+    fn start_checks(&mut self, token: Token) {
+        if let Some(conn) = self.conns.get_mut(&token)
+            && let Some(job) = conn.intake().job()
+        {
+            self.workers.validation.start(job);
+        }
+    }
+
     /// Many peers sending large messages at once could together hold more
-    /// memory than one message may: past `max_buffered` in all, the
+    /// unchecked bytes than one may: past `max_buffered` in all, the
     /// connection holding the most is dropped.
     fn bound_buffers(&mut self, now: Instant) {
         let total: usize = self.conns.values().map(Conn::held_bytes).sum();
@@ -414,11 +580,7 @@ impl<S: Store> Reactor<S> {
             return;
         }
         if let Some((&token, _)) = self.conns.iter().max_by_key(|(_, c)| c.held_bytes()) {
-            self.close(
-                token,
-                "receive buffers full: dropping the largest partial message",
-                now,
-            );
+            self.teardown(token, Ending::BuffersFull, now);
         }
     }
 
@@ -427,9 +589,28 @@ impl<S: Store> Reactor<S> {
             return;
         };
         if let Err(e) = conn.flush(now) {
-            return self.close(token, &format!("write failed: {e}"), now);
+            return self.teardown(token, Ending::Failed(format!("write failed: {e}")), now);
         }
         self.update_interest(token);
+    }
+
+    /// Writes every queue, and closes the connections that are done.
+    fn flush_all(&mut self, now: Instant) {
+        let tokens: Vec<Token> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.has_queued() || matches!(c.state, State::Closing { .. }))
+            .map(|(&t, _)| t)
+            .collect();
+        for token in tokens {
+            self.flush(token, now);
+            if let Some(conn) = self.conns.get(&token)
+                && let State::Closing { deadline } = conn.state
+                && (!conn.has_queued() || now >= deadline)
+            {
+                self.close(token);
+            }
+        }
     }
 
     /// WRITABLE interest only while something waits to be written.
@@ -455,27 +636,62 @@ impl<S: Store> Reactor<S> {
         }
     }
 
-    fn close(&mut self, token: Token, reason: &str, now: Instant) {
-        let Some(mut conn) = self.conns.remove(&token) else {
+    /// The one way a connection ends. A dial that never connected is told
+    /// as failed; an established connection as disconnected, after the
+    /// events that came before. A peer whose stream ended is still sent
+    /// what it is owed (replies to its last requests are queued as the
+    /// state machine takes those, within the read timeout); a connection
+    /// we close still writes what it was last sent (within [`LINGER`]);
+    /// any other closes at once.
+    fn teardown(&mut self, token: Token, ending: Ending, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut conn.stream);
-        debug!("closing connection with {}: {reason}", conn.addr);
+        if let State::Closing { .. } = conn.state {
+            return;
+        }
+        if let Some(suppressed) = self.log_limit.allow(now) {
+            debug!(
+                "closing connection with {}: {ending}{suppressed}",
+                conn.addr
+            );
+        }
+        let linger = match ending {
+            Ending::ClosedByPeer => Some(self.limits.read_timeout),
+            Ending::ClosedByUs | Ending::Undecodable(_) if conn.has_queued() => Some(LINGER),
+            _ => None,
+        };
         match conn.state {
-            State::Open => self.node.handle(
-                now,
-                Event::Disconnected {
-                    conn: ConnId(token.0 as u64),
-                    reason: reason.to_string(),
-                },
-            ),
-            State::Connecting { .. } => self.node.handle(
-                now,
-                Event::ConnectFailed {
+            State::Connecting { .. } if !conn.to_self => {
+                self.events.push_back(Event::ConnectFailed {
                     addr: conn.addr,
-                    reason: reason.to_string(),
-                },
-            ),
+                    reason: ending.to_string(),
+                });
+            }
+            _ if conn.reported => self.events.push_back(Event::Disconnected {
+                conn: conn.id,
+                ending,
+            }),
+            _ => {}
+        }
+        conn.read_ready = false;
+        match linger {
+            Some(wait) => {
+                conn.state = State::Closing {
+                    deadline: now + wait,
+                }
+            }
+            None => self.close(token),
+        }
+    }
+
+    /// Closes the socket and forgets the connection.
+    fn close(&mut self, token: Token) {
+        if let Some(mut conn) = self.conns.remove(&token) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            if let Some(local) = conn.local {
+                self.dialing_from.remove(&local);
+            }
         }
     }
 
@@ -485,89 +701,96 @@ impl<S: Store> Reactor<S> {
         let timeout = self.limits.read_timeout;
         let mut expired = Vec::new();
         for (&token, conn) in &self.conns {
-            let reason = match conn.state {
-                State::Connecting { deadline } if now >= deadline => Some("connect timed out"),
-                State::Connecting { .. } => None,
+            let ending = match conn.state {
+                State::Connecting { deadline } if now >= deadline => {
+                    Some(Ending::Failed("connect timed out".into()))
+                }
+                State::Connecting { .. } | State::Closing { .. } => None,
                 State::Open => {
-                    if conn.receiving_since().is_some_and(|t| now >= t + timeout) {
-                        Some("read timeout: a message did not finish in time")
+                    if conn.message_overdue(now, timeout) {
+                        Some(Ending::ReadTimeout)
                     } else if conn.stalled_since().is_some_and(|t| now >= t + timeout) {
-                        Some("write timeout: the peer reads nothing")
+                        Some(Ending::WriteTimeout)
                     } else if conn.direction == Direction::Inbound
                         && !conn.spoke
                         && now >= conn.opened + timeout
                     {
-                        Some("silent: no message since it connected")
+                        Some(Ending::Silent)
                     } else if conn.close_when_idle.is_some_and(|t| now >= t)
                         && conn.idle()
                         && !conn.has_queued()
                     {
-                        Some("duplicate connection, now idle")
+                        Some(Ending::IdleDuplicate)
                     } else {
                         None
                     }
                 }
             };
-            if let Some(reason) = reason {
-                expired.push((token, reason));
+            if let Some(ending) = ending {
+                expired.push((token, ending));
             }
         }
-        for (token, reason) in expired {
-            self.close(token, reason, now);
+        for (token, ending) in expired {
+            self.teardown(token, ending, now);
         }
     }
 
-    fn perform_actions(&mut self, now: Instant) {
-        // Sends are written once every action is queued, not one by one:
-        // an archive queued and not yet written is shared by the requests
-        // that follow it (`Conn::enqueue`), so a peer that asks a hundred
-        // times in one read costs one write, not a hundred copies of the
-        // archive into its socket (50 such peers held the loop for 50 ms).
-        let mut unflushed = HashSet::new();
-        while let Some(action) = self.node.poll_action() {
-            match action {
-                Action::Send { conn, payload } => {
-                    let token = Token(conn.0 as usize);
-                    let Some(c) = self.conns.get_mut(&token) else {
-                        continue;
-                    };
-                    if let Err(reason) = c.enqueue(payload, now) {
-                        self.close(token, &reason, now);
-                        continue;
-                    }
-                    unflushed.insert(token);
+    fn perform(&mut self, action: Action, now: Instant) {
+        match action {
+            Action::Send { conn, payload } => {
+                let token = Token(conn.0 as usize);
+                let Some(c) = self.conns.get_mut(&token) else {
+                    return;
+                };
+                if c.state != State::Open {
+                    return;
                 }
-                Action::Connect { addr } => self.connect(addr, now),
-                Action::Close { conn, notify } => {
-                    let token = Token(conn.0 as usize);
-                    // What was sent to it before goes out first.
-                    if unflushed.remove(&token) {
-                        self.flush(token, now);
-                    }
-                    if let (Some(c), Some(text)) = (self.conns.get_mut(&token), notify) {
-                        c.notify(&text);
-                    }
-                    self.close(token, "closed by us", now);
+                if c.enqueue(payload, now).is_err() {
+                    self.teardown(token, Ending::RepliesUnread, now);
                 }
-                Action::CloseWhenIdle { conn } => {
-                    if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {
-                        c.close_when_idle = Some(now + DUPLICATE_GRACE);
-                    }
-                }
-                Action::StartMining {
-                    job,
-                    prev,
-                    text,
-                    delay,
-                } => self.mining.start(job, prev, text, delay),
-                Action::CancelMining { job } => self.mining.cancel(job),
-                Action::Validate(job) => self.validation.start(job),
-                Action::Print(text) => self.printer.print(&text),
-                Action::Shutdown => self.running = false,
             }
+            Action::Connect { addr } => self.connect(addr, now),
+            Action::Close { conn, notify } => {
+                let token = Token(conn.0 as usize);
+                if let (Some(c), Some(text)) = (self.conns.get_mut(&token), notify) {
+                    c.notify(&text, now);
+                }
+                self.teardown(token, Ending::ClosedByUs, now);
+            }
+            Action::CloseWhenIdle { conn } => {
+                if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {
+                    c.close_when_idle = Some(now + DUPLICATE_GRACE);
+                }
+            }
+            Action::StartMining {
+                job,
+                prev,
+                texts,
+                delay,
+            } => self.workers.mining.start(job, prev, texts, delay),
+            Action::CancelMining { job } => self.workers.mining.cancel(job),
+            Action::Save(save) => self.workers.store.save(save),
+            Action::Show(line) => self.workers.printer.print(&line.to_string()),
+            Action::Reply { to, reply } => match to {
+                Origin::Prompt => self.workers.printer.print(&reply.to_string()),
+            },
+            Action::Shutdown => self.running = false,
         }
-        for token in unflushed {
-            self.flush(token, now);
-        }
+    }
+}
+
+/// The event for what came in whole on `conn`.
+fn arrival_event(conn: ConnId, arrival: Arrival) -> Event {
+    match arrival {
+        Arrival::Message { message, wire_len } => Event::Received {
+            conn,
+            message,
+            wire_len,
+        },
+        Arrival::Archive { archive, wire_len } => Event::Archive {
+            conn,
+            archive,
+            wire_len,
+        },
     }
 }

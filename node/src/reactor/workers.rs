@@ -1,68 +1,21 @@
-//! Threads that do slow work off the event loop (mining, validating large
-//! archives, reading the prompt) and hand results back over a channel,
-//! waking the loop through its `mio::Waker`.
+//! Threads that do slow work off the event loop, mining and checking
+//! archives, and post their results to its [`Inbox`](crate::inbox::Inbox).
 
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
-use log::warn;
-use miner::{CancelToken, Miner};
-use mio::Waker;
+use crossbeam_channel::Sender;
+use miner::{CancelToken, JobStats, Miner};
+use wire::History;
 
-use crate::command::{BadCommand, Command};
-use crate::protocol::{Event, Validated, ValidationJob};
-
-/// What comes back to the event loop.
-pub enum Report {
-    Event(Event),
-    BadLine(BadCommand),
-    /// stdin ended: no more commands.
-    InputClosed,
-}
-
-/// The sending half every worker holds.
-#[derive(Clone)]
-pub struct Outbox {
-    tx: Sender<Report>,
-    waker: Arc<Waker>,
-}
-
-impl Outbox {
-    pub fn new(waker: Arc<Waker>) -> (Outbox, Receiver<Report>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        (Outbox { tx, waker }, rx)
-    }
-
-    /// False once the event loop is gone.
-    pub fn report(&self, report: Report) -> bool {
-        if self.tx.send(report).is_err() {
-            return false;
-        }
-        if let Err(e) = self.waker.wake() {
-            warn!("waking the event loop failed: {e}");
-        }
-        true
-    }
-
-    pub fn command(&self, line: &[u8]) -> bool {
-        match crate::command::parse(line) {
-            Ok(Some(command)) => self.report(Report::Event(Event::Command(command))),
-            Ok(None) => true,
-            Err(bad) => self.report(Report::BadLine(bad)),
-        }
-    }
-
-    pub fn quit(&self) -> bool {
-        self.report(Report::Event(Event::Command(Command::Quit)))
-    }
-}
+use crate::inbox::{Mail, Mailer};
+use crate::intake::VerifyJob;
+use crate::protocol::{Event, Mined};
 
 struct MiningRequest {
     job: u64,
     prev: Vec<u8>,
-    text: Vec<u8>,
+    texts: Vec<Vec<u8>>,
     not_before: Instant,
     cancel: CancelToken,
 }
@@ -78,69 +31,89 @@ fn wait_cancellable(deadline: Instant, cancel: &CancelToken) -> bool {
     cancel.is_cancelled()
 }
 
+/// Mines `texts` one after the other, each on the chats before it.
+fn mine_all(miner: &Miner, difficulty: u32, request: &MiningRequest) -> (Mined, JobStats) {
+    let mut stats = JobStats {
+        tries: 0,
+        elapsed: Duration::ZERO,
+    };
+    if wait_cancellable(request.not_before, &request.cancel) {
+        return (Mined::Cancelled, stats);
+    }
+    // The base's last chats, then each chat mined: every window is in it.
+    let mut tail = History::new();
+    tail.extend_from_wire(&request.prev);
+    let mut chats = Vec::with_capacity(request.texts.len());
+    for text in &request.texts {
+        match miner.mine(tail.tail_for_append(), text, difficulty, &request.cancel) {
+            Ok(mined) => {
+                stats.tries += mined.stats.tries;
+                stats.elapsed += mined.stats.elapsed;
+                tail.push(&mined.chat);
+                chats.push(mined.chat);
+            }
+            Err(cancelled) => {
+                stats.tries += cancelled.stats.tries;
+                stats.elapsed += cancelled.stats.elapsed;
+                return (Mined::Cancelled, stats);
+            }
+        }
+    }
+    (Mined::Found(chats), stats)
+}
+
 /// The mining thread: one job at a time on the miner's own thread pool.
-pub struct Mining {
+pub struct MiningThread {
     jobs: Sender<MiningRequest>,
     running: Option<(u64, CancelToken)>,
 }
 
-impl Mining {
-    pub fn spawn(miner: Miner, difficulty: u32, outbox: Outbox) -> Mining {
+impl MiningThread {
+    /// Starts the thread; results go to `mailer`.
+    ///
+    /// # Panics
+    /// If the thread cannot be spawned.
+    pub fn spawn(miner: Miner, difficulty: u32, mailer: Mailer) -> MiningThread {
         let (jobs, rx) = crossbeam_channel::unbounded::<MiningRequest>();
         thread::Builder::new()
             .name("mining".into())
             .spawn(move || {
                 for request in rx {
-                    let (chat, tries, elapsed) =
-                        if wait_cancellable(request.not_before, &request.cancel) {
-                            (None, 0, Duration::ZERO)
-                        } else {
-                            match miner.mine(
-                                &request.prev,
-                                &request.text,
-                                difficulty,
-                                &request.cancel,
-                            ) {
-                                Ok(mined) => {
-                                    (Some(mined.chat), mined.stats.tries, mined.stats.elapsed)
-                                }
-                                Err(cancelled) => {
-                                    (None, cancelled.stats.tries, cancelled.stats.elapsed)
-                                }
-                            }
-                        };
+                    let (outcome, stats) = mine_all(&miner, difficulty, &request);
                     let event = Event::Mined {
                         job: request.job,
-                        chat,
-                        tries,
-                        elapsed,
+                        outcome,
+                        stats,
                     };
-                    if !outbox.report(Report::Event(event)) {
+                    if !mailer.post(Mail::Event(event)) {
                         break;
                     }
                 }
             })
             .expect("spawning the mining thread");
-        Mining {
+        MiningThread {
             jobs,
             running: None,
         }
     }
 
-    pub fn start(&mut self, job: u64, prev: Vec<u8>, text: Vec<u8>, delay: Duration) {
+    /// Queues a job (see `Action::StartMining`).
+    pub fn start(&mut self, job: u64, prev: Vec<u8>, texts: Vec<Vec<u8>>, delay: Duration) {
         let cancel = CancelToken::new();
-        self.running = Some((job, cancel.clone()));
-        let not_before = Instant::now() + delay;
+        if let Some((_, previous)) = self.running.replace((job, cancel.clone())) {
+            previous.cancel();
+        }
         // The thread lives as long as `jobs`; a send cannot fail before.
         let _ = self.jobs.send(MiningRequest {
             job,
             prev,
-            text,
-            not_before,
+            texts,
+            not_before: Instant::now() + delay,
             cancel,
         });
     }
 
+    /// Cancels job `job` if it is the one running.
     pub fn cancel(&mut self, job: u64) {
         if let Some((running, cancel)) = &self.running
             && *running == job
@@ -151,30 +124,34 @@ impl Mining {
     }
 }
 
-/// The validation thread: large archives, one at a time, on Rayon's global
-/// pool.
-pub struct Validation {
-    jobs: Sender<ValidationJob>,
+/// The validation thread: batches of incoming archives' new chats, in the
+/// order they come, on Rayon's global pool.
+pub struct ValidationThread {
+    jobs: Sender<VerifyJob>,
 }
 
-impl Validation {
-    pub fn spawn(outbox: Outbox) -> Validation {
-        let (jobs, rx) = crossbeam_channel::unbounded::<ValidationJob>();
+impl ValidationThread {
+    /// Starts the thread; results go to `mailer`.
+    ///
+    /// # Panics
+    /// If the thread cannot be spawned.
+    pub fn spawn(mailer: Mailer) -> ValidationThread {
+        let (jobs, rx) = crossbeam_channel::unbounded::<VerifyJob>();
         thread::Builder::new()
             .name("validation".into())
             .spawn(move || {
                 for job in rx {
-                    let result = miner::validate_from(&job.candidate, job.trusted);
-                    if !outbox.report(Report::Event(Event::Validated(Validated { job, result }))) {
+                    if !mailer.post(Mail::Verified(job.run())) {
                         break;
                     }
                 }
             })
             .expect("spawning the validation thread");
-        Validation { jobs }
+        ValidationThread { jobs }
     }
 
-    pub fn start(&self, job: ValidationJob) {
+    /// Queues a batch.
+    pub fn start(&self, job: VerifyJob) {
         let _ = self.jobs.send(job);
     }
 }

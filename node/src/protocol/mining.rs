@@ -1,0 +1,224 @@
+//! Mining: the job in flight, the backoff after lost races, and the last
+//! job's figures ([`Mining`]); and when the node mines what
+//! (`Node::schedule_mining`, `Node::on_mined`).
+//!
+//! A job mines every pending chat of ours (up to [`MAX_BATCH`]) one after
+//! the other, each on the one before, so that chats typed together reach
+//! the network in one archive instead of one archive (and one race) each.
+
+use std::time::{Duration, Instant};
+
+use log::debug;
+use miner::JobStats;
+use rand::RngExt;
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use super::io::{Action, Mined, Tip};
+use super::own::OwnId;
+use super::report;
+use super::{Node, OwnChats};
+
+/// Chats mined in one job at most.
+pub const MAX_BATCH: usize = 32;
+/// Unit of the random wait before mining after lost races: up to
+/// `BACKOFF_UNIT << contention`, binary exponential backoff as on a shared
+/// Ethernet.
+const BACKOFF_UNIT: Duration = Duration::from_millis(4);
+/// Contention never grows past this (a wait of at most 512 ms).
+const MAX_CONTENTION: u32 = 7;
+
+/// A job handed to the miner.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Names it in `Event::Mined`.
+    pub id: u64,
+    /// The own chats it mines, in order.
+    pub own: Vec<OwnId>,
+    /// When it was started.
+    pub started: Instant,
+    /// It mines on the rival fork with this tip, not on our history.
+    pub on_rival: Option<Tip>,
+}
+
+/// The mining manager.
+#[derive(Debug, Default)]
+pub struct Mining {
+    job: Option<Job>,
+    next_id: u64,
+    /// Races lately lost by our chats.
+    contention: u32,
+    /// The figures of the last job that found its chats.
+    last: Option<JobStats>,
+}
+
+impl Mining {
+    /// Whether a job is running.
+    pub fn is_running(&self) -> bool {
+        self.job.is_some()
+    }
+
+    /// Starts a job mining `texts` (own chats `own`) after `prev`, waiting
+    /// first when our chats lost races lately; returns the action.
+    pub fn start(
+        &mut self,
+        now: Instant,
+        own: Vec<OwnId>,
+        texts: Vec<Vec<u8>>,
+        prev: Vec<u8>,
+        on_rival: Option<Tip>,
+        rng: &mut Xoshiro256PlusPlus,
+    ) -> Action {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.job = Some(Job {
+            id,
+            own,
+            started: now,
+            on_rival,
+        });
+        // When many nodes have chats queued, they would otherwise all mine on
+        // each new history at once and broadcast chats of which one stays.
+        let delay = match self.contention {
+            0 => Duration::ZERO,
+            k => BACKOFF_UNIT.mul_f64(rng.random_range(0.0..f64::from(1u32 << k))),
+        };
+        Action::StartMining {
+            job: id,
+            prev,
+            texts,
+            delay,
+        }
+    }
+
+    /// Cancels the running job, if any (its base changed).
+    pub fn cancel(&mut self) -> Option<Action> {
+        self.job
+            .take()
+            .map(|job| Action::CancelMining { job: job.id })
+    }
+
+    /// Job `id` ended: the job, if it is the one running (a cancelled one
+    /// may still report).
+    pub fn finish(&mut self, id: u64) -> Option<Job> {
+        if self.job.as_ref().is_some_and(|j| j.id == id) {
+            self.job.take()
+        } else {
+            None
+        }
+    }
+
+    /// Records the figures of a job that found its chats.
+    pub fn record(&mut self, stats: JobStats) {
+        self.last = Some(stats);
+    }
+
+    /// A history from elsewhere was adopted: `displaced` of our chats lost
+    /// their race to it, `pending` remain to be mined.
+    pub fn adopted(&mut self, displaced: usize, pending: usize) {
+        self.contention = if displaced > 0 {
+            (self.contention + 1).min(MAX_CONTENTION)
+        } else if pending == 0 {
+            0
+        } else {
+            self.contention.saturating_sub(1)
+        };
+    }
+
+    /// The figures of the last job that found its chats.
+    pub fn last(&self) -> Option<JobStats> {
+        self.last
+    }
+
+    /// What `status` shows of the running job.
+    pub fn report(&self, now: Instant, own: &OwnChats) -> Option<report::Mining> {
+        self.job.as_ref().map(|job| report::Mining {
+            text: own.all()[job.own[0]].text.clone(),
+            chats: job.own.len(),
+            running_for: now.saturating_duration_since(job.started),
+        })
+    }
+}
+
+impl Node {
+    /// Starts mining, unless a job is running: first the own chats that a
+    /// winning rival fork lacks, on that fork (see `archive.rs`), then the
+    /// pending ones; else the pending ones on our history.
+    pub(super) fn schedule_mining(&mut self, now: Instant) {
+        if self.mining.is_running() {
+            return;
+        }
+        let contested = self.rival.as_ref().and_then(|rival| {
+            let fork = self.history.common_prefix_len(rival);
+            let missing = self.own.missing_from(rival, fork);
+            (!missing.is_empty())
+                .then(|| (missing, rival.tail_for_append().to_vec(), Tip::of(rival)))
+        });
+        let (mut ids, prev, on_rival) = match contested {
+            Some((missing, prev, tip)) => (missing, prev, Some(tip)),
+            None => (Vec::new(), self.history.tail_for_append().to_vec(), None),
+        };
+        ids.extend(self.own.pending_ids());
+        ids.truncate(MAX_BATCH);
+        if ids.is_empty() {
+            return;
+        }
+        let texts = ids
+            .iter()
+            .map(|&id| self.own.all()[id].text.clone())
+            .collect();
+        let action = self
+            .mining
+            .start(now, ids, texts, prev, on_rival, &mut self.rng);
+        self.outbox.push_back(action);
+    }
+
+    /// The history changed: a running job mines on a stale base.
+    pub(super) fn restart_mining(&mut self, now: Instant) {
+        if let Some(action) = self.mining.cancel() {
+            self.outbox.push_back(action);
+        }
+        self.schedule_mining(now);
+    }
+
+    /// A job ended: its chats extend our history, or the rival it was
+    /// mined on, which with them is longer than ours and replaces it. The
+    /// origin of chats sends them to every peer.
+    pub(super) fn on_mined(&mut self, now: Instant, id: u64, outcome: Mined, stats: JobStats) {
+        let Some(job) = self.mining.finish(id) else {
+            return;
+        };
+        let Mined::Found(chats) = outcome else {
+            self.schedule_mining(now);
+            return;
+        };
+        let base = match job.on_rival {
+            None => Some(self.history.clone()),
+            Some(tip) => self.rival.take().filter(|r| Tip::of(r) == tip),
+        };
+        let Some(mut history) = base else {
+            self.schedule_mining(now);
+            return;
+        };
+        self.mining.record(stats);
+        let first = history.len();
+        for (&own, chat) in job.own.iter().zip(&chats) {
+            self.own.mined(own, *chat.digest(), history.len());
+            history.push(chat);
+        }
+        // The copies are recorded before the chats are written: after a
+        // crash in between, a copy in the file is known and not mined a
+        // second time, and one not in it is mined again.
+        self.save_own(None);
+        debug!(
+            "job {id}: {} chats in {:?} from start",
+            chats.len(),
+            now - job.started
+        );
+        self.set_history(history, Some((first, stats)));
+        self.delivered_by_source.clear();
+        for conn in self.peers.primaries() {
+            self.send_archive_to(conn);
+        }
+        self.schedule_mining(now);
+    }
+}

@@ -1,0 +1,287 @@
+//! Peers coming and going, the small messages (PeerRequest, PeerList,
+//! ArchiveRequest, Notification), dialing and the periodic timers.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use rand::RngExt;
+use wire::Message;
+
+use super::Node;
+use super::io::{Action, ConnId, Direction, Ending};
+use super::peers::{Peer, survives};
+
+/// A peer that dialed us and has said nothing is greeted after this.
+const GREET_SILENT_AFTER: Duration = Duration::from_secs(1);
+/// Our PeerList goes to every peer at most this often when it changes.
+const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// Every peer is asked for its PeerList this often (PROTOCOL.md).
+pub(super) const PEER_REQUEST_EVERY: Duration = Duration::from_secs(5);
+/// One random peer is asked for its archive this often, to heal a missed
+/// broadcast.
+pub(super) const REPAIR_EVERY: Duration = Duration::from_secs(60);
+/// A peer that has not answered our ArchiveRequest by then may be one that
+/// stays silent while its history is empty: it gets ours unasked.
+const ARCHIVE_REPLY_WAIT: Duration = Duration::from_secs(3);
+
+/// The periodic duties and their clocks.
+#[derive(Debug)]
+pub(super) struct Timers {
+    /// Our primary peers changed since we last sent PeerLists.
+    pub peers_changed: bool,
+    pub last_announce: Instant,
+    pub next_peer_request: Instant,
+    pub next_repair: Instant,
+}
+
+impl Timers {
+    pub fn new(now: Instant) -> Timers {
+        Timers {
+            peers_changed: false,
+            last_announce: now,
+            next_peer_request: now + PEER_REQUEST_EVERY,
+            next_repair: now + REPAIR_EVERY,
+        }
+    }
+}
+
+impl Node {
+    /// Dials what the address book says to, within its cap.
+    pub(super) fn dial(&mut self) {
+        for addr in self.book.next_dials() {
+            debug!("connecting to {addr}");
+            self.outbox.push_back(Action::Connect { addr });
+        }
+    }
+
+    pub(super) fn on_connected(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        addr: Ipv4Addr,
+        local: Ipv4Addr,
+        direction: Direction,
+    ) {
+        if direction == Direction::Outbound {
+            self.book.dial_succeeded(addr);
+        }
+        self.book.forget_queued(addr);
+        let primary = match self.peers.primary_for(addr) {
+            None => true,
+            Some(existing) => {
+                let existing_dir = self.peers.get(existing).expect("listed").direction;
+                let (dialer, other_end) = match direction {
+                    Direction::Outbound => (local, addr),
+                    Direction::Inbound => (addr, local),
+                };
+                let new_wins = existing_dir != direction && survives(dialer, other_end);
+                if new_wins {
+                    self.demote(existing);
+                } else if direction == Direction::Outbound {
+                    debug!("{addr}: dropping our second connection");
+                    self.outbox.push_back(Action::Close { conn, notify: None });
+                    self.dial();
+                    return;
+                } else {
+                    self.outbox.push_back(Action::CloseWhenIdle { conn });
+                }
+                new_wins
+            }
+        };
+        info!(
+            "connected to {addr} ({direction:?}{})",
+            if primary { "" } else { ", duplicate" }
+        );
+        self.peers
+            .insert(conn, Peer::new(addr, direction, now, primary));
+        // A peer we dialed listens and is greeted at once. One that dialed
+        // us may be a client that pushes one archive and hangs up without
+        // reading: anything we sent first would turn its close into a reset
+        // that can discard the archive in our receive buffer. It is greeted
+        // after its first message, or after a second of silence.
+        if primary && direction == Direction::Outbound {
+            self.greet(now, conn);
+        }
+        if direction == Direction::Inbound {
+            self.book.probe(addr, now);
+        }
+        self.dial();
+    }
+
+    /// Our dial of `addr` reached this node itself (the reactor matched the
+    /// socket pair): both ends are closed and `addr` is never dialed again.
+    pub(super) fn on_self_dialed(&mut self, outbound: ConnId, inbound: ConnId, addr: Ipv4Addr) {
+        info!("{addr} leads back to this node; not dialing it again");
+        self.book.mark_own(addr);
+        for conn in [outbound, inbound] {
+            self.outbox.push_back(Action::Close { conn, notify: None });
+        }
+        self.dial();
+    }
+
+    pub(super) fn on_connect_failed(&mut self, now: Instant, addr: Ipv4Addr, reason: &str) {
+        debug!("connecting to {addr} failed: {reason}");
+        if let Some(backoff) = self.book.dial_failed(addr, now)
+            && backoff.bootstrap
+            && backoff.failures == 1
+        {
+            warn!(
+                "cannot reach bootstrap peer {addr}: {reason}; trying again in {:.1} s, then less \
+                 and less often (see 'peers')",
+                backoff.wait.as_secs_f64()
+            );
+        }
+        self.dial();
+    }
+
+    /// A connection loses to a second one with the same address: ours are
+    /// closed at once, theirs once idle (the peer closes it too).
+    fn demote(&mut self, conn: ConnId) {
+        let Some(peer) = self.peers.get_mut(conn) else {
+            return;
+        };
+        peer.primary = false;
+        debug!("{}: keeping the other connection", peer.addr);
+        let action = match peer.direction {
+            Direction::Outbound => Action::Close { conn, notify: None },
+            Direction::Inbound => Action::CloseWhenIdle { conn },
+        };
+        self.outbox.push_back(action);
+    }
+
+    pub(super) fn on_disconnected(&mut self, now: Instant, conn: ConnId, ending: Ending) {
+        *self.endings.entry(ending.kind()).or_default() += 1;
+        let Some(peer) = self.peers.remove(conn) else {
+            return;
+        };
+        let lived = now.saturating_duration_since(peer.since);
+        if let Some(suppressed) = self.log_limit.allow(now) {
+            info!(
+                "disconnected from {} after {:.1} s ({ending}){suppressed}",
+                peer.addr,
+                lived.as_secs_f64()
+            );
+        }
+        if peer.primary {
+            self.timers.peers_changed = true;
+        }
+        if let Some(backoff) = self.book.ended(peer.addr, lived, peer.primary, now) {
+            debug!(
+                "{}: connection ended after {lived:?}, failure {} in a row; next try in {:?}",
+                peer.addr, backoff.failures, backoff.wait
+            );
+        }
+        self.book
+            .redial_wanted(now, |addr| self.peers.is_connected(addr));
+        self.dial();
+    }
+
+    pub(super) fn on_message(&mut self, now: Instant, conn: ConnId, message: Message) {
+        match message {
+            Message::PeerRequest => self.send_peer_list(conn),
+            Message::PeerList(addrs) => {
+                for &addr in &addrs {
+                    let connected = self.peers.is_connected(addr);
+                    self.book.offer(addr, connected, now);
+                }
+                if let Some(peer) = self.peers.get_mut(conn) {
+                    peer.peer_list = Some((now, addrs));
+                }
+                self.dial();
+            }
+            Message::ArchiveRequest => self.send_archive_to(conn),
+            Message::ArchiveResponse(_) => {
+                unreachable!("archives come judged, as Event::Archive")
+            }
+            Message::Notification(text) => {
+                if let Some(peer) = self.peers.get_mut(conn) {
+                    peer.notifies = true;
+                    info!("notification from {}: {}", peer.addr, text.escape_ascii());
+                }
+            }
+        }
+    }
+
+    /// Asks a new peer for its archive and its peers.
+    pub(super) fn greet(&mut self, now: Instant, conn: ConnId) {
+        if let Some(peer) = self.peers.get_mut(conn) {
+            peer.greeted = true;
+        }
+        self.ask_archive(now, conn);
+        self.send_message(conn, &Message::PeerRequest);
+    }
+
+    fn ask_archive(&mut self, now: Instant, conn: ConnId) {
+        if let Some(peer) = self.peers.get_mut(conn) {
+            peer.archive_asked_at = Some(now);
+        }
+        self.send_message(conn, &Message::ArchiveRequest);
+    }
+
+    /// Our peers (the primary connections), except the one it goes to.
+    fn send_peer_list(&mut self, conn: ConnId) {
+        let Some(peer) = self.peers.get(conn) else {
+            return;
+        };
+        let list = self.peers.addrs_except(peer.addr);
+        self.send_message(conn, &Message::PeerList(list));
+    }
+
+    pub(super) fn on_tick(&mut self, now: Instant) {
+        let silent_newcomers: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.primary && !p.greeted && now >= p.since + GREET_SILENT_AFTER)
+            .map(|(c, _)| c)
+            .collect();
+        for conn in silent_newcomers {
+            self.greet(now, conn);
+        }
+        // Peers decide whom to relay to from our PeerList: when our peers
+        // change, they get the new list unasked (at most once a second)
+        // rather than at their next PeerRequest.
+        if self.timers.peers_changed && now >= self.timers.last_announce + ANNOUNCE_EVERY {
+            self.timers.peers_changed = false;
+            self.timers.last_announce = now;
+            for conn in self.peers.primaries() {
+                self.send_peer_list(conn);
+            }
+        }
+        if now >= self.timers.next_peer_request {
+            self.timers.next_peer_request = now + PEER_REQUEST_EVERY;
+            for conn in self.peers.primaries() {
+                self.send_message(conn, &Message::PeerRequest);
+            }
+        }
+        if now >= self.timers.next_repair {
+            self.timers.next_repair = now + REPAIR_EVERY;
+            let primaries = self.peers.primaries();
+            if !primaries.is_empty() {
+                let conn = primaries[self.rng.random_range(0..primaries.len())];
+                self.ask_archive(now, conn);
+            }
+        }
+        // Peers silent on our ArchiveRequest get our history, if they lack it.
+        let silent: Vec<ConnId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| {
+                p.archive_asked_at
+                    .is_some_and(|at| now >= at + ARCHIVE_REPLY_WAIT)
+            })
+            .map(|(c, _)| c)
+            .collect();
+        for conn in silent {
+            if let Some(peer) = self.peers.get_mut(conn) {
+                peer.archive_asked_at = None;
+            }
+            if !self.history.is_empty() && self.needs_history(conn) {
+                self.send_archive_to(conn);
+            }
+        }
+        self.book
+            .redial_wanted(now, |addr| self.peers.is_connected(addr));
+        self.dial();
+    }
+}

@@ -1,0 +1,420 @@
+//! The data directory: the history as an append-only file, this node's own
+//! chats, and a lock so that two nodes never share one directory. Writes
+//! happen on the store thread (`writer.rs`), never on the event loop.
+//!
+//! `history.bin` is a magic line followed by the chats' wire bytes back to
+//! back. Appending a chat writes that chat; adopting a history that forks
+//! from ours truncates the file to the common prefix and appends the rest.
+//! A crash at any moment leaves a file whose whole, valid chats form a
+//! prefix of some history we held: on start the longest valid prefix is
+//! kept and any tail beyond it is cut off, with a word to the user.
+//!
+//! `own.txt` lists the chats typed at this node's prompt, one a line: the
+//! digests of the mined copies (or `-`) and the text. It is small and
+//! replaced atomically (write, sync, rename, sync the directory) on every
+//! change, so a chat the prompt has acknowledged is never lost.
+
+mod writer;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use wire::{DIGEST_LEN, History};
+
+use crate::protocol::Digest;
+use crate::text::check_sendable;
+pub use writer::StoreThread;
+
+/// The first bytes of `history.bin`.
+pub const MAGIC: &[u8; 8] = b"CHATLOG1";
+/// The history's file in a data directory.
+pub const HISTORY_FILE: &str = "history.bin";
+const OWN_FILE: &str = "own.txt";
+const LOCK_FILE: &str = "lock";
+/// Bytes read at a time when loading the history.
+const READ_BLOCK: usize = 1 << 20;
+
+/// An own chat as stored: its text and the digests of its mined copies.
+pub type OwnRecord = (Vec<u8>, Vec<Digest>);
+
+/// An open, locked data directory.
+pub struct DataDir {
+    dir: PathBuf,
+    history: File,
+    /// Chats of the file known to be the history's (a failed write leaves
+    /// the rest unknown).
+    pub stored: usize,
+    /// Held for the lifetime of the store: the directory's lock.
+    _lock: File,
+}
+
+/// What was found in the data directory.
+pub struct Recovered {
+    /// The longest valid history in `history.bin`.
+    pub history: History,
+    /// This node's chats.
+    pub own: Vec<OwnRecord>,
+    /// A line for the user when something had to be repaired.
+    pub notes: Vec<String>,
+}
+
+/// `what path: error`, for errors that must name the file.
+fn context(what: &str, path: &Path) -> impl FnOnce(io::Error) -> String {
+    let path = path.display().to_string();
+    let what = what.to_string();
+    move |e| format!("{what} {path}: {e}")
+}
+
+impl DataDir {
+    /// Opens (creating it if needed) and locks the data directory `dir`,
+    /// and recovers its history and own chats.
+    ///
+    /// # Errors
+    /// In words naming the path: not a directory, cannot be created, read
+    /// or written, in use by another node, or a history file of something
+    /// else.
+    pub fn open(dir: &Path) -> Result<(DataDir, Recovered), String> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(format!("data directory {}: not a directory", dir.display()));
+        }
+        fs::create_dir_all(dir).map_err(context("cannot create data directory", dir))?;
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(context(
+                "cannot write in data directory: opening",
+                &lock_path,
+            ))?;
+        if lock.try_lock().is_err() {
+            return Err(format!(
+                "data directory {} is in use by another node (use --data-dir)",
+                dir.display()
+            ));
+        }
+        let mut notes = Vec::new();
+        let path = dir.join(HISTORY_FILE);
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(context("cannot open", &path))?;
+        let history = recover(&path, &mut file, &mut notes)?;
+        // Cut what was not kept, then (re)write the magic if the file was new.
+        let keep = if history.is_empty() {
+            0
+        } else {
+            (MAGIC.len() + history.wire_len()) as u64
+        };
+        let repaired = (|| {
+            file.set_len(keep)?;
+            if keep == 0 {
+                file.write_all(MAGIC)?;
+            }
+            file.sync_data()
+        })();
+        repaired.map_err(context("cannot write", &path))?;
+        let own_path = dir.join(OWN_FILE);
+        let own = read_own(&own_path, &mut notes).map_err(context("cannot read", &own_path))?;
+        let stored = history.len();
+        Ok((
+            DataDir {
+                dir: dir.to_path_buf(),
+                history: file,
+                stored,
+                _lock: lock,
+            },
+            Recovered {
+                history,
+                own,
+                notes,
+            },
+        ))
+    }
+
+    /// The history changed from chat `from` on: keeps `from` chats of the
+    /// file (fewer if a write failed before), appends the rest, syncs.
+    fn write_history(&mut self, history: &History, from: usize) -> io::Result<()> {
+        let from = from.min(self.stored).min(history.len());
+        self.stored = from;
+        self.history
+            .set_len((MAGIC.len() + history.wire_offset(from)) as u64)?;
+        for segment in history.segments_from(from) {
+            self.history.write_all(segment)?;
+        }
+        self.history.sync_data()?;
+        self.stored = history.len();
+        Ok(())
+    }
+
+    /// Replaces `own.txt` atomically and durably.
+    fn write_own(&self, own: &[OwnRecord]) -> io::Result<()> {
+        let tmp = self.dir.join(format!("{OWN_FILE}.tmp"));
+        let mut file = File::create(&tmp)?;
+        for record in own {
+            file.write_all(own_line(record).as_bytes())?;
+        }
+        file.sync_all()?;
+        fs::rename(&tmp, self.dir.join(OWN_FILE))?;
+        File::open(&self.dir)?.sync_all()
+    }
+
+    /// The directory's path.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Reads a file of chats after the magic, a block at a time, into a
+/// history; returns it and the bytes after its last whole chat.
+///
+/// # Errors
+/// A read error, or no magic (`InvalidData`).
+pub fn read_chats(reader: &mut impl Read) -> io::Result<(History, usize)> {
+    let mut history = History::new();
+    let mut magic = [0; MAGIC.len()];
+    let mut have = 0;
+    while have < magic.len() {
+        match reader.read(&mut magic[have..])? {
+            0 if have == 0 => return Ok((history, 0)),
+            0 => return Ok((history, have)),
+            n => have += n,
+        }
+    }
+    if &magic != MAGIC {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "not a history file of this node (no {} header)",
+                String::from_utf8_lossy(MAGIC)
+            ),
+        ));
+    }
+    let mut block = vec![0; READ_BLOCK];
+    let mut carry = 0;
+    loop {
+        let n = match reader.read(&mut block[carry..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok((history, carry));
+        }
+        let filled = carry + n;
+        let used = history.extend_from_wire(&block[..filled]);
+        block.copy_within(used..filled, 0);
+        carry = filled - used;
+    }
+}
+
+/// The longest valid history at the start of the file.
+fn recover(path: &Path, file: &mut File, notes: &mut Vec<String>) -> Result<History, String> {
+    let (mut history, cut) = read_chats(file).map_err(|e| match e.kind() {
+        io::ErrorKind::InvalidData => {
+            format!("{}: {e}; move it away to start afresh", path.display())
+        }
+        _ => format!("cannot read {}: {e}", path.display()),
+    })?;
+    let read = history.wire_len() + cut;
+    if let Err(invalid) = miner::validate(&history) {
+        notes.push(format!(
+            "{}: {invalid}; keeping the {} chats before it",
+            path.display(),
+            invalid.index
+        ));
+        history.truncate(invalid.index);
+    }
+    let dropped = read - history.wire_len();
+    if dropped > 0 {
+        notes.push(format!(
+            "{}: recovered {} chats; dropped {dropped} bytes after them (an interrupted write)",
+            path.display(),
+            history.len()
+        ));
+    }
+    Ok(history)
+}
+
+fn read_own(path: &Path, notes: &mut Vec<String>) -> io::Result<Vec<OwnRecord>> {
+    let text = match fs::read(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut own = Vec::new();
+    for (n, line) in text
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+    {
+        match parse_own_line(line) {
+            Some(record) => own.push(record),
+            None => notes.push(format!(
+                "{}: line {} is damaged; skipped",
+                path.display(),
+                n + 1
+            )),
+        }
+    }
+    Ok(own)
+}
+
+fn parse_own_line(line: &[u8]) -> Option<OwnRecord> {
+    let space = line.iter().position(|&b| b == b' ')?;
+    let (copies, text) = (&line[..space], &line[space + 1..]);
+    check_sendable(text).ok()?;
+    let copies = if copies == b"-" {
+        Vec::new()
+    } else {
+        copies
+            .split(|&b| b == b',')
+            .map(parse_hex)
+            .collect::<Option<Vec<_>>>()?
+    };
+    Some((text.to_vec(), copies))
+}
+
+fn parse_hex(hex: &[u8]) -> Option<Digest> {
+    if hex.len() != 2 * DIGEST_LEN {
+        return None;
+    }
+    let mut out = [0; DIGEST_LEN];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn own_line((text, copies): &OwnRecord) -> String {
+    let copies = if copies.is_empty() {
+        "-".to_string()
+    } else {
+        copies
+            .iter()
+            .map(|d| d.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!("{copies} {}\n", String::from_utf8_lossy(text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture() -> History {
+        let bytes = fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../tests/fixtures/history-1k.bin"
+        ))
+        .unwrap();
+        wire::decode_archive(&bytes).unwrap()
+    }
+
+    #[test]
+    fn history_survives_appends_forks_and_a_torn_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = fixture();
+        {
+            let (mut store, rec) = DataDir::open(dir.path()).unwrap();
+            assert!(rec.history.is_empty());
+            let mut h = full.prefix(500);
+            store.write_history(&h, 0).unwrap();
+            h.extend_from(&full, 500);
+            h.truncate(501);
+            store.write_history(&h, 500).unwrap();
+            // A fork from chat 300: keep 300, append the rest.
+            let fork = full.clone();
+            store.write_history(&fork, 300).unwrap();
+        }
+        let (store, rec) = DataDir::open(dir.path()).unwrap();
+        assert_eq!(rec.history, full);
+        assert!(rec.notes.is_empty());
+        drop(store);
+
+        // Half a chat at the end, as a kill during a write leaves it.
+        let path = dir.path().join(HISTORY_FILE);
+        let len = fs::metadata(&path).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        let (_, rec) = DataDir::open(dir.path()).unwrap();
+        assert_eq!(rec.history.len(), 999);
+        assert!(
+            rec.notes[0].contains("recovered 999 chats"),
+            "{:?}",
+            rec.notes
+        );
+        assert_eq!(
+            fs::metadata(&path).unwrap().len() as usize,
+            MAGIC.len() + rec.history.wire_len()
+        );
+    }
+
+    #[test]
+    fn a_corrupt_chat_cuts_the_history_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let full = fixture();
+        {
+            let (mut store, _) = DataDir::open(dir.path()).unwrap();
+            store.write_history(&full, 0).unwrap();
+        }
+        let path = dir.path().join(HISTORY_FILE);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[MAGIC.len() + full.chat_range(600).start + 3] ^= 0x20;
+        fs::write(&path, &bytes).unwrap();
+        let (_, rec) = DataDir::open(dir.path()).unwrap();
+        assert_eq!(rec.history.len(), 600);
+        assert!(
+            rec.notes[0].contains("chat 600 is invalid"),
+            "{:?}",
+            rec.notes
+        );
+    }
+
+    #[test]
+    fn own_chats_round_trip_and_the_directory_is_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = DataDir::open(dir.path()).unwrap();
+        let own = vec![
+            (b"hello there".to_vec(), vec![]),
+            (b"x".to_vec(), vec![[0xab; 16], [0; 16]]),
+        ];
+        store.write_own(&own).unwrap();
+        assert!(
+            DataDir::open(dir.path())
+                .err()
+                .unwrap()
+                .contains("in use by another node")
+        );
+        drop(store);
+        let (_, rec) = DataDir::open(dir.path()).unwrap();
+        assert_eq!(rec.own, own);
+    }
+
+    #[test]
+    fn a_file_or_an_unwritable_directory_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a-file");
+        fs::write(&file, b"x").unwrap();
+        let err = DataDir::open(&file).err().unwrap();
+        assert_eq!(
+            err,
+            format!("data directory {}: not a directory", file.display())
+        );
+        let err = DataDir::open(&file.join("below")).err().unwrap();
+        assert!(
+            err.contains(&file.join("below").display().to_string()),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,91 @@
+//! The rules about chat text, imported by everything that shows or accepts
+//! it: how any chat is shown on a terminal, and what a chat written here
+//! may hold.
+
+use std::fmt;
+
+/// A chat's text as a terminal can show it: chats from other peers may
+/// hold any byte (PROTOCOL.md), so every byte outside printable ASCII is
+/// escaped (`\n`, `\x07`, ...).
+pub fn printable(text: &[u8]) -> String {
+    text.escape_ascii().to_string()
+}
+
+/// Why a text cannot be sent as a chat, in words for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsendable(String);
+
+impl fmt::Display for Unsendable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unsendable {}
+
+/// A chat written here is 1 to 255 bytes of printable ASCII (0x20..=0x7E;
+/// PROTOCOL.md: "Chats written by this project use printable ASCII only").
+///
+/// # Errors
+/// [`Unsendable`], naming the first offending byte and its offset.
+pub fn check_sendable(text: &[u8]) -> Result<(), Unsendable> {
+    if text.is_empty() {
+        return Err(Unsendable(
+            "chat refused: the text is empty (usage: chat TEXT)".into(),
+        ));
+    }
+    if text.len() > wire::MAX_TEXT {
+        return Err(Unsendable(format!(
+            "chat refused: the text is {} bytes, the most is {}",
+            text.len(),
+            wire::MAX_TEXT
+        )));
+    }
+    if let Some(at) = text.iter().position(|b| !(0x20..=0x7e).contains(b)) {
+        let what = if text[at] < 0x80 {
+            "a control character"
+        } else {
+            "a non-ASCII byte"
+        };
+        return Err(Unsendable(format!(
+            "chat refused: {what} (0x{:02x}) at byte {at}; only printable ASCII can be sent",
+            text[at]
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sendable_text_is_printable_ascii_of_1_to_255_bytes() {
+        assert!(check_sendable(b"hello  world").is_ok());
+        assert!(check_sendable(&[b'a'; 255]).is_ok());
+        assert!(check_sendable(b"").unwrap_err().0.contains("empty"));
+        assert!(
+            check_sendable(&[b'a'; 256])
+                .unwrap_err()
+                .0
+                .contains("256 bytes")
+        );
+        assert!(
+            check_sendable("café".as_bytes())
+                .unwrap_err()
+                .0
+                .contains("non-ASCII byte (0xc3) at byte 3")
+        );
+        assert!(
+            check_sendable(b"a\x07b")
+                .unwrap_err()
+                .0
+                .contains("control character (0x07) at byte 1")
+        );
+    }
+
+    #[test]
+    fn any_byte_is_shown_escaped() {
+        assert_eq!(printable(b"a\nb\xff"), "a\\nb\\xff");
+    }
+}
