@@ -4,7 +4,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 use wire::{DIGEST_LEN, History};
 
-use crate::windows::window_digests;
+use crate::batch_digest::window_digests_in_lanes;
 use crate::{Kernel, NETWORK_DIFFICULTY, has_leading_zero_bits, window_digest};
 
 /// Why a chat breaks the validity rule.
@@ -98,7 +98,7 @@ const CHATS_PER_TASK: usize = 256;
 fn first_invalid(history: &History, chats: Range<usize>) -> Option<InvalidChat> {
     let mut digests = [[0; DIGEST_LEN]; CHATS_PER_TASK];
     let digests = &mut digests[..chats.len()];
-    window_digests(Kernel::best(), history, chats.clone(), digests);
+    window_digests_in_lanes(Kernel::best(), history, chats.clone(), digests);
     chats.zip(digests.iter()).find_map(|(k, digest)| {
         verdict(history, k, || *digest)
             .err()

@@ -19,7 +19,7 @@ const MAX_LANES: usize = 64;
 ///
 /// # Panics
 /// If `chats` reaches past the history or `out` is shorter than `chats`.
-pub(crate) fn window_digests(
+pub(crate) fn window_digests_in_lanes(
     kernel: Kernel,
     history: &History,
     chats: Range<usize>,
@@ -166,7 +166,7 @@ mod tests {
         for kernel in Kernel::supported() {
             for chats in [0..300, 7..8, 0..kernel.width() + 1, 150..300] {
                 let mut out = vec![[0; DIGEST_LEN]; chats.len()];
-                window_digests(kernel, &history, chats.clone(), &mut out);
+                window_digests_in_lanes(kernel, &history, chats.clone(), &mut out);
                 assert_eq!(out, expected[chats.clone()], "{kernel:?}, chats {chats:?}");
             }
         }
