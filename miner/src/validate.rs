@@ -64,11 +64,11 @@ fn hex(bytes: &[u8]) -> String {
 /// # Panics
 /// If `k >= history.len()`.
 pub fn check_chat(history: &History, k: usize) -> Result<(), Invalidity> {
-    verdict(history, k, || window_digest(history, k))
+    check_chat_with(history, k, || window_digest(history, k))
 }
 
 /// The rule for chat `k` whose window hashes to `computed()`.
-fn verdict(
+fn check_chat_with(
     history: &History,
     k: usize,
     computed: impl FnOnce() -> [u8; DIGEST_LEN],
@@ -87,7 +87,7 @@ fn verdict(
 
 /// Up to this many chats (the common case: one new chat), hashing one
 /// window at a time with md-5 beats a pass over all the lanes.
-const SINGLE_WINDOW_CHATS: usize = 2;
+const MAX_CHATS_ONE_BY_ONE: usize = 2;
 
 /// Chats whose windows one task hashes, side by side in the lanes of the
 /// best kernel: enough to fill the lanes several times over and to make
@@ -95,12 +95,12 @@ const SINGLE_WINDOW_CHATS: usize = 2;
 const CHATS_PER_TASK: usize = 256;
 
 /// The first invalid chat among `chats`, hashing their windows side by side.
-fn first_invalid(history: &History, chats: Range<usize>) -> Option<InvalidChat> {
+fn first_invalid_in_lanes(history: &History, chats: Range<usize>) -> Option<InvalidChat> {
     let mut digests = [[0; DIGEST_LEN]; CHATS_PER_TASK];
     let digests = &mut digests[..chats.len()];
     window_digests_in_lanes(Kernel::best(), history, chats.clone(), digests);
     chats.zip(digests.iter()).find_map(|(k, digest)| {
-        verdict(history, k, || *digest)
+        check_chat_with(history, k, || *digest)
             .err()
             .map(|reason| InvalidChat { index: k, reason })
     })
@@ -116,7 +116,7 @@ pub fn validate(history: &History) -> Result<(), InvalidChat> {
 /// as already validated: only the later chats are hashed.
 pub fn validate_from(history: &History, trusted: usize) -> Result<(), InvalidChat> {
     let chats = trusted.min(history.len())..history.len();
-    let first = if chats.len() <= SINGLE_WINDOW_CHATS {
+    let first = if chats.len() <= MAX_CHATS_ONE_BY_ONE {
         chats.clone().find_map(|k| {
             check_chat(history, k)
                 .err()
@@ -124,11 +124,11 @@ pub fn validate_from(history: &History, trusted: usize) -> Result<(), InvalidCha
         })
     } else if chats.len() <= CHATS_PER_TASK {
         // One task is not worth waking the pool for.
-        first_invalid(history, chats)
+        first_invalid_in_lanes(history, chats)
     } else {
         let task = |t: usize| {
             let start = chats.start + t * CHATS_PER_TASK;
-            first_invalid(history, start..(start + CHATS_PER_TASK).min(chats.end))
+            first_invalid_in_lanes(history, start..(start + CHATS_PER_TASK).min(chats.end))
         };
         (0..chats.len().div_ceil(CHATS_PER_TASK))
             .into_par_iter()

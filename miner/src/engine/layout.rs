@@ -10,7 +10,7 @@ use wire::{CODE_LEN, Chat, DIGEST_LEN, MAX_TEXT};
 use crate::has_leading_zero_bits;
 use crate::lanes::{INIT, K, Lanes, Scalar, Terms, steps, word_of};
 
-const BLOCK: usize = 64;
+const BLOCK_LEN: usize = 64;
 
 /// With the varying word at index 13 or later of its block, the code ends
 /// at byte 56 or later, so the padding (0x80 and the 8-byte length) spills
@@ -38,13 +38,13 @@ pub struct Job {
     /// MD5 state after the blocks that end before the code starts.
     midstate: [u32; 4],
     /// `K[i] + M[word_of(i)]` of the padding block, when the padding spills.
-    spill_km: [u32; 64],
+    spill_step_terms: [u32; 64],
     /// First block holding code bytes.
-    first: usize,
+    first_code_block: usize,
     /// The hot block.
-    hot: usize,
+    hot_block_index: usize,
     /// Index within the hot block of the counter word.
-    word: usize,
+    counter_word: usize,
     /// Bytes of the counter (4, or 1..=3 at the start of the hot block).
     counter_bytes: usize,
     difficulty: u32,
@@ -60,20 +60,20 @@ pub struct HotBlock {
     /// MD5 state entering the hot block.
     pub(crate) chain: [u32; 4],
     /// State after the steps before the counter word's first use.
-    pub(crate) pre: [u32; 4],
+    pub(crate) before_counter: [u32; 4],
     /// `K[i] + M[word_of(i)]` of the hot block, the counter word's bytes zero.
-    pub(crate) km: [u32; 64],
+    pub(crate) step_terms: [u32; 64],
     /// `K[i] + M[word_of(i)]` of the padding block, when the padding spills.
-    pub(crate) spill_km: [u32; 64],
-    pub(crate) word: usize,
+    pub(crate) spill_step_terms: [u32; 64],
+    pub(crate) counter_word: usize,
     pub(crate) mask: u32,
     pub(crate) target: u32,
 }
 
 /// Message terms that are the same in every lane.
-pub(crate) struct Constant<'a>(pub(crate) &'a [u32; 64]);
+pub(crate) struct ConstantTerms<'a>(pub(crate) &'a [u32; 64]);
 
-impl<V: Lanes> Terms<V> for Constant<'_> {
+impl<V: Lanes> Terms<V> for ConstantTerms<'_> {
     #[inline(always)]
     fn term(&self, step: usize, _word: usize) -> V {
         V::splat(self.0[step])
@@ -99,28 +99,32 @@ impl Job {
         let mut padded = head.clone();
         padded.resize(len, 0);
         padded.push(0x80);
-        padded.resize((len + 9).next_multiple_of(BLOCK) - 8, 0);
+        padded.resize((len + 9).next_multiple_of(BLOCK_LEN) - 8, 0);
         padded.extend_from_slice(&(len as u64 * 8).to_le_bytes());
 
-        let first = head.len() / BLOCK;
-        let hot = (len - 1) / BLOCK;
-        let in_hot = len - hot * BLOCK; // code bytes end here in the hot block
-        let (word, counter_bytes) = if in_hot >= 4 {
-            (in_hot / 4 - 1, 4)
+        let first_code_block = head.len() / BLOCK_LEN;
+        let hot_block_index = (len - 1) / BLOCK_LEN;
+        // Code bytes end here in the hot block.
+        let code_end_in_hot = len - hot_block_index * BLOCK_LEN;
+        let (counter_word, counter_bytes) = if code_end_in_hot >= 4 {
+            (code_end_in_hot / 4 - 1, 4)
         } else {
-            (0, in_hot)
+            (0, code_end_in_hot)
         };
         debug_assert_eq!(
-            padded.len() / BLOCK - hot == 2,
-            word >= FIRST_SPILLING_WORD,
+            padded.len() / BLOCK_LEN - hot_block_index == 2,
+            counter_word >= FIRST_SPILLING_WORD,
             "padding spills exactly when the counter is late in its block"
         );
 
         let mut midstate = INIT;
-        compress(&mut midstate, blocks(&padded[..first * BLOCK]));
-        let spill_km = match &padded[(hot + 1) * BLOCK..] {
+        compress(
+            &mut midstate,
+            as_blocks(&padded[..first_code_block * BLOCK_LEN]),
+        );
+        let spill_step_terms = match &padded[(hot_block_index + 1) * BLOCK_LEN..] {
             [] => [0; 64],
-            spill => terms(spill),
+            spill => step_terms_of(spill),
         };
 
         Job {
@@ -128,10 +132,10 @@ impl Job {
             text: text.to_vec(),
             padded,
             midstate,
-            spill_km,
-            first,
-            hot,
-            word,
+            spill_step_terms,
+            first_code_block,
+            hot_block_index,
+            counter_word,
             counter_bytes,
             difficulty,
             mask: first_word_mask(difficulty),
@@ -146,7 +150,7 @@ impl Job {
 
     /// Compressions per try: 1, or 2 when the padding spills.
     pub fn compressions_per_try(&self) -> usize {
-        if self.word >= FIRST_SPILLING_WORD {
+        if self.counter_word >= FIRST_SPILLING_WORD {
             2
         } else {
             1
@@ -154,14 +158,14 @@ impl Job {
     }
 
     /// Offset within the code of the counter's first byte.
-    fn counter_at(&self) -> usize {
-        self.hot * BLOCK + 4 * self.word - self.head.len()
+    fn counter_offset(&self) -> usize {
+        self.hot_block_index * BLOCK_LEN + 4 * self.counter_word - self.head.len()
     }
 
     /// The code of a try: `fixed` with the counter's bytes written in.
     pub fn code(&self, fixed: &[u8; CODE_LEN], counter: u32) -> [u8; CODE_LEN] {
         let mut code = *fixed;
-        let at = self.counter_at();
+        let at = self.counter_offset();
         code[at..at + self.counter_bytes]
             .copy_from_slice(&counter.to_le_bytes()[..self.counter_bytes]);
         code
@@ -170,24 +174,31 @@ impl Job {
     /// Prepares the tries of every counter with the other code bytes taken
     /// from `fixed` (its counter bytes are ignored).
     pub fn hot_block(&self, fixed: &[u8; CODE_LEN]) -> HotBlock {
-        let mut bytes = self.padded[self.first * BLOCK..(self.hot + 1) * BLOCK].to_vec();
+        let mut bytes = self.padded
+            [self.first_code_block * BLOCK_LEN..(self.hot_block_index + 1) * BLOCK_LEN]
+            .to_vec();
         let code = self.code(fixed, 0);
-        let at = self.head.len() - self.first * BLOCK;
+        let at = self.head.len() - self.first_code_block * BLOCK_LEN;
         bytes[at..at + CODE_LEN].copy_from_slice(&code);
 
         let mut chain = self.midstate;
-        let hot_at = (self.hot - self.first) * BLOCK;
-        compress(&mut chain, blocks(&bytes[..hot_at]));
-        let km = terms(&bytes[hot_at..]);
+        let hot_at = (self.hot_block_index - self.first_code_block) * BLOCK_LEN;
+        compress(&mut chain, as_blocks(&bytes[..hot_at]));
+        let step_terms = step_terms_of(&bytes[hot_at..]);
 
         let mut state = chain.map(Scalar::splat);
-        steps(&mut state, 0, self.word, &Constant(&km));
+        steps(
+            &mut state,
+            0,
+            self.counter_word,
+            &ConstantTerms(&step_terms),
+        );
         HotBlock {
             chain,
-            pre: state.map(Scalar::first),
-            km,
-            spill_km: self.spill_km,
-            word: self.word,
+            before_counter: state.map(Scalar::first),
+            step_terms,
+            spill_step_terms: self.spill_step_terms,
+            counter_word: self.counter_word,
             mask: self.mask,
             target: self.target,
         }
@@ -227,13 +238,13 @@ pub(crate) fn first_word_mask(difficulty: u32) -> u32 {
 }
 
 /// `K[i] + M[word_of(i)]` for every step over one message block.
-fn terms(block: &[u8]) -> [u32; 64] {
+fn step_terms_of(block: &[u8]) -> [u32; 64] {
     let m: [u32; 16] =
         std::array::from_fn(|w| u32::from_le_bytes(block[4 * w..4 * w + 4].try_into().expect("4")));
     std::array::from_fn(|i| K[i].wrapping_add(m[word_of(i)]))
 }
 
-fn blocks(bytes: &[u8]) -> &[[u8; BLOCK]] {
+fn as_blocks(bytes: &[u8]) -> &[[u8; BLOCK_LEN]] {
     let (blocks, rest) = bytes.as_chunks();
     debug_assert!(rest.is_empty());
     blocks

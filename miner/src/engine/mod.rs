@@ -21,7 +21,7 @@ use crate::Kernel;
 /// Counters a worker tries between two looks at the stop flags: about a
 /// tenth of a millisecond with a vector kernel, well under the 10 ms a
 /// cancellation may take with any kernel.
-const CHUNK: u64 = 1 << 14;
+const TRIES_BETWEEN_STOP_CHECKS: u64 = 1 << 14;
 
 /// Mines chats on a pool of worker threads.
 pub struct Miner {
@@ -206,7 +206,7 @@ impl Worker {
                 if cancel.is_cancelled() || found.get().is_some() {
                     return tries;
                 }
-                let count = CHUNK.min(job.counters() - next);
+                let count = TRIES_BETWEEN_STOP_CHECKS.min(job.counters() - next);
                 let hit = kernel.scan(&hot, next as u32, count as u32);
                 let scanned = hit.map_or(count, |c| u64::from(c) + 1 - next);
                 tries += scanned;
