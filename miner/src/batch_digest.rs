@@ -1,7 +1,11 @@
-//! The digests of many chats' windows at once, one window per lane of the
-//! best [`Kernel`]. Consecutive chats have windows of about the same number
-//! of blocks, so lanes seldom idle: each lane's digest is taken after its
-//! own last block, and the lane's later blocks are ignored.
+//! The digests of a batch of chats' windows at once, one window per lane
+//! of a [`Kernel`] (validation uses [`Kernel::best`]): the same digests as
+//! [`window_digest`](crate::window_digest), about nine times as many per
+//! second on one AVX-512 core (README, "Performance": `validate/1` against
+//! `validate-single-window/1`).
+//! Consecutive chats have windows of about the same number of blocks, so
+//! lanes seldom idle: each lane's digest is taken after its own last block,
+//! and the lane's later blocks are ignored.
 
 use std::ops::Range;
 
@@ -10,15 +14,21 @@ use wire::{DIGEST_LEN, History};
 use crate::Kernel;
 use crate::lanes::{INIT, K, LaneTask, Lanes, Terms, feed_forward, steps};
 
+/// Bytes of an MD5 message block.
 const BLOCK_LEN: usize = 64;
-/// More lanes than any kernel has.
+/// More lanes than any kernel has (AVX-512: 32): the size of the
+/// transposition buffers.
 const MAX_LANES: usize = 64;
 
-/// Writes the digest of the window of chat `k` to `out[k - chats.start]`
-/// for every `k` in `chats`.
+/// Writes the 16-byte digest of the window of chat `k` (the
+/// [`window_digest`](crate::window_digest) of `k`) to
+/// `out[k - chats.start]` for every `k` in `chats`, as many windows at a
+/// time as the kernel has lanes, on the calling thread. Entries of `out`
+/// past `chats.len()` are left as they are.
 ///
 /// # Panics
-/// If `chats` reaches past the history or `out` is shorter than `chats`.
+/// If `chats` reaches past the history, `out` is shorter than `chats`, or
+/// the CPU does not support `kernel`.
 pub(crate) fn window_digests_in_lanes(
     kernel: Kernel,
     history: &History,
@@ -32,13 +42,16 @@ pub(crate) fn window_digests_in_lanes(
     })
 }
 
+/// The arguments of [`window_digests_in_lanes`], as the [`LaneTask`] that
+/// the kernel runs with its lane type.
 struct WindowDigestsTask<'a> {
     history: &'a History,
     chats: Range<usize>,
     out: &'a mut [[u8; DIGEST_LEN]],
 }
 
-/// Message words in lanes: `K[step] + M[word]`.
+/// The 16 message words of one block, word `w` of lane `i`'s block in lane
+/// `i` of vector `w`: a step's term is `K[step] + M[word]`, lane by lane.
 struct MessageTerms<V>([V; 16]);
 
 impl<V: Lanes> Terms<V> for MessageTerms<V> {
@@ -49,10 +62,15 @@ impl<V: Lanes> Terms<V> for MessageTerms<V> {
 }
 
 /// One window as a lane sees it: its whole blocks in place, then its last
-/// bytes and the padding copied into one or two blocks.
+/// bytes and the MD5 padding (0x80, zeros, the bit length as a
+/// little-endian u64) copied into one or two blocks.
 struct LaneWindow<'a> {
+    /// The window's whole 64-byte blocks, in the history's buffer.
     whole_blocks: &'a [u8],
+    /// The window's last `len % 64` bytes and the padding: one block, or
+    /// two when those bytes leave fewer than 9 bytes for the padding.
     tail_blocks: [u8; 2 * BLOCK_LEN],
+    /// Blocks of the padded window: whole blocks plus 1 or 2.
     block_count: usize,
 }
 
@@ -76,7 +94,9 @@ impl<'a> LaneWindow<'a> {
         }
     }
 
-    /// Block `b`, or any block once the window is done.
+    /// Block `b` of the padded window (64 bytes). Past `block_count`, some
+    /// block of the window: the lane goes on hashing it, and its digest,
+    /// taken after block `block_count - 1`, ignores that.
     fn block(&self, b: usize) -> &[u8] {
         let whole = self.whole_blocks.len() / BLOCK_LEN;
         let tail_block = (b - whole.min(b)).min(1);
