@@ -7,9 +7,20 @@ use crate::Kernel;
 use crate::lanes::{LaneTask, Lanes, Terms, feed_forward, steps};
 
 impl Kernel {
-    /// The first counter in `start..start + count` whose try passes the
-    /// digest filter of `hot`'s job (exact up to 32 bits of difficulty; a
-    /// candidate must still be verified with [`Job::verify`](super::Job::verify)).
+    /// Tries counters `start..start + count` of `hot`, as many side by side
+    /// as this kernel has lanes (2 scalar, 24 AVX2, 32 AVX-512), and
+    /// returns the lowest whose digest passes the filter of `hot`'s job, or
+    /// `None`. The filter looks at the digest's first 32 bits only, so it
+    /// is exact up to 32 bits of difficulty; above that a hit is only a
+    /// candidate, to be checked with [`Job::verify`](super::Job::verify)
+    /// (as [`Miner::mine`](crate::Miner::mine) checks every hit). A try is
+    /// one MD5 compression, two when the padding spills
+    /// ([`Job::compressions_per_try`](super::Job::compressions_per_try)).
+    ///
+    /// `start + count` must not exceed the job's
+    /// [`counters()`](super::Job::counters) (2^32 at most): counters past it
+    /// are not codes of the job, and what is reported for them means
+    /// nothing. A `count` of 0 tries nothing and returns `None`.
     ///
     /// # Panics
     /// If the CPU does not support this kernel.
@@ -28,6 +39,9 @@ impl Kernel {
     }
 }
 
+/// The arguments of [`Kernel::scan`], as the [`LaneTask`] the kernel runs
+/// with its lane type, for a hot block whose counter is word
+/// `COUNTER_WORD` (0..16).
 struct Scan<'a, const COUNTER_WORD: usize> {
     hot: &'a HotBlock,
     start: u32,
