@@ -1,7 +1,10 @@
 //! Where the verification code lands in the window, and everything about
 //! a try that can be computed before the tries: the midstate over the
 //! blocks before the code, the message words of the block that varies,
-//! and the steps of that block that come before the varying word.
+//! and the steps of that block that come before the varying word
+//! (docs/PROTOCOL.md, "Validity of a history": only the code changes
+//! between tries, so the MD5 state over every block before it is computed
+//! once).
 
 use md5::block_api::compress;
 use md5::{Digest, Md5};
@@ -10,17 +13,24 @@ use wire::{CODE_LEN, Chat, DIGEST_LEN, MAX_TEXT};
 use crate::has_leading_zero_bits;
 use crate::lanes::{INIT, K, Lanes, Scalar, Terms, steps, word_of};
 
-const BLOCK: usize = 64;
+/// Bytes of an MD5 message block.
+const BLOCK_LEN: usize = 64;
 
 /// With the varying word at index 13 or later of its block, the code ends
 /// at byte 56 or later, so the padding (0x80 and the 8-byte length) spills
-/// into a block of its own: a try costs two compressions.
+/// into a block of its own: a try costs two compressions. (Word 13 covers
+/// bytes 52..56; the code, whose last whole word it is, then ends at 56
+/// or later, leaving at most 8 bytes, fewer than the padding's 9.)
 pub(crate) const FIRST_SPILLING_WORD: usize = 13;
 
 /// One chat to mine: the window it goes into, how the code lies in it,
-/// and the digest condition.
+/// and the digest condition. [`Miner::mine`](crate::Miner::mine) lays out
+/// one per call; it is public so that benches can time
+/// [`Kernel::scan`](crate::Kernel::scan) alone (benches/mining.rs).
 ///
-/// The code is the last 16 bytes of the hashed window S. One 32-bit
+/// The code is the last 16 bytes of the hashed window S (docs/PROTOCOL.md,
+/// "Validity of a history": S is the window without the chat's own MD5
+/// field, so it ends with the chat's verification code). One 32-bit
 /// message word of the last block holding code bytes (the *hot* block)
 /// is the counter that tries vary; the other code bytes are fixed per
 /// [`HotBlock`]. The counter is the last whole code word of the hot block,
@@ -32,48 +42,65 @@ pub(crate) const FIRST_SPILLING_WORD: usize = 13;
 pub struct Job {
     /// S up to the code: the previous chats, the length byte, the text.
     head: Vec<u8>,
+    /// The chat's text, 0..=255 bytes.
     text: Vec<u8>,
     /// S with the code zeroed, padded to whole blocks.
     padded: Vec<u8>,
     /// MD5 state after the blocks that end before the code starts.
     midstate: [u32; 4],
-    /// `K[i] + M[word_of(i)]` of the padding block, when the padding spills.
-    spill_km: [u32; 64],
-    /// First block holding code bytes.
-    first: usize,
-    /// The hot block.
-    hot: usize,
-    /// Index within the hot block of the counter word.
-    word: usize,
+    /// `K[i] + M[word_of(i)]` of the padding block for each step `i`, when
+    /// the padding spills; zeros when it does not.
+    spill_step_terms: [u32; 64],
+    /// Index in S (in blocks) of the first block holding code bytes.
+    first_code_block: usize,
+    /// Index in S (in blocks) of the hot block: the last holding code
+    /// bytes, `first_code_block` or the one after.
+    hot_block_index: usize,
+    /// Index (0..16) within the hot block of the counter word.
+    counter_word: usize,
     /// Bytes of the counter (4, or 1..=3 at the start of the hot block).
     counter_bytes: usize,
+    /// Leading zero bits asked of the digest, 0..=128.
     difficulty: u32,
-    /// Filter on the digest's first word that kernels apply.
+    /// Filter on the digest's first little-endian word that kernels apply:
+    /// a try passes when `first_word & mask == target`.
     mask: u32,
+    /// See `mask`; 0 but in tests.
     target: u32,
 }
 
 /// The per-try constants of one choice of the fixed code bytes: what a
-/// kernel needs to try counters.
+/// kernel needs to try counters `0..Job::counters()`. Made by
+/// [`Job::hot_block`], read by [`Kernel::scan`](crate::Kernel::scan).
+/// Two arrays of 64 terms and a few words (about 560 bytes); its fields
+/// are the crate's own.
 #[derive(Clone, Debug)]
 pub struct HotBlock {
-    /// MD5 state entering the hot block.
+    /// MD5 state (A, B, C, D) entering the hot block.
     pub(crate) chain: [u32; 4],
-    /// State after the steps before the counter word's first use.
-    pub(crate) pre: [u32; 4],
-    /// `K[i] + M[word_of(i)]` of the hot block, the counter word's bytes zero.
-    pub(crate) km: [u32; 64],
-    /// `K[i] + M[word_of(i)]` of the padding block, when the padding spills.
-    pub(crate) spill_km: [u32; 64],
-    pub(crate) word: usize,
+    /// State after the steps before the counter word's first use (steps
+    /// `0..counter_word`, the same for every counter).
+    pub(crate) before_counter: [u32; 4],
+    /// `K[i] + M[word_of(i)]` of the hot block for each step `i`, the
+    /// counter word's bytes zero: a try adds its counter to the term of
+    /// the steps that read the counter word.
+    pub(crate) step_terms: [u32; 64],
+    /// `K[i] + M[word_of(i)]` of the padding block for each step `i`, when
+    /// the padding spills; zeros when it does not.
+    pub(crate) spill_step_terms: [u32; 64],
+    /// Index (0..16) within the hot block of the counter word.
+    pub(crate) counter_word: usize,
+    /// The job's filter on the digest's first word, see `Job::mask`.
     pub(crate) mask: u32,
+    /// See `mask`.
     pub(crate) target: u32,
 }
 
-/// Message terms that are the same in every lane.
-pub(crate) struct Constant<'a>(pub(crate) &'a [u32; 64]);
+/// Message terms that are the same in every lane: `K[i] + M[word_of(i)]`
+/// for each step `i` of one block.
+pub(crate) struct ConstantTerms<'a>(pub(crate) &'a [u32; 64]);
 
-impl<V: Lanes> Terms<V> for Constant<'_> {
+impl<V: Lanes> Terms<V> for ConstantTerms<'_> {
     #[inline(always)]
     fn term(&self, step: usize, _word: usize) -> V {
         V::splat(self.0[step])
@@ -81,12 +108,17 @@ impl<V: Lanes> Terms<V> for Constant<'_> {
 }
 
 impl Job {
-    /// Lays out the mining of `text` on top of `prev` (the bytes of the up
-    /// to 19 chats before it: `History::tail_for_append`), for a digest
-    /// with `difficulty` leading zero bits.
+    /// Lays out the mining of `text` on top of `prev`, for a digest with
+    /// `difficulty` leading zero bits ([`has_leading_zero_bits`]). `prev`
+    /// is the bytes of the up to 19 chats before the new one
+    /// (`History::tail_for_append()`; at most 19 x 288 = 5,472 bytes on the
+    /// network, though any bytes are accepted). Hashes the whole blocks of
+    /// `prev` and the text that end before the code: one MD5 compression
+    /// per 64 bytes.
     ///
     /// # Panics
-    /// If `text` is longer than 255 bytes or `difficulty` exceeds 128.
+    /// If `text` is longer than 255 bytes ([`MAX_TEXT`]) or `difficulty`
+    /// exceeds 128.
     pub fn new(prev: &[u8], text: &[u8], difficulty: u32) -> Job {
         assert!(text.len() <= MAX_TEXT, "chat text of {} bytes", text.len());
         assert!(difficulty <= 128, "difficulty of {difficulty} bits");
@@ -99,28 +131,32 @@ impl Job {
         let mut padded = head.clone();
         padded.resize(len, 0);
         padded.push(0x80);
-        padded.resize((len + 9).next_multiple_of(BLOCK) - 8, 0);
+        padded.resize((len + 9).next_multiple_of(BLOCK_LEN) - 8, 0);
         padded.extend_from_slice(&(len as u64 * 8).to_le_bytes());
 
-        let first = head.len() / BLOCK;
-        let hot = (len - 1) / BLOCK;
-        let in_hot = len - hot * BLOCK; // code bytes end here in the hot block
-        let (word, counter_bytes) = if in_hot >= 4 {
-            (in_hot / 4 - 1, 4)
+        let first_code_block = head.len() / BLOCK_LEN;
+        let hot_block_index = (len - 1) / BLOCK_LEN;
+        // Code bytes end here in the hot block.
+        let code_end_in_hot = len - hot_block_index * BLOCK_LEN;
+        let (counter_word, counter_bytes) = if code_end_in_hot >= 4 {
+            (code_end_in_hot / 4 - 1, 4)
         } else {
-            (0, in_hot)
+            (0, code_end_in_hot)
         };
         debug_assert_eq!(
-            padded.len() / BLOCK - hot == 2,
-            word >= FIRST_SPILLING_WORD,
+            padded.len() / BLOCK_LEN - hot_block_index == 2,
+            counter_word >= FIRST_SPILLING_WORD,
             "padding spills exactly when the counter is late in its block"
         );
 
         let mut midstate = INIT;
-        compress(&mut midstate, blocks(&padded[..first * BLOCK]));
-        let spill_km = match &padded[(hot + 1) * BLOCK..] {
+        compress(
+            &mut midstate,
+            as_blocks(&padded[..first_code_block * BLOCK_LEN]),
+        );
+        let spill_step_terms = match &padded[(hot_block_index + 1) * BLOCK_LEN..] {
             [] => [0; 64],
-            spill => terms(spill),
+            spill => step_terms_of(spill),
         };
 
         Job {
@@ -128,10 +164,10 @@ impl Job {
             text: text.to_vec(),
             padded,
             midstate,
-            spill_km,
-            first,
-            hot,
-            word,
+            spill_step_terms,
+            first_code_block,
+            hot_block_index,
+            counter_word,
             counter_bytes,
             difficulty,
             mask: first_word_mask(difficulty),
@@ -139,62 +175,85 @@ impl Job {
         }
     }
 
-    /// Number of counter values a hot block offers: 2^32, or 2^8..2^24.
+    /// Number of counter values a hot block offers, so the tries one
+    /// [`HotBlock`] serves: counters are `0..counters()`. 2^32 when the
+    /// counter is a whole 4-byte word; 2^8, 2^16 or 2^24 when only 1 to 3
+    /// code bytes reach the hot block (window length mod 64 is 1..=3).
     pub fn counters(&self) -> u64 {
         1 << (8 * self.counter_bytes)
     }
 
-    /// Compressions per try: 1, or 2 when the padding spills.
+    /// MD5 compressions (of one 64-byte block each) per try: 1, or 2 when
+    /// the padding spills into a block of its own (window length mod 64 is
+    /// 0 or 56..=63).
     pub fn compressions_per_try(&self) -> usize {
-        if self.word >= FIRST_SPILLING_WORD {
+        if self.counter_word >= FIRST_SPILLING_WORD {
             2
         } else {
             1
         }
     }
 
-    /// Offset within the code of the counter's first byte.
-    fn counter_at(&self) -> usize {
-        self.hot * BLOCK + 4 * self.word - self.head.len()
+    /// Offset within the code (0..16) of the counter's first byte.
+    fn counter_offset(&self) -> usize {
+        self.hot_block_index * BLOCK_LEN + 4 * self.counter_word - self.head.len()
     }
 
-    /// The code of a try: `fixed` with the counter's bytes written in.
+    /// The 16-byte code of the try `(fixed, counter)`: `fixed` with the
+    /// counter written over the code bytes that are the counter's, little
+    /// endian. Only the counter's low bytes that the layout uses (4, or
+    /// 1..=3, see [`counters`](Self::counters)) are written; higher bytes of
+    /// `counter` are ignored.
     pub fn code(&self, fixed: &[u8; CODE_LEN], counter: u32) -> [u8; CODE_LEN] {
         let mut code = *fixed;
-        let at = self.counter_at();
+        let at = self.counter_offset();
         code[at..at + self.counter_bytes]
             .copy_from_slice(&counter.to_le_bytes()[..self.counter_bytes]);
         code
     }
 
-    /// Prepares the tries of every counter with the other code bytes taken
-    /// from `fixed` (its counter bytes are ignored).
+    /// Prepares the tries of counters `0..counters()` with the other code
+    /// bytes taken from `fixed` (its counter bytes are ignored). Costs at
+    /// most one MD5 compression (when the code straddles two blocks) and
+    /// the hot block's steps before the counter word: little next to the
+    /// 2^8..2^32 tries it serves.
     pub fn hot_block(&self, fixed: &[u8; CODE_LEN]) -> HotBlock {
-        let mut bytes = self.padded[self.first * BLOCK..(self.hot + 1) * BLOCK].to_vec();
+        let mut bytes = self.padded
+            [self.first_code_block * BLOCK_LEN..(self.hot_block_index + 1) * BLOCK_LEN]
+            .to_vec();
         let code = self.code(fixed, 0);
-        let at = self.head.len() - self.first * BLOCK;
+        let at = self.head.len() - self.first_code_block * BLOCK_LEN;
         bytes[at..at + CODE_LEN].copy_from_slice(&code);
 
         let mut chain = self.midstate;
-        let hot_at = (self.hot - self.first) * BLOCK;
-        compress(&mut chain, blocks(&bytes[..hot_at]));
-        let km = terms(&bytes[hot_at..]);
+        let hot_at = (self.hot_block_index - self.first_code_block) * BLOCK_LEN;
+        compress(&mut chain, as_blocks(&bytes[..hot_at]));
+        let step_terms = step_terms_of(&bytes[hot_at..]);
 
         let mut state = chain.map(Scalar::splat);
-        steps(&mut state, 0, self.word, &Constant(&km));
+        steps(
+            &mut state,
+            0,
+            self.counter_word,
+            &ConstantTerms(&step_terms),
+        );
         HotBlock {
             chain,
-            pre: state.map(Scalar::first),
-            km,
-            spill_km: self.spill_km,
-            word: self.word,
+            before_counter: state.map(Scalar::first),
+            step_terms,
+            spill_step_terms: self.spill_step_terms,
+            counter_word: self.counter_word,
             mask: self.mask,
             target: self.target,
         }
     }
 
-    /// The finished chat if the try `(fixed, counter)` meets the difficulty,
-    /// checked with the md-5 crate over the whole window.
+    /// The finished chat (the job's text, the code of the try
+    /// `(fixed, counter)`, and the window's digest with it) if that digest
+    /// has at least the job's `difficulty` leading zero bits, else `None`.
+    /// Hashes the whole window with the md-5 crate, not a kernel: for a
+    /// difficulty above 32 bits a hit of [`Kernel::scan`](crate::Kernel::scan)
+    /// is only a candidate and this is the test; up to 32 it confirms it.
     pub fn verify(&self, fixed: &[u8; CODE_LEN], counter: u32) -> Option<Chat> {
         let code = self.code(fixed, counter);
         let digest: [u8; DIGEST_LEN] = Md5::new()
@@ -218,7 +277,9 @@ impl Job {
 
 /// The bits of the digest's first little-endian word that must be zero for
 /// `difficulty` leading zero bits (all 32 of them beyond 32: the md-5
-/// check of every candidate does the rest).
+/// check of every candidate does the rest). Byte 0 of the digest is the
+/// word's low byte, so the mask covers whole low bytes, then the high bits
+/// of the next: 17 bits are `0x0080_ffff`.
 pub(crate) fn first_word_mask(difficulty: u32) -> u32 {
     u32::MAX
         .checked_shl(32 - difficulty.min(32))
@@ -226,14 +287,20 @@ pub(crate) fn first_word_mask(difficulty: u32) -> u32 {
         .swap_bytes()
 }
 
-/// `K[i] + M[word_of(i)]` for every step over one message block.
-fn terms(block: &[u8]) -> [u32; 64] {
+/// `K[i] + M[word_of(i)]` for each step `i` (0..64) over one message
+/// block, its 16 words read little-endian.
+///
+/// # Panics
+/// If `block` is shorter than 64 bytes.
+fn step_terms_of(block: &[u8]) -> [u32; 64] {
     let m: [u32; 16] =
         std::array::from_fn(|w| u32::from_le_bytes(block[4 * w..4 * w + 4].try_into().expect("4")));
     std::array::from_fn(|i| K[i].wrapping_add(m[word_of(i)]))
 }
 
-fn blocks(bytes: &[u8]) -> &[[u8; BLOCK]] {
+/// `bytes` as whole 64-byte blocks; its length is a multiple of 64 (checked
+/// in debug builds; a partial last block would be dropped).
+fn as_blocks(bytes: &[u8]) -> &[[u8; BLOCK_LEN]] {
     let (blocks, rest) = bytes.as_chunks();
     debug_assert!(rest.is_empty());
     blocks

@@ -18,44 +18,69 @@ pub use layout::{HotBlock, Job};
 
 use crate::Kernel;
 
-/// Counters a worker tries between two looks at the stop flags: about a
-/// tenth of a millisecond with a vector kernel, well under the 10 ms a
-/// cancellation may take with any kernel.
-const CHUNK: u64 = 1 << 14;
+/// Counters a worker tries between two looks at the stop flags (its
+/// job's [`CancelToken`], and whether another worker found a code):
+/// 2^14 = 16,384 tries. At the rates of the README ("Performance") that
+/// is about 0.04 ms with AVX-512, 0.09 ms with AVX2 and 0.23 ms with the
+/// scalar kernel, twice that when the padding spills: well under the 10 ms
+/// a cancellation may take with any kernel (the engine's own budget, not a
+/// protocol figure), and the flags are read once per 16,384 tries.
+const TRIES_BETWEEN_STOP_CHECKS: u64 = 1 << 14;
 
-/// Mines chats on a pool of worker threads.
+/// Mines chats on a pool of worker threads of its own (a Rayon pool,
+/// threads named `miner-0`, `miner-1`, ..., apart from Rayon's global
+/// pool), every worker running the same [`Kernel`]. Dropping the miner
+/// ends its threads.
 pub struct Miner {
     pool: rayon::ThreadPool,
     kernel: Kernel,
 }
 
-/// A flag that stops a mining job; clones share the flag.
+/// A flag that stops a mining job ([`Miner::mine`]); clones share the
+/// flag, so one clone goes to the job and another to whoever cancels it.
+/// Once set it stays set: a token serves one job.
 #[derive(Clone, Debug, Default)]
 pub struct CancelToken(Arc<AtomicBool>);
 
 impl CancelToken {
+    /// A token not yet cancelled, sharing its flag with no other: the same
+    /// as `CancelToken::default()`.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Sets the flag, for this token and all its clones, from any thread;
+    /// never blocks. A job running with it stops within a few milliseconds
+    /// and returns [`Cancelled`]; a job started with it later returns
+    /// [`Cancelled`] at once, with 0 tries.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
 
+    /// Whether [`cancel`](Self::cancel) was called on this token or any of
+    /// its clones.
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }
 }
 
-/// What a job did: counters tried by all workers, and wall time.
+/// What a job did: tries made by all workers, and wall time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct JobStats {
+    /// Tries made by all workers together, a try being the MD5 of the
+    /// window with one candidate code. A worker's last batch of tries
+    /// counts in full, or up to and including its hit. About
+    /// 2^`difficulty_bits` for a job that found a code (65,536 at 16 bits),
+    /// on average.
     pub tries: u64,
+    /// Wall time of the whole call to [`Miner::mine`]: laying out the job,
+    /// the tries, and waiting for every worker to stop.
     pub elapsed: Duration,
 }
 
 impl JobStats {
-    /// Tries per second.
+    /// Tries per second over the job's wall time: `tries / elapsed`, or 0.0
+    /// when `elapsed` is zero.
     pub fn hash_rate(&self) -> f64 {
         let secs = self.elapsed.as_secs_f64();
         if secs > 0.0 {
@@ -66,21 +91,36 @@ impl JobStats {
     }
 }
 
-/// A chat mined: it is valid when pushed onto the history it was mined on.
+/// A chat mined: the success of [`Miner::mine`]. The chat is valid when
+/// pushed onto the history it was mined on (the one whose
+/// `tail_for_append()` was `prev`), if mined at [`NETWORK_DIFFICULTY`]
+/// bits or more.
+///
+/// [`NETWORK_DIFFICULTY`]: crate::NETWORK_DIFFICULTY
 #[derive(Clone, Debug)]
 pub struct Mined {
+    /// The text mined, the 16-byte code found, and the MD5 of the chat's
+    /// window with that code, which begins with at least `difficulty_bits`
+    /// zero bits.
     pub chat: Chat,
+    /// What the job did.
     pub stats: JobStats,
 }
 
-/// A job stopped by its [`CancelToken`] before finding a code.
+/// A job stopped by its [`CancelToken`] before any worker found a code:
+/// the error of [`Miner::mine`].
 #[derive(Clone, Copy, Debug)]
 pub struct Cancelled {
+    /// What the job did before it stopped (0 tries if the token was set
+    /// before the job started).
     pub stats: JobStats,
 }
 
 impl Miner {
-    /// A miner of `threads` workers with the fastest kernel of this CPU.
+    /// A miner of `threads` workers with the fastest kernel of this CPU
+    /// ([`Kernel::best`]). Workers share nothing but the stop flags, so
+    /// tries per second grow with the cores given them (2.03 times one
+    /// thread's on 2 cores: README, "Performance", `engine/all`).
     ///
     /// # Panics
     /// If `threads` is 0 or the thread pool cannot be built.
@@ -108,12 +148,13 @@ impl Miner {
     }
 
     /// Mines `text` as the next chat of `history` at the network's
-    /// difficulty ([`NETWORK_DIFFICULTY`](crate::NETWORK_DIFFICULTY)), with
-    /// no way to cancel: for tests, benches and tools that build valid
-    /// histories. The chat is valid when pushed onto `history`.
+    /// difficulty ([`NETWORK_DIFFICULTY`](crate::NETWORK_DIFFICULTY), 16
+    /// bits), with no way to cancel: for tests, benches and tools that
+    /// build valid histories. Blocks until a code is found, 65,536 tries on
+    /// average. The chat is valid when pushed onto `history`.
     ///
     /// # Panics
-    /// If `text` is longer than 255 bytes.
+    /// If `text` is longer than 255 bytes ([`wire::MAX_TEXT`]).
     pub fn mine_next(&self, history: &wire::History, text: &[u8]) -> Chat {
         self.mine(
             history.tail_for_append(),
@@ -125,25 +166,43 @@ impl Miner {
         .chat
     }
 
-    /// Threads in the pool.
+    /// Worker threads in the pool: the `threads` the miner was built with.
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
     }
 
-    /// The kernel the workers run.
+    /// The kernel the workers run: [`Kernel::best`] for [`Miner::new`],
+    /// the one given to [`Miner::with_kernel`].
     pub fn kernel(&self) -> Kernel {
         self.kernel
     }
 
-    /// Mines `text` as the chat after `prev` (`History::tail_for_append()`
-    /// of the history it goes on) with `difficulty_bits` leading zero bits
-    /// (16 on the network). Blocks until a code is found or `cancel` is set;
-    /// every worker stops within a few milliseconds of either.
+    /// Mines `text` as the chat after `prev`: finds a 16-byte code that
+    /// gives the chat's window a digest of at least `difficulty_bits`
+    /// leading zero bits ([`has_leading_zero_bits`]; 16 on the network,
+    /// [`NETWORK_DIFFICULTY`]). `prev` is the bytes of the up to 19 chats
+    /// before the new one, as its window holds them: the
+    /// `History::tail_for_append()` of the history the chat goes on (any
+    /// bytes are accepted; the chat is valid only after those).
+    ///
+    /// Every worker tries codes of its own (random bytes and a counter, see
+    /// [`Job`]), 2^`difficulty_bits` tries on average in all. Blocks the
+    /// calling thread until a code is found or `cancel` is set; every
+    /// worker stops within a few milliseconds of either. A code found
+    /// before the workers see the cancellation is still returned.
     ///
     /// Jobs on one miner run one after another.
     ///
+    /// # Errors
+    /// [`Cancelled`] if `cancel` was set before a code was found (with 0
+    /// tries if it was set before the call).
+    ///
     /// # Panics
-    /// If `text` is longer than 255 bytes or `difficulty_bits` exceeds 128.
+    /// If `text` is longer than 255 bytes ([`wire::MAX_TEXT`]) or
+    /// `difficulty_bits` exceeds 128.
+    ///
+    /// [`has_leading_zero_bits`]: crate::has_leading_zero_bits
+    /// [`NETWORK_DIFFICULTY`]: crate::NETWORK_DIFFICULTY
     pub fn mine(
         &self,
         prev: &[u8],
@@ -181,6 +240,8 @@ impl Worker {
         Worker { rng }
     }
 
+    /// Fresh random code bytes for one hot block: 16 bytes, of which the
+    /// job's counter bytes are overwritten by each try.
     fn fixed_code(&mut self) -> [u8; CODE_LEN] {
         let mut code = [0; CODE_LEN];
         code[..8].copy_from_slice(&self.rng.next_u64().to_le_bytes());
@@ -188,8 +249,9 @@ impl Worker {
         code
     }
 
-    /// Tries codes until a valid chat is in `found` or `cancel` is set;
-    /// returns the number of tries.
+    /// Tries codes until a valid chat is in `found` (put there by this
+    /// worker or another) or `cancel` is set; returns the number of tries
+    /// this worker made.
     fn run(
         mut self,
         job: &Job,
@@ -206,7 +268,7 @@ impl Worker {
                 if cancel.is_cancelled() || found.get().is_some() {
                     return tries;
                 }
-                let count = CHUNK.min(job.counters() - next);
+                let count = TRIES_BETWEEN_STOP_CHECKS.min(job.counters() - next);
                 let hit = kernel.scan(&hot, next as u32, count as u32);
                 let scanned = hit.map_or(count, |c| u64::from(c) + 1 - next);
                 tries += scanned;

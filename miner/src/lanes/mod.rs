@@ -28,10 +28,11 @@ mod scalar;
 
 pub(crate) use scalar::Scalar;
 
-/// The MD5 initial state (A, B, C, D).
+/// The MD5 initial state (A, B, C, D), from RFC 1321.
 pub(crate) const INIT: [u32; 4] = [0x6745_2301, 0xefcd_ab89, 0x98ba_dcfe, 0x1032_5476];
 
-/// The MD5 additive constants, one per step.
+/// The MD5 additive constants, one per step (0..64): RFC 1321's `T[i + 1]`,
+/// `floor(2^32 * abs(sin(i + 1)))` with `i + 1` in radians.
 #[rustfmt::skip]
 pub(crate) const K: [u32; 64] = [
     0xd76a_a478, 0xe8c7_b756, 0x2420_70db, 0xc1bd_ceee, 0xf57c_0faf, 0x4787_c62a,
@@ -47,7 +48,8 @@ pub(crate) const K: [u32; 64] = [
     0xf753_7e82, 0xbd3a_f235, 0x2ad7_d2bb, 0xeb86_d391,
 ];
 
-/// Index of the message word that step `i` adds.
+/// Index (0..16) of the message word that step `i` (0..64) adds: RFC 1321's
+/// order, `i`, then `5i + 1`, `3i + 5` and `7i` mod 16 in rounds 2 to 4.
 pub(crate) const fn word_of(i: usize) -> usize {
     match i / 16 {
         0 => i,
@@ -62,7 +64,9 @@ pub(crate) const fn word_of(i: usize) -> usize {
 /// methods are all `#[inline(always)]`, so that generic code instantiated
 /// inside a `#[target_feature]` function compiles to straight vector code.
 pub(crate) trait Lanes: Copy {
+    /// Number of lanes: 2 scalar, 24 AVX2, 32 AVX-512.
     const WIDTH: usize;
+    /// Every lane holds `x`.
     fn splat(x: u32) -> Self;
     /// Lane `i` holds `i`.
     fn lane_ids() -> Self;
@@ -70,6 +74,7 @@ pub(crate) trait Lanes: Copy {
     fn load(words: &[u32]) -> Self;
     /// Writes lane `i` to `out[i]`; `out.len() == WIDTH`.
     fn store(self, out: &mut [u32]);
+    /// Lane-wise wrapping addition (mod 2^32).
     fn add(self, other: Self) -> Self;
     /// `(b & c) | (!b & d)`
     fn f(b: Self, c: Self, d: Self) -> Self;
@@ -88,6 +93,9 @@ pub(crate) trait Lanes: Copy {
 /// What a step adds besides the rotated sum: `K[step] + M[word]`, for
 /// whatever the message lanes hold.
 pub(crate) trait Terms<V> {
+    /// The term of step `step` (0..64), which reads message word `word`
+    /// (`word_of(step)`, passed so that implementations need not recompute
+    /// it).
     fn term(&self, step: usize, word: usize) -> V;
 }
 
@@ -146,12 +154,17 @@ pub(crate) fn feed_forward<V: Lanes>(chain: &[V; 4], s: &[V; 4]) -> [V; 4] {
 /// type of the kernel (the "with SIMD" pattern: the whole body is inlined
 /// into one `#[target_feature]` function per kernel).
 pub(crate) trait LaneTask {
+    /// What the task returns.
     type Output;
+    /// Does the work with lane type `V`.
     fn run<V: Lanes>(self) -> Self::Output;
 }
 
-/// An MD5 implementation the CPU can run: the portable scalar one, or a
-/// vector one the CPU was found to support.
+/// An implementation of MD5 compression over several inputs at once (its
+/// lanes): the portable scalar one, or a vector one for x86-64 CPUs with
+/// AVX2 or AVX-512 F. Which ones this CPU runs is detected at run time
+/// ([`supported`](Self::supported)); asking an unsupported kernel to work
+/// panics. Relative speeds: README, "Performance" (`kernel-*`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kernel {
     /// Plain `u32` arithmetic, a few independent lanes for instruction-level
@@ -165,14 +178,16 @@ pub enum Kernel {
 }
 
 impl Kernel {
-    /// The fastest kernel this CPU supports.
+    /// The fastest kernel this CPU supports: AVX-512, else AVX2, else
+    /// scalar. What [`Miner::new`](crate::Miner::new) and validation use.
     pub fn best() -> Kernel {
         *Kernel::supported()
             .last()
             .expect("scalar is always supported")
     }
 
-    /// Every kernel this CPU supports, slowest first.
+    /// Every kernel this CPU supports, slowest first: `Scalar` always,
+    /// then `Avx2` and `Avx512` if the CPU has them.
     pub fn supported() -> Vec<Kernel> {
         [Kernel::Scalar, Kernel::Avx2, Kernel::Avx512]
             .into_iter()
@@ -180,6 +195,10 @@ impl Kernel {
             .collect()
     }
 
+    /// Whether this CPU runs this kernel, detected at run time:
+    /// [`Scalar`](Self::Scalar) always; [`Avx2`](Self::Avx2) with AVX2;
+    /// [`Avx512`](Self::Avx512) with AVX-512 F; the vector kernels never on
+    /// other architectures than x86-64.
     pub fn is_supported(self) -> bool {
         match self {
             Kernel::Scalar => true,
@@ -192,7 +211,8 @@ impl Kernel {
         }
     }
 
-    /// The name used in bench ids: `scalar`, `avx2`, `avx512`.
+    /// The kernel's name, as in bench ids (`kernel-avx2/1`): `scalar`,
+    /// `avx2`, `avx512`.
     pub fn name(self) -> &'static str {
         match self {
             Kernel::Scalar => "scalar",
@@ -227,7 +247,7 @@ impl Kernel {
             // SAFETY: the assert above checked that the CPU has AVX2.
             Kernel::Avx2 => unsafe { avx2::run(task) },
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: the assert above checked that the CPU has AVX-512 F/BW/VL.
+            // SAFETY: the assert above checked that the CPU has AVX-512 F.
             Kernel::Avx512 => unsafe { avx512::run(task) },
             #[cfg(not(target_arch = "x86_64"))]
             Kernel::Avx2 | Kernel::Avx512 => unreachable!("not supported"),
