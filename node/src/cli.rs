@@ -52,7 +52,7 @@ pub struct NodeArgs {
     pub threads: Option<u16>,
 
     /// Where the history and pending chats live between runs [default:
-    /// DATA/chatchain/<bind address>, DATA being $XDG_DATA_HOME or
+    /// DATA/chatchain/BIND (the --bind address), DATA being $XDG_DATA_HOME or
     /// ~/.local/share on Linux].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
