@@ -1,10 +1,23 @@
-use std::net::Ipv4Addr;
-use std::path::PathBuf;
+//! The command line: the node's flags and the subcommands, parsed by clap
+//! with value parsers that refuse what cannot work (exit status 2).
 
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::TypedValueParser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand};
 
 /// The network-wide port (PROTOCOL.md).
 pub const DEFAULT_PORT: u16 = 51511;
+/// Mining threads allowed per core: more only adds contention.
+const THREADS_PER_CORE: usize = 8;
+/// The longest read timeout: a day.
+const MAX_READ_TIMEOUT: f64 = 86_400.0;
+/// The smallest size limit: room for a few chats and a small PeerList.
+const MIN_SIZE_LIMIT: usize = 1024;
 
 /// A peer of the blockchain chat network: mines chats into the shared MD5
 /// proof-of-work history and replicates it with its peers.
@@ -14,78 +27,241 @@ pub const DEFAULT_PORT: u16 = 51511;
 #[derive(Debug, Parser)]
 #[command(version, about, long_about)]
 pub struct Cli {
+    /// A subcommand, or none to run the node.
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    /// The node's flags.
     #[command(flatten)]
     pub node: NodeArgs,
 }
 
+/// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check a history file: one ArchiveResponse message as it travels on
-    /// the wire. Exit status: 0 valid, 1 invalid, 2 unreadable or
+    /// Check a history: a data directory (its history.bin), an
+    /// ArchiveResponse as it travels on the wire, or a bare history (a u32
+    /// count, then the chats); `-` reads stdin. Streams: memory stays flat
+    /// whatever the size. Exit status: 0 valid, 1 invalid, 2 unreadable or
     /// undecodable.
     Verify {
-        /// The file to check.
+        /// The file, data directory, or `-` for stdin.
         file: PathBuf,
+    },
+    /// Write the history of a data directory (--data-dir, or the default
+    /// one of --bind) as an ArchiveResponse, to share or check it.
+    Export {
+        /// Where to write it; `-` (the default) for stdout, unless stdout
+        /// is a terminal.
+        #[arg(short, long, value_name = "FILE", default_value = "-")]
+        output: PathBuf,
     },
 }
 
+/// The node's flags.
 #[derive(Debug, Args)]
 pub struct NodeArgs {
-    /// A peer to connect to at start (repeatable). None: start a new
-    /// network alone.
-    #[arg(long = "peer", value_name = "IP")]
+    /// A peer to connect to at start (repeatable): an IPv4 address or a host
+    /// name (resolved to its IPv4 address). None: start a new network alone.
+    #[arg(long = "peer", value_name = "HOST", value_parser = parse_peer)]
     pub peers: Vec<Ipv4Addr>,
 
     /// The IPv4 address to listen on and to connect from.
-    #[arg(long, value_name = "IP", default_value_t = Ipv4Addr::UNSPECIFIED)]
+    #[arg(long, value_name = "IP", default_value_t = Ipv4Addr::UNSPECIFIED, global = true)]
     pub bind: Ipv4Addr,
 
     /// The network-wide port: every node of a network listens on it.
-    #[arg(long, default_value_t = DEFAULT_PORT)]
+    #[arg(long, default_value_t = DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
-    /// Mining threads [default: all cores].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub threads: Option<u16>,
+    /// Mining threads, at most 8 per core [default: all cores].
+    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    pub threads: Option<usize>,
 
     /// Where the history and pending chats live between runs [default:
-    /// DATA/chatchain/BIND (the --bind address), DATA being $XDG_DATA_HOME or
-    /// ~/.local/share on Linux].
-    #[arg(long, value_name = "DIR")]
+    /// DATA/chatchain/BIND (the --bind address), DATA being $XDG_DATA_HOME
+    /// or ~/.local/share on Linux].
+    #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
-    /// Seconds a peer has to finish a message it started (and an inbound
-    /// peer to send its first one), and a peer that reads nothing has to
-    /// take what we queued, before the connection is closed.
-    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
-    pub read_timeout: f64,
+    /// Seconds (above 0, at most a day) a peer has to finish a message it
+    /// started (plus one second per 64 KiB of it), an inbound peer to send
+    /// its first one, and a peer that reads nothing to take what we queued,
+    /// before the connection is closed.
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_read_timeout)]
+    pub read_timeout: Duration,
 
-    /// Largest message accepted, in bytes; a peer that sends more is cut
-    /// off when it crosses the limit. The default, 64 MiB, holds about
-    /// 870,000 chats.
-    #[arg(long, value_name = "BYTES", default_value_t = wire::DEFAULT_MAX_MESSAGE)]
+    /// Largest message but an ArchiveResponse, and most bytes of an
+    /// archive's new chats held unchecked per connection (the connection is
+    /// not read until they are checked): a size in bytes, with an optional
+    /// suffix (KiB, MiB, GiB, kB, MB, GB), at least 1KiB.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub max_message: usize,
 
-    /// Most bytes of partial messages held across all connections; past it
-    /// the connection holding the most is dropped. Default: 256 MiB.
-    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20)]
+    /// Most bytes held unchecked across all connections; past it the
+    /// connection holding the most is dropped. A size, as --max-message.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
     pub max_buffered: usize,
 
     /// Most inbound connections at once. When full, a newcomer replaces the
     /// oldest inbound connection that has not sent a message yet, or is
     /// turned away.
-    #[arg(long, value_name = "N", default_value_t = 128)]
+    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_inbound: usize,
 
     /// Most outgoing connection attempts in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_connecting: usize,
 
-    /// Log level of connection and protocol events, on stderr: error, warn,
-    /// info, debug or trace.
+    /// Level of the node's log (connection and protocol events): error,
+    /// warn, info, debug or trace. On stderr (above the prompt on a
+    /// terminal), or in --log-file.
     #[arg(long, value_name = "LEVEL", env = "NODE_LOG", default_value = "warn")]
     pub log: log::LevelFilter,
+
+    /// Append the log to this file instead of stderr (same levels).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+}
+
+/// Parses the command line; on an error (exit status 2) it says what is
+/// wrong, with a hint for an IP address given without `--peer` (the
+/// original Python program took it so).
+pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Cli {
+    match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(mut e) => {
+            if matches!(
+                e.kind(),
+                ErrorKind::InvalidSubcommand | ErrorKind::UnknownArgument
+            ) && let Some(ContextValue::String(arg)) = e
+                .get(ContextKind::InvalidSubcommand)
+                .or_else(|| e.get(ContextKind::InvalidArg))
+                .cloned()
+                && arg.parse::<Ipv4Addr>().is_ok()
+            {
+                e.insert(
+                    ContextKind::Suggested,
+                    ContextValue::StyledStrs(vec![format!("did you mean --peer {arg}?").into()]),
+                );
+            }
+            e.exit()
+        }
+    }
+}
+
+fn parse_peer(text: &str) -> Result<Ipv4Addr, String> {
+    if let Ok(addr) = text.parse() {
+        return Ok(addr);
+    }
+    // The resolver takes "1.2.3" for 1.2.0.3 and "127.1" for 127.0.0.1: a
+    // name without a letter is a mistyped address, not a host name.
+    if !text.bytes().any(|b| b.is_ascii_alphabetic()) {
+        return Err(format!(
+            "'{text}' is not an IPv4 address (four numbers 0-255 with dots) nor a host name"
+        ));
+    }
+    let resolved = (text, 0)
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve host name '{text}': {e}"))?;
+    resolved
+        .into_iter()
+        .find_map(|addr| match addr {
+            SocketAddr::V4(v4) => Some(*v4.ip()),
+            SocketAddr::V6(_) => None,
+        })
+        .ok_or_else(|| format!("host name '{text}' has no IPv4 address"))
+}
+
+fn parse_threads(text: &str) -> Result<usize, String> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max = THREADS_PER_CORE * cores;
+    match text.parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        Ok(n) => Err(format!(
+            "{n} is not between 1 and {max} ({THREADS_PER_CORE} per core, {cores} cores here)"
+        )),
+        Err(e) => Err(format!("'{text}': {e}")),
+    }
+}
+
+fn parse_read_timeout(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text
+        .parse()
+        .map_err(|e| format!("'{text}' is not a number of seconds: {e}"))?;
+    if secs > 0.0 && secs <= MAX_READ_TIMEOUT {
+        Ok(Duration::from_secs_f64(secs))
+    } else {
+        Err(format!(
+            "{text} is not a number of seconds above 0 and at most {MAX_READ_TIMEOUT} (a day)"
+        ))
+    }
+}
+
+/// A size in bytes with an optional unit: `65536`, `64KiB`, `64MiB`,
+/// `1GiB`, `100kB`, `10MB`, `1GB` (`K`, `M`, `G` alone are binary).
+pub fn parse_size(text: &str) -> Result<usize, String> {
+    let digits = text
+        .trim()
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.trim().len());
+    let (number, unit) = text.trim().split_at(digits);
+    let number: u64 = number.parse().map_err(|_| {
+        format!("'{text}' is not a size (a number, then an optional unit such as MiB)")
+    })?;
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        "kB" | "KB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "'{other}' is not a unit of size: use B, KiB, MiB, GiB, kB, MB or GB"
+            ));
+        }
+    };
+    let bytes = number
+        .checked_mul(unit)
+        .and_then(|b| usize::try_from(b).ok())
+        .ok_or_else(|| format!("'{text}' is too large"))?;
+    if bytes < MIN_SIZE_LIMIT {
+        return Err(format!("{text} is below the smallest limit, 1KiB"));
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_units_and_refuse_what_cannot_work() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("100000"), Ok(100_000));
+        assert_eq!(parse_size("100 kB"), Ok(100_000));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("0").unwrap_err().contains("below"));
+        assert!(parse_size("64 parsecs").unwrap_err().contains("not a unit"));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn read_timeouts_are_above_zero_and_at_most_a_day() {
+        assert_eq!(parse_read_timeout("2.5"), Ok(Duration::from_millis(2500)));
+        for bad in ["0", "-1", "1e30", "inf", "NaN", "soon"] {
+            assert!(parse_read_timeout(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn peers_are_addresses_or_host_names() {
+        assert_eq!(parse_peer("127.0.0.5"), Ok(Ipv4Addr::new(127, 0, 0, 5)));
+        assert_eq!(parse_peer("localhost"), Ok(Ipv4Addr::LOCALHOST));
+        assert!(parse_peer("no-such-host.invalid").is_err());
+        assert!(parse_peer("1.2.3").unwrap_err().contains("not an IPv4 address"));
+    }
 }

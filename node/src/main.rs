@@ -5,65 +5,111 @@ mod command;
 mod inbox;
 mod intake;
 mod log_limit;
+mod offline;
 mod prompt;
 mod protocol;
 mod reactor;
+mod screen;
 mod store;
+mod terminal;
 mod text;
-mod verify;
 
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
+use env_logger::Target;
+use log::LevelFilter;
 use mio::Poll;
 use wire::ChunkPool;
 
-use cli::{Cli, NodeArgs};
+use cli::NodeArgs;
 use protocol::{Config, Node, OwnChats};
 use reactor::{Endpoint, Limits, MiningThread, Reactor, ValidationThread, Workers};
+use screen::{LogSink, Screen};
 use store::{DataDir, StoreThread};
+use terminal::TerminalGuard;
+
+/// The command history's file in the data directory.
+const PROMPT_HISTORY: &str = "prompt-history";
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = cli::parse(std::env::args_os());
+    let node = cli.node;
     match cli.command {
-        Some(cli::Command::Verify { file }) => verify::run(&file),
-        None => match run(cli.node) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => {
-                eprintln!("node: {message}");
-                ExitCode::FAILURE
-            }
+        Some(cli::Command::Verify { file }) => offline::verify(&file),
+        Some(cli::Command::Export { output }) => match data_dir_of(&node) {
+            Ok(dir) => offline::export(&dir, &output),
+            Err(why) => fail(&why),
         },
+        None => {
+            let _terminal = TerminalGuard::save();
+            match run(node) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(why) => fail(&why),
+            }
+        }
     }
 }
 
-fn default_data_dir(bind: std::net::Ipv4Addr) -> Result<PathBuf, String> {
+/// Says why the node cannot go on, once; exit status 1.
+fn fail(why: &str) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "node: {why}");
+    ExitCode::FAILURE
+}
+
+/// A line on stdout; a closed stdout (`node | head -1`) is no reason to
+/// stop.
+fn say(text: &str) {
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
+
+/// `--data-dir`, or the default one of `--bind`.
+fn data_dir_of(args: &NodeArgs) -> Result<PathBuf, String> {
+    match &args.data_dir {
+        Some(dir) => Ok(dir.clone()),
+        None => default_data_dir(args.bind),
+    }
+}
+
+fn default_data_dir(bind: Ipv4Addr) -> Result<PathBuf, String> {
     let base = dirs::data_local_dir()
         .ok_or("no per-user data directory is known here; give --data-dir")?;
     Ok(base.join("chatchain").join(bind.to_string()))
 }
 
-fn run(args: NodeArgs) -> Result<(), String> {
-    env_logger::Builder::new()
-        .filter_level(args.log)
-        .format_timestamp_millis()
-        .init();
-    if !(args.read_timeout > 0.0 && args.read_timeout.is_finite()) {
-        return Err(format!(
-            "--read-timeout must be a positive number of seconds, not {}",
-            args.read_timeout
-        ));
-    }
-    let threads = args.threads.map_or_else(
-        || std::thread::available_parallelism().map_or(1, |n| n.get()),
-        usize::from,
-    );
-    let data_dir = match args.data_dir {
-        Some(dir) => dir,
-        None => default_data_dir(args.bind)?,
+/// The log: the node's own modules at `--log`, other crates' warnings
+/// only (the line editor logs keystrokes at debug).
+fn start_log(args: &NodeArgs) -> Result<LogSink, String> {
+    let file = match &args.log_file {
+        None => None,
+        Some(path) => Some(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot write the log file {}: {e}", path.display()))?,
+        ),
     };
+    let sink = LogSink::new(file);
+    env_logger::Builder::new()
+        .filter_level(LevelFilter::Warn.min(args.log))
+        .filter_module(env!("CARGO_CRATE_NAME"), args.log)
+        .format_timestamp_millis()
+        .target(Target::Pipe(Box::new(sink.clone())))
+        .init();
+    Ok(sink)
+}
+
+fn run(args: NodeArgs) -> Result<(), String> {
+    let log_sink = start_log(&args)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let data_dir = data_dir_of(&args)?;
     let (dir, recovered) = DataDir::open(&data_dir)?;
     let endpoint = Endpoint {
         bind: args.bind,
@@ -73,7 +119,7 @@ fn run(args: NodeArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
 
     for note in &recovered.notes {
-        println!("{note}");
+        say(note);
     }
     let now = Instant::now();
     let mut history = recovered.history;
@@ -81,14 +127,14 @@ fn run(args: NodeArgs) -> Result<(), String> {
     let mut pool = ChunkPool::new();
     history.share_chunks(&mut pool);
     let own = OwnChats::restore(recovered.own, &history);
-    println!(
+    say(&format!(
         "listening on {}:{}; {} chats in the history, {} pending; data in {}",
         args.bind,
         args.port,
         history.len(),
         own.pending(),
         data_dir.display()
-    );
+    ));
     let config = Config {
         bind: args.bind,
         port: args.port,
@@ -106,6 +152,9 @@ fn run(args: NodeArgs) -> Result<(), String> {
     let poll = Poll::new().map_err(|e| format!("cannot start the event loop: {e}"))?;
     let waker = reactor::waker(&poll).map_err(|e| format!("cannot start the event loop: {e}"))?;
     let (mailer, inbox) = inbox::channel(waker);
+    let screen = Screen::plain();
+    prompt::spawn(mailer.clone(), &screen, data_dir.join(PROMPT_HISTORY));
+    log_sink.follow_screen(&screen);
     let workers = Workers {
         mining: MiningThread::spawn(
             miner::Miner::new(threads),
@@ -113,11 +162,11 @@ fn run(args: NodeArgs) -> Result<(), String> {
             mailer.clone(),
         ),
         validation: ValidationThread::spawn(mailer.clone()),
-        store: StoreThread::spawn(dir, mailer.clone()),
-        printer: prompt::spawn(mailer),
+        store: StoreThread::spawn(dir, mailer),
+        screen: screen.clone(),
     };
     let limits = Limits {
-        read_timeout: Duration::from_secs_f64(args.read_timeout),
+        read_timeout: args.read_timeout,
         max_message: args.max_message,
         max_inbound: args.max_inbound,
         max_buffered: args.max_buffered,
@@ -127,6 +176,9 @@ fn run(args: NodeArgs) -> Result<(), String> {
     reactor
         .run()
         .map_err(|e| format!("event loop failed: {e}"))?;
-    println!("stopped; the history is saved in {}", data_dir.display());
+    screen.print(&format!(
+        "stopped; the history is saved in {}",
+        data_dir.display()
+    ));
     Ok(())
 }

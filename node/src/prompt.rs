@@ -1,60 +1,66 @@
-//! The command prompt: a line editor (history, editing) when stdin is a
-//! terminal, plain lines when it is a pipe. Runs on its own thread, parses
-//! its lines into commands and posts them to the event loop; output comes
-//! back through a [`Printer`] that does not break the line being typed.
+//! The command prompt: a line editor when stdin and stdout are a terminal
+//! (editing, command history kept in the data directory, readline habits),
+//! plain lines when stdin is a pipe. Runs on its own thread, parses its
+//! lines into commands and posts them to the event loop; output comes back
+//! through the [`Screen`].
+//!
+//! At the editor: Ctrl-C clears the line being typed, and on an empty line
+//! stops the node, as `quit` does; Ctrl-D on an empty line stops it too.
+//! Lines typed ahead or pasted several at once are all carried out, in
+//! order (the editor keeps what it read beyond a line for the next one).
+//! When stdin is a pipe and ends, the node goes on without a prompt.
 
-use std::io::{self, BufRead, IsTerminal, Write};
+use std::io::{self, BufRead, IsTerminal};
+use std::path::{Path, PathBuf};
 use std::thread;
 
 use log::warn;
 use rustyline::error::ReadlineError;
-use rustyline::{DefaultEditor, ExternalPrinter};
+use rustyline::history::FileHistory;
+use rustyline::{
+    Cmd, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler, KeyEvent,
+    Movement, RepeatCount,
+};
 
 use crate::command::{self, Command};
 use crate::inbox::{Mail, Mailer};
-use crate::protocol::{Event, Origin};
+use crate::protocol::{self, Origin};
+use crate::screen::Screen;
 
-/// Where the node's output goes.
-pub enum Printer {
-    /// Plain lines on stdout.
-    Plain,
-    /// Above the line being edited.
-    Editor(Box<dyn ExternalPrinter + Send>),
-}
+/// Commands kept in the history file.
+const HISTORY_SIZE: usize = 1000;
 
-impl Printer {
-    /// Prints `text` (one or more lines).
-    pub fn print(&mut self, text: &str) {
-        match self {
-            Printer::Plain => {
-                let mut out = io::stdout().lock();
-                let _ = writeln!(out, "{text}");
-                let _ = out.flush();
-            }
-            Printer::Editor(printer) => {
-                if printer.print(format!("{text}\n")).is_err() {
-                    *self = Printer::Plain;
-                    self.print(text);
-                }
-            }
-        }
+/// Ctrl-C: clear the line, or, on an empty one, interrupt (stop).
+struct ClearOrInterrupt;
+
+impl ConditionalEventHandler for ClearOrInterrupt {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        Some(if ctx.line().is_empty() {
+            Cmd::Interrupt
+        } else {
+            Cmd::Kill(Movement::WholeLine)
+        })
     }
 }
 
-/// Starts reading commands; returns the printer for the node's output.
+type LineEditor = Editor<(), FileHistory>;
+
+/// Starts reading commands, with the command history in `history_file`
+/// when stdin is a terminal; the screen's lines go above the line being
+/// edited from then on.
 ///
 /// # Panics
 /// If the prompt thread cannot be spawned.
-pub fn spawn(mailer: Mailer) -> Printer {
+pub fn spawn(mailer: Mailer, screen: &Screen, history_file: PathBuf) -> thread::JoinHandle<()> {
     if io::stdin().is_terminal() && io::stdout().is_terminal() {
-        match DefaultEditor::new() {
+        match editor(&history_file) {
             Ok(mut editor) => match editor.create_external_printer() {
                 Ok(printer) => {
-                    thread::Builder::new()
+                    screen.use_editor(Box::new(printer));
+                    return thread::Builder::new()
                         .name("prompt".into())
-                        .spawn(move || edit_lines(editor, mailer))
+                        .spawn(move || edit_lines(editor, &history_file, mailer))
                         .expect("spawning the prompt thread");
-                    return Printer::Editor(Box::new(printer));
                 }
                 Err(e) => warn!("no line editor ({e}); reading plain lines"),
             },
@@ -64,8 +70,28 @@ pub fn spawn(mailer: Mailer) -> Printer {
     thread::Builder::new()
         .name("prompt".into())
         .spawn(move || plain_lines(mailer))
-        .expect("spawning the prompt thread");
-    Printer::Plain
+        .expect("spawning the prompt thread")
+}
+
+fn editor(history_file: &Path) -> rustyline::Result<LineEditor> {
+    let config = Config::builder()
+        .max_history_size(HISTORY_SIZE)?
+        .auto_add_history(false)
+        .build();
+    let mut editor = LineEditor::with_config(config)?;
+    editor.bind_sequence(
+        KeyEvent::ctrl('C'),
+        EventHandler::Conditional(Box::new(ClearOrInterrupt)),
+    );
+    if let Err(e) = editor.load_history(history_file)
+        && !matches!(&e, ReadlineError::Io(io) if io.kind() == io::ErrorKind::NotFound)
+    {
+        warn!(
+            "cannot read the command history {}: {e}",
+            history_file.display()
+        );
+    }
+    Ok(editor)
 }
 
 /// Parses one line and posts the command (or why it is none); false once
@@ -79,24 +105,30 @@ fn post_line(mailer: &Mailer, line: &[u8]) -> bool {
 }
 
 fn post_command(mailer: &Mailer, command: Command) -> bool {
-    mailer.post(Mail::Event(Event::Command {
+    mailer.post(Mail::Event(protocol::Event::Command {
         from: Origin::Prompt,
         command,
     }))
 }
 
-fn edit_lines(mut editor: DefaultEditor, mailer: Mailer) {
+fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer) {
     loop {
         match editor.readline("> ") {
             Ok(line) => {
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
+                    // Written at once, so that a kill loses none of it.
+                    if let Err(e) = editor.append_history(history_file) {
+                        warn!(
+                            "cannot write the command history {}: {e}",
+                            history_file.display()
+                        );
+                    }
                 }
                 if !post_line(&mailer, line.as_bytes()) {
                     return;
                 }
             }
-            // Ctrl-C and Ctrl-D at the prompt stop the node.
             Err(ReadlineError::Interrupted | ReadlineError::Eof) => {
                 post_command(&mailer, Command::Quit);
                 return;

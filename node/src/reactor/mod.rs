@@ -25,8 +25,8 @@ use wire::ChunkPool;
 use crate::inbox::{Inbox, Mail};
 use crate::intake::Arrival;
 use crate::log_limit::LogLimit;
-use crate::prompt::Printer;
 use crate::protocol::{Action, ConnId, Direction, Ending, Event, Node, Origin};
+use crate::screen::Screen;
 use crate::store::StoreThread;
 use conn::{Conn, End, State};
 pub use workers::{MiningThread, ValidationThread};
@@ -84,7 +84,7 @@ pub struct Workers {
     /// Writes to the data directory.
     pub store: StoreThread,
     /// The screen.
-    pub printer: Printer,
+    pub screen: Screen,
 }
 
 /// The event loop.
@@ -273,9 +273,9 @@ impl Reactor {
                 // After the replies to the commands before it.
                 Mail::Refused(text) => {
                     self.settle(Instant::now());
-                    self.workers.printer.print(&text);
+                    self.workers.screen.print(&text);
                 }
-                Mail::InputEnded => self.workers.printer.print(
+                Mail::InputEnded => self.workers.screen.print(
                     "input closed: the node keeps running without a prompt until SIGINT or SIGTERM",
                 ),
                 Mail::Hangup => {
@@ -770,9 +770,9 @@ impl Reactor {
             } => self.workers.mining.start(job, prev, texts, delay),
             Action::CancelMining { job } => self.workers.mining.cancel(job),
             Action::Save(save) => self.workers.store.save(save),
-            Action::Show(line) => self.workers.printer.print(&line.to_string()),
+            Action::Show(line) => self.workers.screen.print(&line.to_string()),
             Action::Reply { to, reply } => match to {
-                Origin::Prompt => self.workers.printer.print(&reply.to_string()),
+                Origin::Prompt => self.workers.screen.print(&reply.to_string()),
             },
             Action::Shutdown => self.running = false,
         }
