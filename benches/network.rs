@@ -7,7 +7,7 @@
 //!
 //! `cargo bench -p node --bench network`
 
-#[path = "../tests/support/mod.rs"]
+#[path = "../tests/e2e/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

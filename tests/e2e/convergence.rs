@@ -9,9 +9,7 @@
 //! (per node, default 10), CONVERGENCE_SPREAD_MS (how long chats keep
 //! coming, default 6000), CONVERGENCE_SEED. By hand, larger:
 //! `CONVERGENCE_NODES=30 CONVERGENCE_CHATS=50 cargo test --release -p node
-//! --test convergence -- --nocapture`
-
-mod support;
+//! --test e2e convergence:: -- --nocapture`
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -19,8 +17,9 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use support::{Net, Node, WAIT, status_field};
 use wire::History;
+
+use crate::support::{self, Net, Node, WAIT, status_field};
 
 const NET: Net = Net::new(2, 0);
 

@@ -4,18 +4,16 @@
 //! resident memory is watched in `/proc`. Each test asserts what must hold
 //! and prints one row of the closing table:
 //!
-//! `cargo test -p node --test hostile -- --nocapture 2>/dev/null | grep '^|'`
+//! `cargo test -p node --test e2e hostile:: -- --nocapture 2>/dev/null | grep '^|'`
 //!
 //! | attack | what the node did | baseline RSS | peak RSS during the attack | honest peer's worst / median answer |
 //!
 //! The eighth attack of the issue, prompt input, is covered by
-//! `tests/node.rs` (`a_refused_chat_prints_why_and_the_node_goes_on`).
+//! `node::a_refused_chat_prints_why_and_the_node_goes_on`.
 //!
-//! Address plan (see `support`): file 3, so test T runs on `127.3.T.x`: the
+//! Address plan (see `support`): module 3, so test T runs on `127.3.T.x`: the
 //! node is host 1, the honest peer 200, attackers and listeners the other
 //! hosts.
-
-mod support;
 
 use std::collections::HashSet;
 use std::fs;
@@ -29,10 +27,11 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use socket2::{Domain, Protocol, Socket, Type};
-use support::{Net, Node, WAIT, fixture, proc_kb};
 use wire::{Chat, Decoder, History, Message};
 
-/// This file's id in the address plan of `support`.
+use crate::support::{self, Net, Node, WAIT, fixture, proc_kb};
+
+/// This module's id in the address plan of `support`.
 const FILE: u8 = 3;
 /// The honest peer that keeps asking for the archive.
 const HONEST: u8 = 200;

@@ -6,12 +6,14 @@
 //! node's output and logs, it never hangs. Every process started here is
 //! killed when its handle drops.
 //!
-//! Address plan: test file F, test T, host H is `127.F.T.H` on port
-//! `47100 + 50 * (F - 1) + T`. File ids: `node.rs` 1; give each new test
-//! file the next free id (ports 47100..=47999 leave room for 18 files of
-//! 50 tests). Hosts 1..=99 are nodes by convention, 100..=254 test peers.
+//! Address plan: module F, test T, host H is `127.F.T.H` on port
+//! `47100 + 50 * (F - 1) + T`. Ids: the test modules `node` 1,
+//! `convergence` 2 and `hostile` 3, `benches/network.rs` 17 (`verify`
+//! starts no node); give each new module the next free id (ports
+//! 47100..=47999 leave room for 18 modules of 50 tests). Hosts 1..=99 are
+//! nodes by convention, 100..=254 test peers.
 
-// Each test file uses a part of this module.
+// Each test module uses a part of this module.
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
@@ -94,7 +96,8 @@ pub struct Net {
 }
 
 impl Net {
-    /// `file` 1..=18 (one per test file), `test` 0..50 (one per test).
+    /// `file` 1..=18 (one per test module or bench), `test` 0..50 (one per
+    /// test).
     pub const fn new(file: u8, test: u8) -> Net {
         assert!(file >= 1 && file <= 18 && test < 50);
         Net { file, test }

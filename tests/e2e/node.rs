@@ -1,17 +1,18 @@
 //! End-to-end tests of the `node` binary: real processes on loopback, each
 //! test on its own `127.1.T.x` addresses and port (see `support`).
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Net, Peer, VECTOR_TEXTS, WAIT, fixture, run_to_exit, status_field, texts, vector};
 use wire::Message;
 
-/// This file's id in the address plan of `support`.
+use crate::support::{
+    self, Net, Peer, VECTOR_TEXTS, WAIT, fixture, run_to_exit, status_field, texts, vector,
+};
+
+/// This module's id in the address plan of `support`.
 const FILE: u8 = 1;
 
 /// Long enough for a few chats to be mined on one thread and travel a
