@@ -19,7 +19,7 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use wire::History;
 
-use crate::support::{self, Net, Node, WAIT, status_field};
+use crate::support::{self, Net, Node, WAIT, shared_cpu, status_field};
 
 const NET: Net = Net::new(2, 0);
 
@@ -53,6 +53,7 @@ fn archive_bytes_sent(node: &mut Node) -> u64 {
 
 #[test]
 fn every_accepted_chat_lands_once_and_all_nodes_agree() {
+    let _cpu = shared_cpu();
     let n = param("CONVERGENCE_NODES", 8) as usize;
     let m = param("CONVERGENCE_CHATS", 10) as usize;
     let spread = Duration::from_millis(param("CONVERGENCE_SPREAD_MS", 6000));
@@ -215,6 +216,7 @@ fn every_accepted_chat_lands_once_and_all_nodes_agree() {
 /// and takes the whole of it when pushed again.
 #[test]
 fn a_kill_while_taking_a_large_archive_leaves_a_valid_history() {
+    let _cpu = shared_cpu();
     let net = Net::new(2, 1);
     let small = std::fs::read(support::fixture("history-1k.bin")).expect("fixture");
     let large = std::fs::read(support::fixture("history-100k.bin")).expect("fixture");

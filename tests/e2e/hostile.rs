@@ -19,8 +19,8 @@ use std::collections::HashSet;
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use socket2::{Domain, Protocol, Socket, Type};
 use wire::{Chat, Decoder, History, Message};
 
-use crate::support::{self, Net, Node, WAIT, fixture, proc_kb};
+use crate::support::{self, Net, Node, WAIT, fixture, own_cpu, proc_kb, shared_cpu};
 
 /// This module's id in the address plan of `support`.
 const FILE: u8 = 3;
@@ -47,20 +47,6 @@ const ASK_EVERY: Duration = Duration::from_millis(25);
 /// The bound on an honest peer's delay under slow peers, also
 /// applied under peer-list poisoning ("answered quickly").
 const QUICK_ANSWER: Duration = Duration::from_millis(100);
-
-/// The tests of this file run in parallel on a 2-core machine. The two
-/// that bound answer times (slow peers, peer-list poisoning) run alone, so
-/// that what they measure is the node under attack and not another test's
-/// 10,000 connections; the others share the machine.
-static CPU: RwLock<()> = RwLock::new(());
-
-fn shared_cpu() -> RwLockReadGuard<'static, ()> {
-    CPU.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn own_cpu() -> RwLockWriteGuard<'static, ()> {
-    CPU.write().unwrap_or_else(PoisonError::into_inner)
-}
 
 fn fixture_bytes(name: &str) -> Vec<u8> {
     fs::read(fixture(name)).unwrap_or_else(|e| panic!("reading tests/fixtures/{name}: {e}"))

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use wire::Message;
 
 use crate::support::{
-    self, Net, Peer, VECTOR_TEXTS, WAIT, fixture, run_to_exit, status_field, texts, vector,
+    self, Net, Peer, VECTOR_TEXTS, WAIT, fixture, run_to_exit, shared_cpu, status_field, texts,
+    vector,
 };
 
 /// This module's id in the address plan of `support`.
@@ -36,6 +37,7 @@ fn batch_text(i: usize) -> String {
 
 #[test]
 fn a_chain_of_three_meshes_spreads_a_chat_and_a_latecomer_gets_everything() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 1);
     let (a_ip, b_ip, c_ip, d_ip) = (net.addr(1), net.addr(2), net.addr(3), net.addr(4));
     let mut a = net.node(1, &[]);
@@ -133,6 +135,7 @@ fn a_chain_of_three_meshes_spreads_a_chat_and_a_latecomer_gets_everything() {
 
 #[test]
 fn the_history_survives_sigterm_and_sigkill() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 2);
     let mut a = net.node(1, &[]);
     for text in ["one", "two", "three"] {
@@ -208,6 +211,7 @@ fn the_history_survives_sigterm_and_sigkill() {
 
 #[test]
 fn the_protocol_vector_is_adopted_and_served_back_byte_for_byte() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 3);
     let (bytes, _) = vector();
     let mut a = net.node(1, &[]);
@@ -241,6 +245,7 @@ fn the_protocol_vector_is_adopted_and_served_back_byte_for_byte() {
 
 #[test]
 fn an_archive_pushed_on_a_short_lived_connection_is_adopted() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 4);
     let (bytes, _) = vector();
     let mut a = net.node(1, &[]);
@@ -270,6 +275,7 @@ fn an_archive_pushed_on_a_short_lived_connection_is_adopted() {
 
 #[test]
 fn a_history_that_is_not_longer_or_not_valid_is_ignored_and_the_connection_kept() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 5);
     let (bytes, history) = vector();
     let mut a = net.node(1, &[]);
@@ -314,6 +320,7 @@ fn a_history_that_is_not_longer_or_not_valid_is_ignored_and_the_connection_kept(
 
 #[test]
 fn a_refused_chat_prints_why_and_the_node_goes_on() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 6);
     let mut a = net.node(1, &[]);
     let cases: [(&[u8], &str); 5] = [
@@ -361,6 +368,7 @@ fn a_refused_chat_prints_why_and_the_node_goes_on() {
 
 #[test]
 fn bad_flags_exit_2_with_clap_s_message() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 7);
     let port = net.port().to_string();
     let bind = net.addr(1).to_string();
@@ -408,6 +416,7 @@ fn bad_flags_exit_2_with_clap_s_message() {
 
 #[test]
 fn a_port_in_use_exits_1_with_one_clear_line() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 8);
     let addr = net.addr(1);
     let _taken = TcpListener::bind((addr, net.port())).expect("binding the port first");
@@ -443,6 +452,7 @@ fn fails_to_start(addr: std::net::Ipv4Addr, port: u16, data_dir: &std::path::Pat
 
 #[test]
 fn a_data_directory_in_use_exits_1() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 9);
     let a = net.node(1, &[]);
     let err = fails_to_start(net.addr(2), net.port(), &a.data_dir());
@@ -455,6 +465,7 @@ fn a_data_directory_in_use_exits_1() {
 
 #[test]
 fn without_stdin_the_node_runs_until_sigint_and_quit_stops_it() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 10);
     let (bytes, history) = vector();
     let mut a = net.node(1, &[]);
@@ -503,6 +514,7 @@ fn without_stdin_the_node_runs_until_sigint_and_quit_stops_it() {
 
 #[test]
 fn a_peer_list_with_our_own_address_and_duplicates_connects_once_to_each_other_node() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 11);
     let mut a = net.node(1, &["--peer", &net.addr(1).to_string()]);
     let mut b = net.node(2, &[]);

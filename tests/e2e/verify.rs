@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::support::shared_cpu;
+
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures")
@@ -24,6 +26,7 @@ fn stdout(output: &Output) -> String {
 
 #[test]
 fn the_vector_is_valid() {
+    let _cpu = shared_cpu();
     let output = verify(&fixture("vector.bin"));
     assert_eq!(stdout(&output), "chats: 5\nlast chat: nova msg\nvalid\n");
     assert_eq!(output.status.code(), Some(0));
@@ -31,6 +34,7 @@ fn the_vector_is_valid() {
 
 #[test]
 fn a_corrupted_copy_names_the_first_invalid_chat() {
+    let _cpu = shared_cpu();
     let dir = tempfile::tempdir().unwrap();
     let mut bytes = std::fs::read(fixture("vector.bin")).unwrap();
     // A letter of "gahoga", the text of chat 2.
@@ -52,6 +56,7 @@ fn a_corrupted_copy_names_the_first_invalid_chat() {
 
 #[test]
 fn a_truncated_file_is_an_error_naming_the_offset() {
+    let _cpu = shared_cpu();
     let dir = tempfile::tempdir().unwrap();
     let bytes = std::fs::read(fixture("vector.bin")).unwrap();
     let file = dir.path().join("cut.bin");
@@ -69,6 +74,7 @@ fn a_truncated_file_is_an_error_naming_the_offset() {
 
 #[test]
 fn a_missing_file_or_another_message_is_an_error() {
+    let _cpu = shared_cpu();
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(
         verify(&dir.path().join("absent.bin")).status.code(),
@@ -86,6 +92,7 @@ fn a_missing_file_or_another_message_is_an_error() {
 
 #[test]
 fn the_fixture_histories_are_valid() {
+    let _cpu = shared_cpu();
     for (name, chats) in [("history-1k.bin", 1000), ("history-100k.bin", 100_000)] {
         let output = verify(&fixture(name));
         let out = stdout(&output);

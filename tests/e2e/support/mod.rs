@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,26 @@ use wire::{Decoder, History, Message};
 /// Patience for things that normally take milliseconds (a node starting,
 /// a command answering, a connection opening) on a loaded 2-core machine.
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// The tests of this binary run in parallel, two at a time on a 2-core
+/// machine. The two that bound answer times (`hostile`: slow peers,
+/// peer-list poisoning) take the machine alone with [`own_cpu`], so that
+/// what they measure is the node under attack and not another test's
+/// 10,000 connections or mining nodes; every other test (each runs the
+/// `node` binary) shares it with [`shared_cpu`].
+static CPU: RwLock<()> = RwLock::new(());
+
+/// Held for a test's duration: it runs alongside other sharing tests, never
+/// alongside one that holds [`own_cpu`].
+pub fn shared_cpu() -> RwLockReadGuard<'static, ()> {
+    CPU.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held for a test's duration: no other test of this binary runs
+/// meanwhile.
+pub fn own_cpu() -> RwLockWriteGuard<'static, ()> {
+    CPU.write().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// The `node` binary under test.
 pub fn node_bin() -> &'static str {
