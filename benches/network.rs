@@ -7,8 +7,12 @@
 //!
 //! `cargo bench -p node --bench network`
 
+// The end-to-end tests' support module, of which this bench uses a part.
+// Public here, so that the rest is not reported as dead code in this
+// build: the test binary, which uses all of it, declares it private and is
+// where dead code in it is reported.
 #[path = "../tests/e2e/support/mod.rs"]
-mod support;
+pub mod support;
 
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,539 @@
+//! [`Node`], a running `node` process under test, and [`run_to_exit`] for
+//! the commands that end.
+
+use std::collections::BTreeSet;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{WAIT, poll};
+
+/// The `node` binary under test.
+fn node_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_node")
+}
+
+/// Runs `node ARGS` with stdin closed and waits (at most `timeout`, then
+/// kills it and panics) for it to exit on its own: for commands that end,
+/// such as bad flags or `verify`.
+pub fn run_to_exit<I, S>(args: I, timeout: Duration) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = Command::new(node_bin())
+        .args(args)
+        .env_remove("NODE_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting node");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let status = poll(timeout, || child.try_wait().expect("waiting for node"));
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let stderr = err.join().unwrap_or_default();
+        panic!(
+            "node did not exit within {timeout:?}; stderr:\n{}",
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    Output {
+        status,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// A running `node` process: `--bind ADDR --port PORT --data-dir DIR
+/// --threads 1` plus extra arguments, stdin a pipe, stdout read line by
+/// line on a thread, stderr (logs at `info` unless the arguments say
+/// otherwise) in a file of its temporary directory. Killed on drop; on a
+/// failing test its output and logs are printed.
+pub struct Node {
+    pub addr: Ipv4Addr,
+    pub port: u16,
+    /// The line `listening on ...` of the current run.
+    pub banner: String,
+    args: Vec<String>,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    /// Every stdout line of every run, in order.
+    seen: Arc<Mutex<Vec<(Instant, String)>>>,
+    /// The current run's stdout has ended and every line is in `seen`.
+    stdout_done: Arc<AtomicBool>,
+    runs: usize,
+    marks: u64,
+}
+
+impl Node {
+    /// Starts a node with a fresh, empty data directory and waits for its
+    /// `listening on` line (panics, with its stderr, if it does not come).
+    pub fn start(addr: Ipv4Addr, port: u16, args: &[&str]) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("node-e2e-")
+            .tempdir()
+            .expect("creating a temporary directory");
+        let (_, lines) = mpsc::channel();
+        let mut node = Node {
+            addr,
+            port,
+            banner: String::new(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            dir,
+            child: None,
+            stdin: None,
+            lines,
+            seen: Arc::default(),
+            stdout_done: Arc::default(),
+            runs: 0,
+            marks: 0,
+        };
+        node.spawn();
+        node
+    }
+
+    /// The data directory (kept across restarts).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The extra arguments of the current run.
+    pub fn args(&self) -> &[String] {
+        &self.args
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn stderr_path(&self, run: usize) -> PathBuf {
+        self.dir.path().join(format!("stderr-{run}.log"))
+    }
+
+    fn spawn(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "node {} is already running",
+            self.addr
+        );
+        self.runs += 1;
+        let stderr = fs::File::create(self.stderr_path(self.runs)).expect("creating stderr log");
+        let mut command = Command::new(node_bin());
+        // The node dies with the test process, even when the test is killed
+        // before its handles drop.
+        // SAFETY: prctl(2) only; async-signal-safe in the forked child.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command
+            .arg("--bind")
+            .arg(self.addr.to_string())
+            .arg("--port")
+            .arg(self.port.to_string())
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--threads")
+            .arg("1")
+            .args(&self.args)
+            .env("NODE_LOG", "info")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("starting node");
+        let stdout = child.stdout.take().expect("piped stdout");
+        self.stdin = child.stdin.take();
+        self.child = Some(child);
+        let (tx, rx) = mpsc::channel();
+        self.lines = rx;
+        let seen = Arc::clone(&self.seen);
+        let done = Arc::new(AtomicBool::new(false));
+        self.stdout_done = Arc::clone(&done);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => {
+                        done.store(true, Ordering::SeqCst);
+                        return;
+                    }
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line)
+                            .trim_end_matches(['\n', '\r'])
+                            .to_string();
+                        seen.lock().unwrap().push((Instant::now(), text.clone()));
+                        // The receiver is gone after a restart; keep reading.
+                        let _ = tx.send(text);
+                    }
+                }
+            }
+        });
+        let banner = self.wait_line(|l| l.starts_with("listening on "), WAIT);
+        self.banner = banner.unwrap_or_else(|| {
+            panic!(
+                "node {} did not start listening; stderr:\n{}",
+                self.addr,
+                self.stderr()
+            )
+        });
+    }
+
+    /// Sends one line to the prompt.
+    pub fn send(&mut self, line: &str) {
+        self.send_bytes(line.as_bytes());
+    }
+
+    /// Sends raw bytes and a newline to the prompt (for non-UTF-8 input).
+    pub fn send_bytes(&mut self, line: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("the node's stdin is open");
+        let written = stdin
+            .write_all(line)
+            .and_then(|()| stdin.write_all(b"\n"))
+            .and_then(|()| stdin.flush());
+        if let Err(e) = written {
+            panic!(
+                "writing to node {}'s stdin: {e}; stderr:\n{}",
+                self.addr,
+                self.stderr()
+            );
+        }
+    }
+
+    /// Types `chat TEXT` at the prompt and waits until the node has queued
+    /// it (and saved it on disk).
+    pub fn chat(&mut self, text: &str) {
+        self.send(&format!("chat {text}"));
+        self.expect_line(
+            |l| l.starts_with("queued for mining ("),
+            WAIT,
+            "acknowledging the chat",
+        );
+    }
+
+    /// Closes the node's stdin (it keeps running without a prompt).
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The next stdout line matching `matches`, consuming the lines before
+    /// it; `None` after `timeout` or once the node's stdout has ended.
+    pub fn wait_line(
+        &mut self,
+        mut matches: impl FnMut(&str) -> bool,
+        timeout: Duration,
+    ) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if matches(&line) => return Some(line),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Like [`Node::wait_line`], but panics (with the node's output) when
+    /// no such line comes: `what` says what was awaited.
+    pub fn expect_line(
+        &mut self,
+        matches: impl FnMut(&str) -> bool,
+        timeout: Duration,
+        what: &str,
+    ) -> String {
+        match self.wait_line(matches, timeout) {
+            Some(line) => line,
+            None => panic!(
+                "node {}: no line {what} within {timeout:?}\nstdout:\n{}\nstderr:\n{}",
+                self.addr,
+                self.stdout().join("\n"),
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Drops the lines received so far from the wait queue.
+    pub fn skip_lines(&mut self) {
+        while self.lines.try_recv().is_ok() {}
+    }
+
+    /// The output of `commands`, run one after the other: every stdout line
+    /// printed between them and the end of the last, found by sending an
+    /// unknown command before and after them (its error line marks the
+    /// spot: the prompt answers in order). Lines printed meanwhile for
+    /// other reasons (chats arriving) are included.
+    pub fn query(&mut self, commands: &[&str]) -> Vec<String> {
+        self.marks += 1;
+        let open = format!("zzopen{}", self.marks);
+        let close = format!("zzclose{}", self.marks);
+        self.send(&open);
+        for command in commands {
+            self.send(command);
+        }
+        self.send(&close);
+        let quoted = |mark: &str| format!("'{mark}'");
+        let (open_q, close_q) = (quoted(&open), quoted(&close));
+        self.expect_line(|l| l.contains(&open_q), WAIT, &format!("answering {open}"));
+        let mut out = Vec::new();
+        self.expect_line(
+            |l| {
+                if l.contains(&close_q) {
+                    return true;
+                }
+                out.push(l.to_string());
+                false
+            },
+            WAIT,
+            &format!("answering {commands:?}"),
+        );
+        out
+    }
+
+    /// The node's whole history, as `hist` prints it: the chat texts in
+    /// order (index `i` at position `i`).
+    ///
+    /// `hist` and `status` are asked together; the `#i` lines of `hist` are
+    /// the run from its `#0` line (chats that arrive meanwhile are printed
+    /// in the same form, before `hist`'s lines or after), and the answer
+    /// counts only if `status` reports that many chats.
+    pub fn hist(&mut self) -> Vec<String> {
+        let mut last = Vec::new();
+        for _ in 0..10 {
+            let lines = self.query(&["hist 1000000", "status"]);
+            let status_at = lines
+                .iter()
+                .rposition(|l| l.starts_with("address:"))
+                .unwrap_or_else(|| panic!("no status in {lines:?}"));
+            let count = status_field(&lines[status_at..], "history")
+                .and_then(|h| h.split(' ').next()?.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("no history count in {lines:?}"));
+            let before = &lines[..status_at];
+            let start = before
+                .iter()
+                .rposition(|l| l.starts_with("#0 ") || l == "the history is empty");
+            let Some(start) = start else {
+                panic!("no hist output in {lines:?}")
+            };
+            let mut chats = Vec::new();
+            for line in &before[start..] {
+                let Some(text) = line.strip_prefix(&format!("#{} ", chats.len())) else {
+                    break;
+                };
+                // A chat mined here after `hist` answered.
+                let text = match text.rfind(" (mined: ") {
+                    Some(at) if text.ends_with(" MH/s)") => &text[..at],
+                    _ => text,
+                };
+                chats.push(text.to_string());
+            }
+            if chats.len() == count {
+                return chats;
+            }
+            last = lines;
+            thread::sleep(Duration::from_millis(100));
+        }
+        panic!("node {}: hist never matched status: {last:?}", self.addr)
+    }
+
+    /// Polls [`Node::hist`] until `done` holds; returns the first history
+    /// for which it does, or the last one seen after `timeout`.
+    pub fn wait_hist(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&[String]) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let hist = self.hist();
+            if done(&hist) || Instant::now() >= deadline {
+                return hist;
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Polls `status` until the history holds `chats` chats; false after
+    /// [`WAIT`].
+    pub fn wait_history_len(&mut self, chats: usize) -> bool {
+        let prefix = format!("{chats} chats");
+        poll(WAIT, || {
+            let status = self.status();
+            status_field(&status, "history")
+                .is_some_and(|h| h.starts_with(&prefix))
+                .then_some(())
+        })
+        .is_some()
+    }
+
+    /// The lines of `status`.
+    pub fn status(&mut self) -> Vec<String> {
+        let lines = self.query(&["status"]);
+        let at = lines
+            .iter()
+            .rposition(|l| l.starts_with("address:"))
+            .unwrap_or_else(|| panic!("no status in {lines:?}"));
+        lines[at..].to_vec()
+    }
+
+    /// The rows of `peers`: address and direction (`inbound`, `outbound`,
+    /// with `*` for a second connection with the same address).
+    pub fn peers(&mut self) -> Vec<(Ipv4Addr, String)> {
+        self.query(&["peers"])
+            .iter()
+            .filter_map(|line| {
+                let mut words = line.split_whitespace();
+                let addr = words.next()?.parse().ok()?;
+                Some((addr, words.next()?.to_string()))
+            })
+            .collect()
+    }
+
+    /// The addresses `peers` lists.
+    pub fn peer_addrs(&mut self) -> BTreeSet<Ipv4Addr> {
+        self.peers().into_iter().map(|(addr, _)| addr).collect()
+    }
+
+    /// Every stdout line seen so far, of every run.
+    pub fn stdout(&self) -> Vec<String> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, line)| line.clone())
+            .collect()
+    }
+
+    /// Every stdout line seen so far, with the moment it was read.
+    pub fn timed_stdout(&self) -> Vec<(Instant, String)> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    /// Everything the node wrote to stderr, every run.
+    pub fn stderr(&self) -> String {
+        (1..=self.runs)
+            .map(|run| {
+                let text = fs::read_to_string(self.stderr_path(run)).unwrap_or_default();
+                format!("--- run {run} ---\n{text}")
+            })
+            .collect()
+    }
+
+    /// Sends `signal` to the node (if it is running).
+    pub fn signal(&self, signal: i32) {
+        if let Some(child) = &self.child {
+            let pid = libc::pid_t::try_from(child.id()).expect("pid fits");
+            // SAFETY: kill(2) on our own child's pid; no memory involved.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+    }
+
+    /// Waits at most `timeout` for the node to exit; `None` if it is still
+    /// running then. Once it has exited, its last stdout lines are in
+    /// [`Node::stdout`] and the wait queue.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let status = poll(timeout, || child.try_wait().expect("waiting for node"))?;
+        self.child = None;
+        self.stdin = None;
+        let drained = poll(WAIT, || {
+            self.stdout_done.load(Ordering::SeqCst).then_some(())
+        });
+        assert!(
+            drained.is_some(),
+            "node {}: stdout still open after exit",
+            self.addr
+        );
+        Some(status)
+    }
+
+    /// SIGTERM, then waits for the exit (panics if it does not come).
+    pub fn sigterm(&mut self) -> ExitStatus {
+        self.stop(libc::SIGTERM)
+    }
+
+    /// SIGKILL, then waits for the exit.
+    pub fn sigkill(&mut self) -> ExitStatus {
+        self.stop(libc::SIGKILL)
+    }
+
+    fn stop(&mut self, signal: i32) -> ExitStatus {
+        self.signal(signal);
+        match self.wait_exit(WAIT) {
+            Some(status) => status,
+            None => panic!(
+                "node {} did not stop on signal {signal}; stderr:\n{}",
+                self.addr,
+                self.stderr()
+            ),
+        }
+    }
+
+    /// Starts the node again, same address, data directory and arguments.
+    /// It must have stopped.
+    pub fn restart(&mut self) {
+        self.spawn();
+    }
+
+    /// Starts the node again with other extra arguments.
+    pub fn restart_with(&mut self, args: &[&str]) {
+        self.args = args.iter().map(|s| s.to_string()).collect();
+        self.spawn();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            eprintln!(
+                "=== node {} (data in {}) stdout:\n{}\n=== stderr:\n{}",
+                self.addr,
+                self.data_dir().display(),
+                self.stdout().join("\n"),
+                self.stderr()
+            );
+        }
+    }
+}
+
+/// The value of a `status` line, e.g. `status_field(&lines, "history")`.
+pub fn status_field<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
+    lines.iter().find_map(|l| {
+        let (key, value) = l.split_once(':')?;
+        (key == name).then(|| value.trim())
+    })
+}
