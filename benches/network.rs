@@ -16,7 +16,8 @@ pub mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Net, Node, WAIT, fixture, poll, proc_kb};
+use support::observe::proc_kb;
+use support::{Net, Node, WAIT, fixture, poll};
 
 fn main() {
     propagation();

@@ -18,11 +18,10 @@
 #![allow(dead_code)]
 
 mod node;
-mod observe;
+pub mod observe;
 mod peer;
 
 pub use node::{Node, run_to_exit, status_field};
-pub use observe::proc_kb;
 pub use peer::Peer;
 
 use std::fs;
