@@ -17,7 +17,7 @@ pub mod support;
 use std::time::{Duration, Instant};
 
 use support::observe::proc_kb;
-use support::{Net, Node, WAIT, fixture, poll};
+use support::{Net, Node, WAIT, fixture_bytes, poll};
 
 fn main() {
     propagation();
@@ -91,7 +91,7 @@ fn memory_of(pid: u32) -> (u64, u64) {
 
 fn memory() {
     let net = Net::new(17, 1);
-    let archive = std::fs::read(fixture("history-100k.bin")).expect("fixture");
+    let archive = fixture_bytes("history-100k.bin");
     let wire = archive.len() as f64;
     let mb = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     let mut node = net.node(1, &[]);

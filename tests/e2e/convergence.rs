@@ -19,7 +19,7 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use wire::History;
 
-use crate::support::{self, Net, Node, WAIT, shared_cpu, status_field};
+use crate::support::{self, Net, Node, WAIT, fixture_bytes, shared_cpu, status_field};
 
 const NET: Net = Net::new(2, 0);
 
@@ -218,8 +218,8 @@ fn every_accepted_chat_lands_once_and_all_nodes_agree() {
 fn a_kill_while_taking_a_large_archive_leaves_a_valid_history() {
     let _cpu = shared_cpu();
     let net = Net::new(2, 1);
-    let small = std::fs::read(support::fixture("history-1k.bin")).expect("fixture");
-    let large = std::fs::read(support::fixture("history-100k.bin")).expect("fixture");
+    let small = fixture_bytes("history-1k.bin");
+    let large = fixture_bytes("history-100k.bin");
     let mut node = net.node(1, &[]);
     let mut peer = net.peer(100, 1);
     peer.send_raw(&small);

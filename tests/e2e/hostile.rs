@@ -30,7 +30,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use wire::{Chat, Decoder, History, Message};
 
 use crate::support::observe::{Answers, Honest, MaxSampler, Mem, MemWatch, Stop};
-use crate::support::{self, Net, Node, WAIT, fixture, own_cpu, shared_cpu};
+use crate::support::{
+    self, Net, Node, WAIT, connect_from, fixture_bytes, own_cpu, plain, shared_cpu,
+};
 
 /// This module's id in the address plan of `support`.
 const FILE: u8 = 3;
@@ -43,10 +45,6 @@ const CHECKER: u8 = 253;
 /// The bound on an honest peer's delay under slow peers, also
 /// applied under peer-list poisoning ("answered quickly").
 const QUICK_ANSWER: Duration = Duration::from_millis(100);
-
-fn fixture_bytes(name: &str) -> Vec<u8> {
-    fs::read(fixture(name)).unwrap_or_else(|e| panic!("reading tests/fixtures/{name}: {e}"))
-}
 
 fn decode_history(bytes: &[u8]) -> History {
     wire::decode_archive(bytes).expect("a fixture decodes")
@@ -119,24 +117,6 @@ fn row(attack: &str, did: &str, mem: Mem, answers: &Answers) {
 
 fn node_addr(net: &Net) -> SocketAddrV4 {
     SocketAddrV4::new(net.addr(1), net.port())
-}
-
-/// A raw TCP connection from `from` to `to`; `tune` sets socket options
-/// before the connect (buffer sizes).
-fn connect_from(
-    from: Ipv4Addr,
-    to: SocketAddrV4,
-    tune: impl FnOnce(&Socket) -> io::Result<()>,
-) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    tune(&socket)?;
-    socket.bind(&SocketAddr::V4(SocketAddrV4::new(from, 0)).into())?;
-    socket.connect_timeout(&SocketAddr::V4(to).into(), Duration::from_secs(5))?;
-    Ok(socket.into())
-}
-
-fn plain(_: &Socket) -> io::Result<()> {
-    Ok(())
 }
 
 /// Reads and drops what the node sends until it closes the connection (end

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use wire::Message;
 
 use crate::support::{
-    self, Net, Peer, VECTOR_TEXTS, WAIT, fixture, run_to_exit, shared_cpu, status_field, texts,
-    vector,
+    self, Net, Peer, VECTOR_TEXTS, WAIT, fixture_bytes, run_to_exit, shared_cpu, status_field,
+    texts, vector,
 };
 
 /// This module's id in the address plan of `support`.
@@ -260,7 +260,7 @@ fn an_archive_pushed_on_a_short_lived_connection_is_adopted() {
 
     // The same with 7.6 MB, which arrives over many reads: the client never
     // reads what the node says, and its close must not cost the archive.
-    let large = std::fs::read(fixture("history-100k.bin")).expect("fixture");
+    let large = fixture_bytes("history-100k.bin");
     {
         let mut peer = net.peer(102, 1);
         peer.send_raw(&large);

@@ -1,23 +1,15 @@
 //! `node verify FILE` on the PROTOCOL.md vector, a corrupted copy and a
 //! truncated file.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Output;
 
-use crate::support::shared_cpu;
+use crate::support::{WAIT, fixture, fixture_bytes, run_to_exit, shared_cpu};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
-
+/// `node verify FILE`, which must exit within [`WAIT`].
 fn verify(file: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_node"))
-        .arg("verify")
-        .arg(file)
-        .output()
-        .expect("runs node")
+    run_to_exit([OsStr::new("verify"), file.as_os_str()], WAIT)
 }
 
 fn stdout(output: &Output) -> String {
@@ -36,7 +28,7 @@ fn the_vector_is_valid() {
 fn a_corrupted_copy_names_the_first_invalid_chat() {
     let _cpu = shared_cpu();
     let dir = tempfile::tempdir().unwrap();
-    let mut bytes = std::fs::read(fixture("vector.bin")).unwrap();
+    let mut bytes = fixture_bytes("vector.bin");
     // A letter of "gahoga", the text of chat 2.
     let at = bytes.windows(6).position(|w| w == b"gahoga").unwrap();
     bytes[at] = b'G';
@@ -58,7 +50,7 @@ fn a_corrupted_copy_names_the_first_invalid_chat() {
 fn a_truncated_file_is_an_error_naming_the_offset() {
     let _cpu = shared_cpu();
     let dir = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(fixture("vector.bin")).unwrap();
+    let bytes = fixture_bytes("vector.bin");
     let file = dir.path().join("cut.bin");
     std::fs::write(&file, &bytes[..200]).unwrap();
 

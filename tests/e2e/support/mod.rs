@@ -22,7 +22,7 @@ pub mod observe;
 mod peer;
 
 pub use node::{Node, run_to_exit, status_field};
-pub use peer::Peer;
+pub use peer::{Peer, connect_from, plain};
 
 use std::fs;
 use std::net::Ipv4Addr;
@@ -64,9 +64,14 @@ pub fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The bytes of a file of `tests/fixtures`.
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    fs::read(fixture(name)).unwrap_or_else(|e| panic!("reading tests/fixtures/{name}: {e}"))
+}
+
 /// The PROTOCOL.md test vector: the ArchiveResponse bytes and its history.
 pub fn vector() -> (Vec<u8>, History) {
-    let bytes = fs::read(fixture("vector.bin")).expect("reading tests/fixtures/vector.bin");
+    let bytes = fixture_bytes("vector.bin");
     let history = wire::decode_archive(&bytes).expect("the vector decodes");
     (bytes, history)
 }

@@ -1,4 +1,5 @@
-//! [`Peer`], a raw protocol client of a node under test.
+//! [`Peer`], a raw protocol client of a node under test, and
+//! [`connect_from`] for a bare connection.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
@@ -8,6 +9,25 @@ use socket2::{Domain, Protocol, Socket, Type};
 use wire::{Decoder, History, Message};
 
 use super::WAIT;
+
+/// A raw TCP connection from `from` to `to`; `tune` sets socket options
+/// before the connect (buffer sizes).
+pub fn connect_from(
+    from: Ipv4Addr,
+    to: SocketAddrV4,
+    tune: impl FnOnce(&Socket) -> io::Result<()>,
+) -> io::Result<TcpStream> {
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    tune(&socket)?;
+    socket.bind(&SocketAddr::V4(SocketAddrV4::new(from, 0)).into())?;
+    socket.connect_timeout(&SocketAddr::V4(to).into(), Duration::from_secs(5))?;
+    Ok(socket.into())
+}
+
+/// No socket options, for [`connect_from`].
+pub fn plain(_: &Socket) -> io::Result<()> {
+    Ok(())
+}
 
 /// A raw protocol client over TCP from a chosen loopback address.
 #[derive(Debug)]
@@ -31,11 +51,8 @@ impl Peer {
     }
 
     pub fn try_connect(from: Ipv4Addr, to: Ipv4Addr, port: u16) -> io::Result<Peer> {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-        socket.bind(&SocketAddr::V4(SocketAddrV4::new(from, 0)).into())?;
         let remote = SocketAddrV4::new(to, port);
-        socket.connect_timeout(&SocketAddr::V4(remote).into(), Duration::from_secs(5))?;
-        let stream: TcpStream = socket.into();
+        let stream = connect_from(from, remote, plain)?;
         stream.set_nodelay(true)?;
         let SocketAddr::V4(local) = stream.local_addr()? else {
             unreachable!("an IPv4 socket")
