@@ -14,9 +14,6 @@
 //! 47100..=47999 leave room for 18 modules of 50 tests). Hosts 1..=99 are
 //! nodes by convention, 100..=254 test peers.
 
-// Each test module uses a part of this module.
-#![allow(dead_code)]
-
 mod node;
 pub mod observe;
 mod peer;

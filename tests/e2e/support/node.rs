@@ -121,11 +121,6 @@ impl Node {
         self.dir.path().join("data")
     }
 
-    /// The extra arguments of the current run.
-    pub fn args(&self) -> &[String] {
-        &self.args
-    }
-
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -281,11 +276,6 @@ impl Node {
         }
     }
 
-    /// Drops the lines received so far from the wait queue.
-    pub fn skip_lines(&mut self) {
-        while self.lines.try_recv().is_ok() {}
-    }
-
     /// The output of `commands`, run one after the other: every stdout line
     /// printed between them and the end of the last, found by sending an
     /// unknown command before and after them (its error line marks the
@@ -424,11 +414,9 @@ impl Node {
 
     /// Every stdout line seen so far, of every run.
     pub fn stdout(&self) -> Vec<String> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, line)| line.clone())
+        self.timed_stdout()
+            .into_iter()
+            .map(|(_, line)| line)
             .collect()
     }
 
