@@ -13,6 +13,13 @@
 //! starts no node); give each new module the next free id (ports
 //! 47100..=47999 leave room for 18 modules of 50 tests). Hosts 1..=99 are
 //! nodes by convention, 100..=254 test peers.
+//!
+//! Every test holds [`shared_cpu`] or [`own_cpu`] while it runs.
+//!
+//! This module is compiled once, in the e2e test binary, which declares it
+//! private: a helper no test uses is reported as dead code. The network
+//! bench (`benches/network.rs`) includes it by path too, declared `pub`
+//! there because it uses only a part of it.
 
 mod node;
 pub mod observe;
