@@ -7,12 +7,17 @@
 //!
 //! `cargo bench -p node --bench network`
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+// The end-to-end tests' support module, of which this bench uses a part.
+// Public here, so that the rest is not reported as dead code in this
+// build: the test binary, which uses all of it, declares it private and is
+// where dead code in it is reported.
+#[path = "../tests/e2e/support/mod.rs"]
+pub mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Net, Node, WAIT, fixture, poll, proc_kb};
+use support::observe::proc_kb;
+use support::{Net, Node, WAIT, fixture_bytes, poll};
 
 fn main() {
     propagation();
@@ -86,7 +91,7 @@ fn memory_of(pid: u32) -> (u64, u64) {
 
 fn memory() {
     let net = Net::new(17, 1);
-    let archive = std::fs::read(fixture("history-100k.bin")).expect("fixture");
+    let archive = fixture_bytes("history-100k.bin");
     let wire = archive.len() as f64;
     let mb = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     let mut node = net.node(1, &[]);

@@ -262,6 +262,10 @@ mod tests {
         assert_eq!(parse_peer("127.0.0.5"), Ok(Ipv4Addr::new(127, 0, 0, 5)));
         assert_eq!(parse_peer("localhost"), Ok(Ipv4Addr::LOCALHOST));
         assert!(parse_peer("no-such-host.invalid").is_err());
-        assert!(parse_peer("1.2.3").unwrap_err().contains("not an IPv4 address"));
+        assert!(
+            parse_peer("1.2.3")
+                .unwrap_err()
+                .contains("not an IPv4 address")
+        );
     }
 }

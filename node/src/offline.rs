@@ -121,6 +121,17 @@ fn check(input: &mut dyn Read, out: &mut dyn Write) -> Result<Verdict, Unreadabl
     } else if first.first() == Some(&(MessageType::ArchiveResponse as u8)) {
         reader.consume(1);
         (Layout::Archive, Some(reader.count()?))
+    } else if let Some(other) = first
+        .first()
+        .and_then(|&b| MessageType::from_byte(b))
+        .filter(|_| first.len() < 4 || first[..4] != [0; 4])
+        .filter(|t| *t != MessageType::PeerList || first.len() < 4)
+    {
+        return Err(Unreadable::Format(format!(
+            "holds {}, not an ArchiveResponse (type byte 0x{:02x}, not 0x04) nor a history",
+            describe_message(other),
+            other as u8
+        )));
     } else if first.len() >= 4 {
         (Layout::Bare, Some(reader.count()?))
     } else if first.is_empty() {
@@ -149,10 +160,12 @@ fn check(input: &mut dyn Read, out: &mut dyn Write) -> Result<Verdict, Unreadabl
         match reader.is_at_end() {
             true => break,
             false => {
+                let of = claimed.map_or(String::new(), |count| format!(" of {count}"));
                 return Err(Unreadable::Format(format!(
-                    "the input ends at byte {}, inside chat {}",
+                    "the input ends at byte {}, inside chat {}{of} (starting at byte {})",
                     reader.offset + reader.available() as u64,
-                    checker.chats
+                    checker.chats,
+                    reader.offset
                 )));
             }
         }
@@ -176,6 +189,16 @@ fn check(input: &mut dyn Read, out: &mut dyn Write) -> Result<Verdict, Unreadabl
         None => Verdict::Valid,
     };
     Ok(finish(out, &checker, verdict))
+}
+
+fn describe_message(kind: MessageType) -> &'static str {
+    match kind {
+        MessageType::PeerRequest => "a PeerRequest message",
+        MessageType::PeerList => "a PeerList message",
+        MessageType::ArchiveRequest => "an ArchiveRequest message",
+        MessageType::ArchiveResponse => "an ArchiveResponse message",
+        MessageType::Notification => "a Notification message",
+    }
 }
 
 fn finish(out: &mut dyn Write, checker: &Checker, verdict: Verdict) -> Verdict {

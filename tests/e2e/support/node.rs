@@ -1,26 +1,13 @@
-//! Shared helpers for the end-to-end tests: real `node` processes on
-//! loopback ([`Node`]), a raw protocol client ([`Peer`]), and a scheme that
-//! gives every test its own addresses and port ([`Net`]).
-//!
-//! Every wait here is bounded: a test that goes wrong fails with the
-//! node's output and logs, it never hangs. Every process started here is
-//! killed when its handle drops.
-//!
-//! Address plan: test file F, test T, host H is `127.F.T.H` on port
-//! `47100 + 50 * (F - 1) + T`. File ids: `node.rs` 1; give each new test
-//! file the next free id (ports 47100..=47999 leave room for 18 files of
-//! 50 tests). Hosts 1..=99 are nodes by convention, 100..=254 test peers.
-
-// Each test file uses a part of this module.
-#![allow(dead_code)]
+//! [`Node`], a running `node` process under test, and [`run_to_exit`] for
+//! the commands that end.
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, BufRead, BufReader, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::Ipv4Addr;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -28,104 +15,11 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use socket2::{Domain, Protocol, Socket, Type};
-use wire::{Decoder, History, Message};
-
-/// Patience for things that normally take milliseconds (a node starting,
-/// a command answering, a connection opening) on a loaded 2-core machine.
-pub const WAIT: Duration = Duration::from_secs(15);
+use super::{WAIT, poll};
 
 /// The `node` binary under test.
-pub fn node_bin() -> &'static str {
+fn node_bin() -> &'static str {
     env!("CARGO_BIN_EXE_node")
-}
-
-/// A file of `tests/fixtures`.
-pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures")
-        .join(name)
-}
-
-/// The PROTOCOL.md test vector: the ArchiveResponse bytes and its history.
-pub fn vector() -> (Vec<u8>, History) {
-    let bytes = fs::read(fixture("vector.bin")).expect("reading tests/fixtures/vector.bin");
-    let history = wire::decode_archive(&bytes).expect("the vector decodes");
-    (bytes, history)
-}
-
-/// The texts of the vector's chats, in order.
-pub const VECTOR_TEXTS: [&str; 5] = [
-    "cunha@dcc.ufmg.br root gg norev thx",
-    "cunha@dcc.ufmg.br izi mid izi life 2",
-    "gahoga",
-    "cunha@dcc test hangout",
-    "nova msg",
-];
-
-/// A history's chat texts as `hist` prints them (non-printable bytes
-/// escaped).
-pub fn texts(history: &History) -> Vec<String> {
-    history
-        .iter()
-        .map(|c| c.text().escape_ascii().to_string())
-        .collect()
-}
-
-/// Polls `check` every 50 ms until it returns `Some`, or `timeout` passes.
-pub fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(found) = check() {
-            return Some(found);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// The addresses and port of one test.
-#[derive(Debug, Clone, Copy)]
-pub struct Net {
-    file: u8,
-    test: u8,
-}
-
-impl Net {
-    /// `file` 1..=18 (one per test file), `test` 0..50 (one per test).
-    pub const fn new(file: u8, test: u8) -> Net {
-        assert!(file >= 1 && file <= 18 && test < 50);
-        Net { file, test }
-    }
-
-    /// `127.file.test.host`; `host` 1..=254.
-    pub fn addr(&self, host: u8) -> Ipv4Addr {
-        assert!(host >= 1 && host != 255);
-        Ipv4Addr::new(127, self.file, self.test, host)
-    }
-
-    /// This test's network-wide port.
-    pub fn port(&self) -> u16 {
-        47100 + 50 * (u16::from(self.file) - 1) + u16::from(self.test)
-    }
-
-    /// Starts a node on `addr(host)` (see [`Node::start`]).
-    pub fn node(&self, host: u8, args: &[&str]) -> Node {
-        Node::start(self.addr(host), self.port(), args)
-    }
-
-    /// A raw client from `addr(from)` to the node at `addr(to)`.
-    pub fn peer(&self, from: u8, to: u8) -> Peer {
-        Peer::connect(self.addr(from), self.addr(to), self.port())
-    }
-
-    /// The history of the node at `addr(to)`, asked over the wire by a
-    /// short-lived client at `addr(from)`.
-    pub fn archive(&self, from: u8, to: u8) -> History {
-        Peer::archive(self.addr(from), self.addr(to), self.port())
-    }
 }
 
 /// Runs `node ARGS` with stdin closed and waits (at most `timeout`, then
@@ -225,11 +119,6 @@ impl Node {
     /// The data directory (kept across restarts).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
-    }
-
-    /// The extra arguments of the current run.
-    pub fn args(&self) -> &[String] {
-        &self.args
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -394,11 +283,6 @@ impl Node {
         }
     }
 
-    /// Drops the lines received so far from the wait queue.
-    pub fn skip_lines(&mut self) {
-        while self.lines.try_recv().is_ok() {}
-    }
-
     /// The output of `commands`, run one after the other: every stdout line
     /// printed between them and the end of the last, found by sending an
     /// unknown command before and after them (its error line marks the
@@ -552,11 +436,9 @@ impl Node {
 
     /// Every stdout line seen so far, of every run.
     pub fn stdout(&self) -> Vec<String> {
-        self.seen
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, line)| line.clone())
+        self.timed_stdout()
+            .into_iter()
+            .map(|(_, line)| line)
             .collect()
     }
 
@@ -658,175 +540,10 @@ impl Drop for Node {
     }
 }
 
-/// A field of `/proc/PID/status` in kB (`VmRSS`, `VmHWM`).
-pub fn proc_kb(pid: u32, field: &str) -> Option<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|line| {
-        line.strip_prefix(field)?
-            .strip_prefix(':')?
-            .trim()
-            .strip_suffix(" kB")?
-            .parse()
-            .ok()
-    })
-}
-
 /// The value of a `status` line, e.g. `status_field(&lines, "history")`.
 pub fn status_field<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
     lines.iter().find_map(|l| {
         let (key, value) = l.split_once(':')?;
         (key == name).then(|| value.trim())
     })
-}
-
-/// A raw protocol client over TCP from a chosen loopback address.
-#[derive(Debug)]
-pub struct Peer {
-    stream: TcpStream,
-    pub local: SocketAddrV4,
-    pub remote: SocketAddrV4,
-    decoder: Decoder,
-    /// Bytes read but not yet decoded.
-    unread: Vec<u8>,
-    /// Raw bytes of the message being decoded.
-    current: Vec<u8>,
-    closed: bool,
-}
-
-impl Peer {
-    /// Connects from `from` (any free port) to `to:port`; panics after 5 s.
-    pub fn connect(from: Ipv4Addr, to: Ipv4Addr, port: u16) -> Peer {
-        Peer::try_connect(from, to, port)
-            .unwrap_or_else(|e| panic!("connecting {from} -> {to}:{port}: {e}"))
-    }
-
-    pub fn try_connect(from: Ipv4Addr, to: Ipv4Addr, port: u16) -> io::Result<Peer> {
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-        socket.bind(&SocketAddr::V4(SocketAddrV4::new(from, 0)).into())?;
-        let remote = SocketAddrV4::new(to, port);
-        socket.connect_timeout(&SocketAddr::V4(remote).into(), Duration::from_secs(5))?;
-        let stream: TcpStream = socket.into();
-        stream.set_nodelay(true)?;
-        let SocketAddr::V4(local) = stream.local_addr()? else {
-            unreachable!("an IPv4 socket")
-        };
-        Ok(Peer {
-            stream,
-            local,
-            remote,
-            decoder: Decoder::default(),
-            unread: Vec::new(),
-            current: Vec::new(),
-            closed: false,
-        })
-    }
-
-    /// The history of the node at `to:port`: connects from `from`, sends
-    /// ArchiveRequest, reads the ArchiveResponse (panics if none comes
-    /// within [`WAIT`]) and closes.
-    pub fn archive(from: Ipv4Addr, to: Ipv4Addr, port: u16) -> History {
-        let mut peer = Peer::connect(from, to, port);
-        peer.send(&Message::ArchiveRequest);
-        match peer.recv_archive(WAIT) {
-            Some((history, _)) => history,
-            None => panic!("{to}:{port} sent no ArchiveResponse to {from}"),
-        }
-    }
-
-    pub fn send(&mut self, message: &Message) {
-        self.send_raw(&message.to_bytes());
-    }
-
-    /// Writes bytes as they are (a message, part of one, or garbage).
-    pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream
-            .set_write_timeout(Some(WAIT))
-            .expect("setting a write timeout");
-        self.stream
-            .write_all(bytes)
-            .unwrap_or_else(|e| panic!("{} -> {}: write failed: {e}", self.local, self.remote));
-    }
-
-    /// The next message and its exact bytes; `None` after `timeout` or when
-    /// the node closed the connection (see [`Peer::is_closed`]). Panics on
-    /// bytes that do not decode.
-    pub fn recv_raw(&mut self, timeout: Duration) -> Option<(Message, Vec<u8>)> {
-        let deadline = Instant::now() + timeout;
-        let mut buf = vec![0; 64 * 1024];
-        loop {
-            if !self.unread.is_empty() {
-                let mut input = &self.unread[..];
-                let result = self.decoder.push(&mut input);
-                let used = self.unread.len() - input.len();
-                self.current.extend_from_slice(&self.unread[..used]);
-                self.unread.drain(..used);
-                match result {
-                    Ok(Some(message)) => return Some((message, std::mem::take(&mut self.current))),
-                    Ok(None) => {}
-                    Err(e) => panic!("{} sent undecodable bytes: {e}", self.remote),
-                }
-            }
-            if self.closed {
-                return None;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .expect("setting a read timeout");
-            match self.stream.read(&mut buf) {
-                Ok(0) => self.closed = true,
-                Ok(n) => self.unread.extend_from_slice(&buf[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                Err(_) => self.closed = true,
-            }
-        }
-    }
-
-    /// The next message; `None` after `timeout` or on close.
-    pub fn recv(&mut self, timeout: Duration) -> Option<Message> {
-        self.recv_raw(timeout).map(|(message, _)| message)
-    }
-
-    /// The next message for which `wanted` holds, skipping others, with its
-    /// bytes; `None` after `timeout` or on close.
-    pub fn recv_until(
-        &mut self,
-        timeout: Duration,
-        mut wanted: impl FnMut(&Message) -> bool,
-    ) -> Option<(Message, Vec<u8>)> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let (message, bytes) = self.recv_raw(left)?;
-            if wanted(&message) {
-                return Some((message, bytes));
-            }
-        }
-    }
-
-    /// The next ArchiveResponse (others skipped) and its bytes.
-    pub fn recv_archive(&mut self, timeout: Duration) -> Option<(History, Vec<u8>)> {
-        match self.recv_until(timeout, |m| matches!(m, Message::ArchiveResponse(_)))? {
-            (Message::ArchiveResponse(history), bytes) => Some((history, bytes)),
-            _ => unreachable!("filtered"),
-        }
-    }
-
-    /// Reads and drops whatever arrives for `quiet`.
-    pub fn drain(&mut self, quiet: Duration) -> Vec<Message> {
-        let mut got = Vec::new();
-        while let Some(message) = self.recv(quiet) {
-            got.push(message);
-        }
-        got
-    }
-
-    /// The node closed the connection (seen by a `recv`).
-    pub fn is_closed(&self) -> bool {
-        self.closed
-    }
 }

@@ -4,35 +4,37 @@
 //! resident memory is watched in `/proc`. Each test asserts what must hold
 //! and prints one row of the closing table:
 //!
-//! `cargo test -p node --test hostile -- --nocapture 2>/dev/null | grep '^|'`
+//! `cargo test -p node --test e2e hostile:: -- --nocapture 2>/dev/null | grep '^|'`
 //!
 //! | attack | what the node did | baseline RSS | peak RSS during the attack | honest peer's worst / median answer |
 //!
 //! The eighth attack of the issue, prompt input, is covered by
-//! `tests/node.rs` (`a_refused_chat_prints_why_and_the_node_goes_on`).
+//! `node::a_refused_chat_prints_why_and_the_node_goes_on`.
 //!
-//! Address plan (see `support`): file 3, so test T runs on `127.3.T.x`: the
+//! Address plan (see `support`): module 3, so test T runs on `127.3.T.x`: the
 //! node is host 1, the honest peer 200, attackers and listeners the other
 //! hosts.
-
-mod support;
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use socket2::{Domain, Protocol, Socket, Type};
-use support::{Net, Node, WAIT, fixture, proc_kb};
 use wire::{Chat, Decoder, History, Message};
 
-/// This file's id in the address plan of `support`.
+use crate::support::observe::{Answers, Honest, MaxSampler, Mem, MemWatch, Stop};
+use crate::support::{
+    self, Net, Node, WAIT, connect_from, fixture_bytes, own_cpu, plain, shared_cpu,
+};
+
+/// This module's id in the address plan of `support`.
 const FILE: u8 = 3;
 /// The honest peer that keeps asking for the archive.
 const HONEST: u8 = 200;
@@ -40,32 +42,9 @@ const HONEST: u8 = 200;
 const PUSHER: u8 = 254;
 /// The short-lived peer that checks the history at the end.
 const CHECKER: u8 = 253;
-/// How long the honest peer waits for an answer before the test fails: it
-/// must be answered throughout (a liveness bound, not a speed target).
-const ANSWER_WAIT: Duration = Duration::from_secs(10);
-/// How often the honest peer asks.
-const ASK_EVERY: Duration = Duration::from_millis(25);
 /// The issue's bound on an honest peer's delay under slow peers, also
 /// applied under peer-list poisoning ("answered quickly").
 const QUICK_ANSWER: Duration = Duration::from_millis(100);
-
-/// The tests of this file run in parallel on a 2-core machine. The two
-/// that bound answer times (slow peers, peer-list poisoning) run alone, so
-/// that what they measure is the node under attack and not another test's
-/// 10,000 connections; the others share the machine.
-static CPU: RwLock<()> = RwLock::new(());
-
-fn shared_cpu() -> RwLockReadGuard<'static, ()> {
-    CPU.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn own_cpu() -> RwLockWriteGuard<'static, ()> {
-    CPU.write().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn fixture_bytes(name: &str) -> Vec<u8> {
-    fs::read(fixture(name)).unwrap_or_else(|e| panic!("reading tests/fixtures/{name}: {e}"))
-}
 
 fn decode_history(bytes: &[u8]) -> History {
     wire::decode_archive(bytes).expect("a fixture decodes")
@@ -116,180 +95,6 @@ fn log_count(node: &Node, needle: &str) -> usize {
     node.stderr().lines().filter(|l| l.contains(needle)).count()
 }
 
-/// Set when dropped, also when a test fails early: a flag that tells the
-/// helper threads of a test to stop, so that none outlives its test.
-struct Stop(Arc<AtomicBool>);
-
-impl Stop {
-    fn new() -> Stop {
-        Stop(Arc::default())
-    }
-
-    /// The flag, for a thread to poll.
-    fn flag(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.0)
-    }
-}
-
-impl Drop for Stop {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-/// The node's resident memory from now on: a sampler every 10 ms, and the
-/// kernel's own high-water mark reset at the start (writing 5 to
-/// `clear_refs` resets VmHWM to the current RSS), which catches peaks
-/// between samples.
-struct MemWatch {
-    pid: u32,
-    baseline_kb: u64,
-    hwm_reset: bool,
-    stop: Stop,
-    sampler: JoinHandle<u64>,
-}
-
-/// Resident memory before and during an attack.
-#[derive(Debug, Clone, Copy)]
-struct Mem {
-    baseline_kb: u64,
-    peak_kb: u64,
-}
-
-impl Mem {
-    fn growth_kb(&self) -> u64 {
-        self.peak_kb.saturating_sub(self.baseline_kb)
-    }
-}
-
-impl MemWatch {
-    fn start(node: &Node) -> MemWatch {
-        let pid = node.pid().expect("the node is running");
-        let baseline_kb = proc_kb(pid, "VmRSS").expect("the node's VmRSS");
-        let hwm_reset = fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok();
-        let stop = Stop::new();
-        let sampler = {
-            let stop = stop.flag();
-            thread::spawn(move || {
-                let mut peak = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    peak = peak.max(proc_kb(pid, "VmRSS").unwrap_or(0));
-                    thread::sleep(Duration::from_millis(10));
-                }
-                peak
-            })
-        };
-        MemWatch {
-            pid,
-            baseline_kb,
-            hwm_reset,
-            stop,
-            sampler,
-        }
-    }
-
-    fn rss_kb(&self) -> u64 {
-        proc_kb(self.pid, "VmRSS").expect("the node's VmRSS")
-    }
-
-    fn finish(self) -> Mem {
-        let MemWatch {
-            pid,
-            baseline_kb,
-            hwm_reset,
-            stop,
-            sampler,
-        } = self;
-        drop(stop);
-        let sampled = sampler.join().expect("the memory sampler");
-        let hwm = if hwm_reset {
-            proc_kb(pid, "VmHWM").expect("the node's VmHWM")
-        } else {
-            0
-        };
-        Mem {
-            baseline_kb,
-            peak_kb: sampled.max(hwm).max(baseline_kb),
-        }
-    }
-}
-
-/// The honest peer: connected (and having spoken) before the attack, it
-/// sends ArchiveRequest every [`ASK_EVERY`] and times each ArchiveResponse,
-/// which must be the node's history byte for byte and come within
-/// [`ANSWER_WAIT`].
-struct Honest {
-    stop: Stop,
-    thread: JoinHandle<Vec<Duration>>,
-}
-
-/// The honest peer's answer times, sorted.
-struct Answers(Vec<Duration>);
-
-impl Answers {
-    fn worst(&self) -> Duration {
-        *self.0.last().expect("at least one answer")
-    }
-
-    fn median(&self) -> Duration {
-        self.0[self.0.len() / 2]
-    }
-}
-
-impl Honest {
-    fn start(net: &Net, archive: &Arc<Vec<u8>>) -> Honest {
-        let mut peer = net.peer(HONEST, 1);
-        // Our own copy of the history, pushed: the node then knows we have
-        // it, and sends no archive but the answers we ask for.
-        peer.send_raw(archive);
-        peer.send(&Message::ArchiveRequest);
-        let (_, raw) = peer.recv_archive(WAIT).expect("a first answer");
-        assert!(raw == **archive, "the first answer is not the history");
-        let stop = Stop::new();
-        let thread = {
-            let stop = stop.flag();
-            let archive = Arc::clone(archive);
-            thread::spawn(move || {
-                let mut times = Vec::new();
-                // At least one answer, however short the attack.
-                loop {
-                    let asked = Instant::now();
-                    peer.send(&Message::ArchiveRequest);
-                    let Some((_, raw)) = peer.recv_archive(ANSWER_WAIT) else {
-                        panic!(
-                            "the honest peer got no answer within {ANSWER_WAIT:?} (closed: {}) after {} answers",
-                            peer.is_closed(),
-                            times.len()
-                        );
-                    };
-                    times.push(asked.elapsed());
-                    assert!(
-                        raw == *archive,
-                        "the honest peer was sent another history ({} bytes)",
-                        raw.len()
-                    );
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
-                    thread::sleep(ASK_EVERY);
-                }
-                times
-            })
-        };
-        Honest { stop, thread }
-    }
-
-    fn finish(self) -> Answers {
-        let Honest { stop, thread } = self;
-        drop(stop);
-        let mut times = thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        times.sort();
-        Answers(times)
-    }
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
@@ -306,30 +111,12 @@ fn row(attack: &str, did: &str, mem: Mem, answers: &Answers) {
         mb(mem.peak_kb),
         ms(answers.worst()),
         ms(answers.median()),
-        answers.0.len()
+        answers.count()
     );
 }
 
 fn node_addr(net: &Net) -> SocketAddrV4 {
     SocketAddrV4::new(net.addr(1), net.port())
-}
-
-/// A raw TCP connection from `from` to `to`; `tune` sets socket options
-/// before the connect (buffer sizes).
-fn connect_from(
-    from: Ipv4Addr,
-    to: SocketAddrV4,
-    tune: impl FnOnce(&Socket) -> io::Result<()>,
-) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    tune(&socket)?;
-    socket.bind(&SocketAddr::V4(SocketAddrV4::new(from, 0)).into())?;
-    socket.connect_timeout(&SocketAddr::V4(to).into(), Duration::from_secs(5))?;
-    Ok(socket.into())
-}
-
-fn plain(_: &Socket) -> io::Result<()> {
-    Ok(())
 }
 
 /// Reads and drops what the node sends until it closes the connection (end
@@ -479,40 +266,6 @@ fn socket_inodes(pid: u32) -> Vec<u32> {
     .collect()
 }
 
-/// Samples `count` every 5 ms on a thread until stopped; the largest value.
-struct MaxSampler {
-    stop: Stop,
-    thread: JoinHandle<(usize, usize)>,
-}
-
-impl MaxSampler {
-    fn start(count: impl Fn() -> usize + Send + 'static) -> MaxSampler {
-        let stop = Stop::new();
-        let thread = {
-            let stop = stop.flag();
-            thread::spawn(move || {
-                let (mut max, mut samples) = (0, 0);
-                while !stop.load(Ordering::Relaxed) {
-                    max = max.max(count());
-                    samples += 1;
-                    thread::sleep(Duration::from_millis(5));
-                }
-                (max, samples)
-            })
-        };
-        MaxSampler { stop, thread }
-    }
-
-    /// The largest count seen, and how many samples were taken.
-    fn finish(self) -> (usize, usize) {
-        let MaxSampler { stop, thread } = self;
-        drop(stop);
-        thread
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    }
-}
-
 /// What a byte string is to the decoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Shape {
@@ -585,7 +338,7 @@ fn garbage_on_fresh_connections_leaves_the_node_serving_and_its_history_intact()
         );
     }
 
-    let honest = Honest::start(&net, &archive);
+    let honest = Honest::start(net.peer(HONEST, 1), &archive);
     let mem = MemWatch::start(&node);
     let started = Instant::now();
     let seed = 0x6a5b_a9e0_u64;
@@ -666,7 +419,7 @@ fn lying_lengths_allocate_nothing_and_are_dropped_at_the_read_timeout() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 2);
     let (mut node, archive) = start(&net, &["--read-timeout", "3"]);
-    let honest = Honest::start(&net, &archive);
+    let honest = Honest::start(net.peer(HONEST, 1), &archive);
     let mem = MemWatch::start(&node);
     let addr = node_addr(&net);
 
@@ -778,7 +531,7 @@ fn an_oversized_message_is_cut_off_when_it_crosses_the_limit() {
     let addrs = (0..(SIZE / 4) as u32).map(Ipv4Addr::from).collect();
     let oversized = Arc::new(Message::PeerList(addrs).to_bytes());
 
-    let honest = Honest::start(&net, &archive);
+    let honest = Honest::start(net.peer(HONEST, 1), &archive);
     let mem = MemWatch::start(&node);
     let addr = node_addr(&net);
     // How each sender learnt that the node had closed: its write failed
@@ -960,7 +713,7 @@ fn invalid_equal_and_shorter_histories_are_ignored_and_the_connection_kept() {
         archive_of(&history)
     };
 
-    let honest = Honest::start(&net, &archive);
+    let honest = Honest::start(net.peer(HONEST, 1), &archive);
     let mem = MemWatch::start(&node);
     let mut peer = net.peer(100, 1);
     let from = peer.local.ip().to_string();
@@ -1028,10 +781,10 @@ fn slow_peers_do_not_delay_an_honest_peer_and_non_readers_are_closed() {
     let _cpu = own_cpu();
     let net = Net::new(FILE, 5);
     let (mut node, archive) = start(&net, &["--read-timeout", "3"]);
-    let honest = Honest::start(&net, &archive);
+    let honest = Honest::start(net.peer(HONEST, 1), &archive);
     let mem = MemWatch::start(&node);
     let addr = node_addr(&net);
-    let stop = Stop::new();
+    let stop = Stop::default();
     let requests = Arc::new(AtomicU64::new(0));
 
     // One byte a second each, of a Notification that would take 255 s to
@@ -1191,7 +944,7 @@ fn a_connection_flood_is_capped_and_established_peers_keep_working() {
     });
     assert!(settled.is_some(), "{:?} {:?}", node.peers(), other.peers());
     let lost_before = log_count(&other, &format!("disconnected from {a}"));
-    let honest = Honest::start(&net, &archive);
+    let honest = Honest::start(net.peer(HONEST, 1), &archive);
     let mem = MemWatch::start(&node);
     let addr = node_addr(&net);
 
@@ -1201,7 +954,7 @@ fn a_connection_flood_is_capped_and_established_peers_keep_working() {
     // along between them, so the count never exceeds what the node held at
     // one moment.
     let pid = node.pid().expect("the node is running");
-    let inbound = MaxSampler::start(move || {
+    let inbound = MaxSampler::start(Duration::from_millis(5), move || {
         let accepted: HashSet<u32> = diag::tcp_sockets(&diag::ALL_STATES)
             .expect("sock_diag")
             .iter()
@@ -1325,7 +1078,7 @@ fn peer_list_poisoning_does_not_stall_the_node_and_dials_are_capped() {
     );
     drop(probe);
     // Addresses that accept and never speak.
-    let stop = Stop::new();
+    let stop = Stop::default();
     let held = Arc::new(AtomicUsize::new(0));
     let holders: Vec<_> = (40..50)
         .map(|host| {
@@ -1355,13 +1108,13 @@ fn peer_list_poisoning_does_not_stall_the_node_and_dials_are_capped() {
         }
     }
 
-    let honest = Honest::start(&net, &archive);
+    let honest = Honest::start(net.peer(HONEST, 1), &archive);
     let mem = MemWatch::start(&node);
     let node_ip = net.addr(1);
     // Dials in flight as the kernel sees them: the node's sockets in
     // SYN_SENT. A dial to a full backlog stays there for seconds, so
     // sampling every 5 ms sees every overlap of those.
-    let in_flight = MaxSampler::start(move || {
+    let in_flight = MaxSampler::start(Duration::from_millis(5), move || {
         diag::tcp_sockets(&[diag::SYN_SENT])
             .expect("sock_diag")
             .iter()

@@ -9,9 +9,7 @@
 //! (per node, default 10), CONVERGENCE_SPREAD_MS (how long chats keep
 //! coming, default 6000), CONVERGENCE_SEED. By hand, larger:
 //! `CONVERGENCE_NODES=30 CONVERGENCE_CHATS=50 cargo test --release -p node
-//! --test convergence -- --nocapture`
-
-mod support;
+//! --test e2e convergence:: -- --nocapture`
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -19,8 +17,9 @@ use std::time::{Duration, Instant};
 use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use support::{Net, Node, WAIT, status_field};
 use wire::History;
+
+use crate::support::{self, Net, Node, WAIT, fixture_bytes, shared_cpu, status_field};
 
 const NET: Net = Net::new(2, 0);
 
@@ -54,6 +53,7 @@ fn archive_bytes_sent(node: &mut Node) -> u64 {
 
 #[test]
 fn every_accepted_chat_lands_once_and_all_nodes_agree() {
+    let _cpu = shared_cpu();
     let n = param("CONVERGENCE_NODES", 8) as usize;
     let m = param("CONVERGENCE_CHATS", 10) as usize;
     let spread = Duration::from_millis(param("CONVERGENCE_SPREAD_MS", 6000));
@@ -216,9 +216,10 @@ fn every_accepted_chat_lands_once_and_all_nodes_agree() {
 /// and takes the whole of it when pushed again.
 #[test]
 fn a_kill_while_taking_a_large_archive_leaves_a_valid_history() {
+    let _cpu = shared_cpu();
     let net = Net::new(2, 1);
-    let small = std::fs::read(support::fixture("history-1k.bin")).expect("fixture");
-    let large = std::fs::read(support::fixture("history-100k.bin")).expect("fixture");
+    let small = fixture_bytes("history-1k.bin");
+    let large = fixture_bytes("history-100k.bin");
     let mut node = net.node(1, &[]);
     let mut peer = net.peer(100, 1);
     peer.send_raw(&small);

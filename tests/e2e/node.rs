@@ -1,17 +1,19 @@
 //! End-to-end tests of the `node` binary: real processes on loopback, each
 //! test on its own `127.1.T.x` addresses and port (see `support`).
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Net, Peer, VECTOR_TEXTS, WAIT, fixture, run_to_exit, status_field, texts, vector};
 use wire::Message;
 
-/// This file's id in the address plan of `support`.
+use crate::support::{
+    self, Net, Peer, VECTOR_TEXTS, WAIT, fixture_bytes, run_to_exit, shared_cpu, status_field,
+    texts, vector,
+};
+
+/// This module's id in the address plan of `support`.
 const FILE: u8 = 1;
 
 /// Long enough for a few chats to be mined on one thread and travel a
@@ -35,6 +37,7 @@ fn batch_text(i: usize) -> String {
 
 #[test]
 fn a_chain_of_three_meshes_spreads_a_chat_and_a_latecomer_gets_everything() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 1);
     let (a_ip, b_ip, c_ip, d_ip) = (net.addr(1), net.addr(2), net.addr(3), net.addr(4));
     let mut a = net.node(1, &[]);
@@ -132,6 +135,7 @@ fn a_chain_of_three_meshes_spreads_a_chat_and_a_latecomer_gets_everything() {
 
 #[test]
 fn the_history_survives_sigterm_and_sigkill() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 2);
     let mut a = net.node(1, &[]);
     for text in ["one", "two", "three"] {
@@ -207,6 +211,7 @@ fn the_history_survives_sigterm_and_sigkill() {
 
 #[test]
 fn the_protocol_vector_is_adopted_and_served_back_byte_for_byte() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 3);
     let (bytes, _) = vector();
     let mut a = net.node(1, &[]);
@@ -240,6 +245,7 @@ fn the_protocol_vector_is_adopted_and_served_back_byte_for_byte() {
 
 #[test]
 fn an_archive_pushed_on_a_short_lived_connection_is_adopted() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 4);
     let (bytes, _) = vector();
     let mut a = net.node(1, &[]);
@@ -254,7 +260,7 @@ fn an_archive_pushed_on_a_short_lived_connection_is_adopted() {
 
     // The same with 7.6 MB, which arrives over many reads: the client never
     // reads what the node says, and its close must not cost the archive.
-    let large = std::fs::read(fixture("history-100k.bin")).expect("fixture");
+    let large = fixture_bytes("history-100k.bin");
     {
         let mut peer = net.peer(102, 1);
         peer.send_raw(&large);
@@ -269,6 +275,7 @@ fn an_archive_pushed_on_a_short_lived_connection_is_adopted() {
 
 #[test]
 fn a_history_that_is_not_longer_or_not_valid_is_ignored_and_the_connection_kept() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 5);
     let (bytes, history) = vector();
     let mut a = net.node(1, &[]);
@@ -313,6 +320,7 @@ fn a_history_that_is_not_longer_or_not_valid_is_ignored_and_the_connection_kept(
 
 #[test]
 fn a_refused_chat_prints_why_and_the_node_goes_on() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 6);
     let mut a = net.node(1, &[]);
     let cases: [(&[u8], &str); 5] = [
@@ -360,12 +368,13 @@ fn a_refused_chat_prints_why_and_the_node_goes_on() {
 
 #[test]
 fn bad_flags_exit_2_with_clap_s_message() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 7);
     let port = net.port().to_string();
     let bind = net.addr(1).to_string();
     // Every case names a loopback address and this test's port, so that a
     // node that wrongly starts stays inside this test's range.
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 12] = [
         (
             &["--bind", &bind, "--port", "65536"],
             "invalid value '65536' for '--port <PORT>'",
@@ -376,7 +385,7 @@ fn bad_flags_exit_2_with_clap_s_message() {
         ),
         (
             &["--bind", &bind, "--port", &port, "--peer", "1.2.3"],
-            "invalid value '1.2.3' for '--peer <IP>'",
+            "invalid value '1.2.3' for '--peer <HOST>'",
         ),
         (
             &["--bind", &bind, "--port", &port, "--threads", "0"],
@@ -385,6 +394,42 @@ fn bad_flags_exit_2_with_clap_s_message() {
         (
             &["--bind", &bind, "--port", &port, "--no-such-flag"],
             "unexpected argument '--no-such-flag'",
+        ),
+        (
+            &["--bind", &bind, "--port", "0"],
+            "invalid value '0' for '--port <PORT>'",
+        ),
+        (
+            &["--bind", &bind, "--port", &port, "--read-timeout", "1e30"],
+            "invalid value '1e30' for '--read-timeout <SECS>'",
+        ),
+        (
+            &["--bind", &bind, "--port", &port, "--read-timeout", "0"],
+            "invalid value '0' for '--read-timeout <SECS>'",
+        ),
+        (
+            &["--bind", &bind, "--port", &port, "--max-message", "0"],
+            "invalid value '0' for '--max-message <SIZE>'",
+        ),
+        (
+            &[
+                "--bind",
+                &bind,
+                "--port",
+                &port,
+                "--max-message",
+                "64 parsecs",
+            ],
+            "not a unit of size",
+        ),
+        (
+            &["--bind", &bind, "--port", &port, "--threads", "100000"],
+            "invalid value '100000' for '--threads <N>'",
+        ),
+        // The original Python program took the peer as an argument.
+        (
+            &["--bind", &bind, "--port", &port, "127.1.7.2"],
+            "did you mean --peer 127.1.7.2?",
         ),
     ];
     for (args, message) in cases {
@@ -407,6 +452,7 @@ fn bad_flags_exit_2_with_clap_s_message() {
 
 #[test]
 fn a_port_in_use_exits_1_with_one_clear_line() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 8);
     let addr = net.addr(1);
     let _taken = TcpListener::bind((addr, net.port())).expect("binding the port first");
@@ -442,6 +488,7 @@ fn fails_to_start(addr: std::net::Ipv4Addr, port: u16, data_dir: &std::path::Pat
 
 #[test]
 fn a_data_directory_in_use_exits_1() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 9);
     let a = net.node(1, &[]);
     let err = fails_to_start(net.addr(2), net.port(), &a.data_dir());
@@ -454,6 +501,7 @@ fn a_data_directory_in_use_exits_1() {
 
 #[test]
 fn without_stdin_the_node_runs_until_sigint_and_quit_stops_it() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 10);
     let (bytes, history) = vector();
     let mut a = net.node(1, &[]);
@@ -502,6 +550,7 @@ fn without_stdin_the_node_runs_until_sigint_and_quit_stops_it() {
 
 #[test]
 fn a_peer_list_with_our_own_address_and_duplicates_connects_once_to_each_other_node() {
+    let _cpu = shared_cpu();
     let net = Net::new(FILE, 11);
     let mut a = net.node(1, &["--peer", &net.addr(1).to_string()]);
     let mut b = net.node(2, &[]);

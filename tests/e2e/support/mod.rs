@@ -1,0 +1,156 @@
+//! Shared helpers for the end-to-end tests: real `node` processes on
+//! loopback ([`Node`], in `node.rs`), a raw protocol client ([`Peer`], in
+//! `peer.rs`), observers of a node under test (`observe.rs`), and a scheme
+//! that gives every test its own addresses and port ([`Net`]).
+//!
+//! Every wait here is bounded: a test that goes wrong fails with the
+//! node's output and logs, it never hangs. Every process started here is
+//! killed when its handle drops.
+//!
+//! Address plan: module F, test T, host H is `127.F.T.H` on port
+//! `47100 + 50 * (F - 1) + T`. Ids: the test modules `node` 1,
+//! `convergence` 2 and `hostile` 3, `benches/network.rs` 17 (`verify`
+//! starts no node); give each new module the next free id (ports
+//! 47100..=47999 leave room for 18 modules of 50 tests). Hosts 1..=99 are
+//! nodes by convention, 100..=254 test peers.
+//!
+//! Every test holds [`shared_cpu`] or [`own_cpu`] while it runs.
+//!
+//! This module is compiled once, in the e2e test binary, which declares it
+//! private: a helper no test uses is reported as dead code. The network
+//! bench (`benches/network.rs`) includes it by path too, declared `pub`
+//! there because it uses only a part of it.
+
+mod node;
+pub mod observe;
+mod peer;
+
+pub use node::{Node, run_to_exit, status_field};
+pub use peer::{Peer, connect_from, plain};
+
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use wire::History;
+
+/// Patience for things that normally take milliseconds (a node starting,
+/// a command answering, a connection opening) on a loaded 2-core machine.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// The tests of this binary run in parallel, two at a time on a 2-core
+/// machine. The two that bound answer times (`hostile`: slow peers,
+/// peer-list poisoning) take the machine alone with [`own_cpu`], so that
+/// what they measure is the node under attack and not another test's
+/// 10,000 connections or mining nodes; every other test (each runs the
+/// `node` binary) shares it with [`shared_cpu`].
+static CPU: RwLock<()> = RwLock::new(());
+
+/// Held for a test's duration: it runs alongside other sharing tests, never
+/// alongside one that holds [`own_cpu`].
+pub fn shared_cpu() -> RwLockReadGuard<'static, ()> {
+    CPU.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Held for a test's duration: no other test of this binary runs
+/// meanwhile.
+pub fn own_cpu() -> RwLockWriteGuard<'static, ()> {
+    CPU.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A file of `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures")
+        .join(name)
+}
+
+/// The bytes of a file of `tests/fixtures`.
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    fs::read(fixture(name)).unwrap_or_else(|e| panic!("reading tests/fixtures/{name}: {e}"))
+}
+
+/// The PROTOCOL.md test vector: the ArchiveResponse bytes and its history.
+pub fn vector() -> (Vec<u8>, History) {
+    let bytes = fixture_bytes("vector.bin");
+    let history = wire::decode_archive(&bytes).expect("the vector decodes");
+    (bytes, history)
+}
+
+/// The texts of the vector's chats, in order.
+pub const VECTOR_TEXTS: [&str; 5] = [
+    "cunha@dcc.ufmg.br root gg norev thx",
+    "cunha@dcc.ufmg.br izi mid izi life 2",
+    "gahoga",
+    "cunha@dcc test hangout",
+    "nova msg",
+];
+
+/// A history's chat texts as `hist` prints them (non-printable bytes
+/// escaped).
+pub fn texts(history: &History) -> Vec<String> {
+    history
+        .iter()
+        .map(|c| c.text().escape_ascii().to_string())
+        .collect()
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or `timeout` passes.
+pub fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(found) = check() {
+            return Some(found);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The addresses and port of one test.
+#[derive(Debug, Clone, Copy)]
+pub struct Net {
+    file: u8,
+    test: u8,
+}
+
+impl Net {
+    /// `file` 1..=18 (one per test module or bench), `test` 0..50 (one per
+    /// test).
+    pub const fn new(file: u8, test: u8) -> Net {
+        assert!(file >= 1 && file <= 18 && test < 50);
+        Net { file, test }
+    }
+
+    /// `127.file.test.host`; `host` 1..=254.
+    pub fn addr(&self, host: u8) -> Ipv4Addr {
+        assert!(host >= 1 && host != 255);
+        Ipv4Addr::new(127, self.file, self.test, host)
+    }
+
+    /// This test's network-wide port.
+    pub fn port(&self) -> u16 {
+        47100 + 50 * (u16::from(self.file) - 1) + u16::from(self.test)
+    }
+
+    /// Starts a node on `addr(host)` (see [`Node::start`]).
+    pub fn node(&self, host: u8, args: &[&str]) -> Node {
+        Node::start(self.addr(host), self.port(), args)
+    }
+
+    /// A raw client from `addr(from)` to the node at `addr(to)`.
+    pub fn peer(&self, from: u8, to: u8) -> Peer {
+        Peer::connect(self.addr(from), self.addr(to), self.port())
+    }
+
+    /// The history of the node at `addr(to)`, asked over the wire by a
+    /// short-lived client at `addr(from)`.
+    pub fn archive(&self, from: u8, to: u8) -> History {
+        Peer::archive(self.addr(from), self.addr(to), self.port())
+    }
+}
