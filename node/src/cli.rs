@@ -56,6 +56,46 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE", default_value = "-")]
         output: PathBuf,
     },
+    /// Ask the running node of a data directory (--data-dir, or the default
+    /// one of --bind) for its status; with no node running, read the data
+    /// directory and say so.
+    Status {
+        /// One JSON document (docs/CONTROL.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running node for its connections and the addresses it is
+    /// still trying.
+    Peers {
+        /// One JSON document (docs/CONTROL.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// The last N chats of the history (20 by default); with --follow, then
+    /// every chat entering it, until interrupted. With no node running, read
+    /// the data directory and say so.
+    Hist {
+        /// How many chats.
+        #[arg(value_name = "N", default_value_t = crate::command::DEFAULT_HIST)]
+        n: usize,
+        /// Go on printing the history's changes as they happen.
+        #[arg(short, long)]
+        follow: bool,
+        /// JSON documents, one a line (docs/CONTROL.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a chat through the running node: mined and sent to every peer.
+    /// Returns once the node has saved it (it survives a crash).
+    Chat {
+        /// The text (the words are joined with spaces): 1 to 255 bytes of
+        /// printable ASCII.
+        #[arg(required = true, num_args = 1.., value_name = "TEXT")]
+        text: Vec<String>,
+        /// One JSON document (docs/CONTROL.md).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// The node's flags.

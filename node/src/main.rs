@@ -2,6 +2,7 @@
 
 mod cli;
 mod command;
+mod control;
 mod inbox;
 mod intake;
 mod log_limit;
@@ -27,6 +28,8 @@ use mio::Poll;
 use wire::ChunkPool;
 
 use cli::NodeArgs;
+use control::Request;
+use control::server::ControlServer;
 use protocol::{Config, Node, OwnChats};
 use reactor::{Endpoint, Limits, MiningThread, Reactor, ValidationThread, Workers};
 use screen::{LogSink, Screen};
@@ -45,6 +48,26 @@ fn main() -> ExitCode {
             Ok(dir) => offline::export(&dir, &output),
             Err(why) => fail(&why),
         },
+        Some(client) => {
+            let (request, json) = match client {
+                cli::Command::Status { json } => (Request::Status, json),
+                cli::Command::Peers { json } => (Request::Peers, json),
+                cli::Command::Hist { n, follow, json } => (Request::Hist { n, follow }, json),
+                cli::Command::Chat { text, json } => (
+                    Request::Chat {
+                        text: text.join(" "),
+                    },
+                    json,
+                ),
+                cli::Command::Verify { .. } | cli::Command::Export { .. } => {
+                    unreachable!("matched above")
+                }
+            };
+            match data_dir_of(&node) {
+                Ok(dir) => control::client::run(&dir, &request, json),
+                Err(why) => fail(&why),
+            }
+        }
         None => {
             let _terminal = TerminalGuard::save();
             match run(node) {
@@ -117,6 +140,12 @@ fn run(args: NodeArgs) -> Result<(), String> {
     };
     let listener = reactor::listen(endpoint)
         .map_err(|e| format!("cannot listen on {}:{}: {e}", args.bind, args.port))?;
+    let control = ControlServer::bind(&data_dir.join(control::SOCKET_FILE)).map_err(|e| {
+        format!(
+            "cannot open the control socket in {}: {e}",
+            data_dir.display()
+        )
+    })?;
 
     for note in &recovered.notes {
         say(note);
@@ -164,6 +193,7 @@ fn run(args: NodeArgs) -> Result<(), String> {
         validation: ValidationThread::spawn(mailer.clone()),
         store: StoreThread::spawn(dir, mailer),
         screen: screen.clone(),
+        control,
     };
     let limits = Limits {
         read_timeout: args.read_timeout,

@@ -62,7 +62,7 @@ impl Feed {
             let mined = change
                 .mined
                 .filter(|&(from, _)| index >= from && index + 1 == len)
-                .map(|(_, stats)| stats);
+                .map(|(_, stats)| stats.into());
             lines.push(Line::Chat {
                 index,
                 text: history.chat(index).expect("index < len").text().to_vec(),

@@ -16,7 +16,8 @@ use crate::command::Command;
 pub struct ConnId(pub u64);
 
 /// Who opened a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Direction {
     /// The peer dialed us.
     Inbound,
@@ -29,6 +30,8 @@ pub enum Direction {
 pub enum Origin {
     /// The node's own prompt.
     Prompt,
+    /// A client of the control socket, by the reactor's number for it.
+    Control(u64),
 }
 
 /// Names a history compactly: its length and its last chat's digest. The

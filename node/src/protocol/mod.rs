@@ -43,7 +43,7 @@ use mining::Mining;
 use network::Timers;
 pub use own::{Digest, OwnChats};
 use peers::Peers;
-pub use report::{Line, Reply, Sent, Status};
+pub use report::{HistChat, Line, Offline, Reply, Sent, Status};
 
 /// A failure to save is said on the screen at most this often.
 const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -281,10 +281,12 @@ impl Node {
         {
             self.last_save_warning = Some(now);
             log::warn!("saving to the data directory failed: {reason}");
-            self.show(Line::Notice(format!(
-                "warning: saving to {} failed: {reason}; the node goes on with its history in memory",
-                self.config.data_dir
-            )));
+            self.show(Line::Notice {
+                text: format!(
+                    "warning: saving to {} failed: {reason}; the node goes on with its history in memory",
+                    self.config.data_dir
+                ),
+            });
         }
     }
 
@@ -298,18 +300,25 @@ impl Node {
             }
             Command::Hist(n) => {
                 let first = self.history.len().saturating_sub(n);
-                Reply::Hist(
-                    (first..self.history.len())
-                        .map(|i| (i, self.history.chat(i).expect("in range").text().to_vec()))
-                        .collect(),
-                )
+                let chats = (first..self.history.len())
+                    .map(|index| HistChat {
+                        index,
+                        text: self.history.chat(index).expect("in range").text().to_vec(),
+                    })
+                    .collect();
+                Reply::Hist {
+                    chats,
+                    running: true,
+                }
             }
             Command::Peers => Reply::Peers {
                 peers: self.peers.rows(now),
                 dialing: self.book.rows(now),
             },
             Command::Status => Reply::Status(self.status(now)),
-            Command::Help(topic) => Reply::Help(command::help(topic)),
+            Command::Help(topic) => Reply::Help {
+                text: command::help(topic),
+            },
             Command::Quit => {
                 self.outbox.push_back(Action::Shutdown);
                 return;
@@ -329,12 +338,12 @@ impl Node {
             pending: self.own.pending(),
             mining: self.mining.report(now, &self.own),
             threads: self.config.threads,
-            last_job: self.mining.last(),
+            last_job: self.mining.last().map(Into::into),
             sent: self.sent,
             endings: self
                 .endings
                 .iter()
-                .map(|(&kind, &count)| (kind, count))
+                .map(|(&kind, &count)| (kind.to_string(), count))
                 .collect(),
             data_dir: self.config.data_dir.clone(),
         }

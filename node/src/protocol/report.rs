@@ -1,18 +1,50 @@
 //! What the state machine tells a person or a script: lines for the screen
 //! ([`Line`]) and answers to commands ([`Reply`]), as data. `Display` gives
-//! the prompt's text.
+//! the prompt's text; serde gives the control socket's JSON, whose schema
+//! `docs/CONTROL.md` documents (field names here are that schema: keep
+//! them stable).
 
+use std::collections::BTreeMap;
 use std::fmt::{self, Write};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use miner::JobStats;
+use serde::{Deserialize, Serialize};
 
 use super::io::Direction;
 use crate::text::printable;
 
+/// The figures of a mining job: tries and time.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    /// Codes tried, all threads together.
+    pub tries: u64,
+    /// Wall time, in seconds in JSON.
+    #[serde(rename = "elapsed_s", with = "secs")]
+    pub elapsed: Duration,
+}
+
+impl Figures {
+    /// Tries per second.
+    pub fn hash_rate(&self) -> f64 {
+        self.tries as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+impl From<JobStats> for Figures {
+    fn from(stats: JobStats) -> Self {
+        Figures {
+            tries: stats.tries,
+            elapsed: stats.elapsed,
+        }
+    }
+}
+
 /// A line for the screen: what entered or left the history, and notices.
-#[derive(Debug, Clone, PartialEq)]
+/// In JSON (`node hist --follow`), an object tagged `"event"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Line {
     /// Chat `index` entered the history. `mined` holds the job's figures
     /// when this node has just mined it.
@@ -20,9 +52,11 @@ pub enum Line {
         /// Its index in the history.
         index: usize,
         /// Its text, as received.
+        #[serde(with = "chat_text")]
         text: Vec<u8>,
         /// Set when mined here just now.
-        mined: Option<JobStats>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mined: Option<Figures>,
     },
     /// Chats `from..=to` entered at once; they are not shown one by one
     /// (see `hist`), but the last few follow as `Chat` lines.
@@ -45,7 +79,10 @@ pub enum Line {
         displaced: usize,
     },
     /// Anything else worth a line (a warning, a failure to save).
-    Notice(String),
+    Notice {
+        /// The line.
+        text: String,
+    },
 }
 
 impl fmt::Display for Line {
@@ -59,15 +96,8 @@ impl fmt::Display for Line {
             Line::Chat {
                 index,
                 text,
-                mined: Some(stats),
-            } => write!(
-                f,
-                "#{index} {} (mined: {} tries in {:.1} ms, {:.1} MH/s)",
-                printable(text),
-                stats.tries,
-                stats.elapsed.as_secs_f64() * 1e3,
-                stats.hash_rate() / 1e6
-            ),
+                mined: Some(figures),
+            } => write!(f, "#{index} {} (mined: {figures})", printable(text)),
             Line::Received { from, to } => {
                 write!(f, "received chats #{from} to #{to} (see 'hist'); then:")
             }
@@ -87,13 +117,25 @@ impl fmt::Display for Line {
                     n => write!(f, "; {n} of yours will be mined again"),
                 }
             }
-            Line::Notice(text) => f.write_str(text),
+            Line::Notice { text } => f.write_str(text),
         }
     }
 }
 
+impl fmt::Display for Figures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} tries in {:.1} ms, {:.1} MH/s",
+            self.tries,
+            self.elapsed.as_secs_f64() * 1e3,
+            self.hash_rate() / 1e6
+        )
+    }
+}
+
 /// A connection, as `peers` shows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerRow {
     /// The peer's address.
     pub addr: Ipv4Addr,
@@ -101,7 +143,8 @@ pub struct PeerRow {
     pub direction: Direction,
     /// A second connection with the same address, closed once idle.
     pub duplicate: bool,
-    /// How long ago it connected.
+    /// How long ago it connected (seconds in JSON).
+    #[serde(rename = "connected_for_s", with = "secs")]
     pub connected_for: Duration,
     /// Bytes received from it.
     pub bytes_in: u64,
@@ -111,19 +154,20 @@ pub struct PeerRow {
 
 /// An address being dialed or waiting for its next try, as `peers` shows
 /// it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DialRow {
     /// The address.
     pub addr: Ipv4Addr,
     /// Failed connections in a row (refused, or ended within seconds).
     pub failures: u32,
     /// `None` while a dial is in flight or queued; else the wait left
-    /// before the next try.
+    /// before the next try (seconds in JSON, `null` for none).
+    #[serde(rename = "retry_in_s", with = "opt_secs")]
     pub retry_in: Option<Duration>,
 }
 
 /// Archives sent since start.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
     /// ArchiveResponses.
     pub archives: u64,
@@ -132,18 +176,20 @@ pub struct Sent {
 }
 
 /// What the miner is doing.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mining {
     /// The text of the first chat of the job.
+    #[serde(with = "chat_text")]
     pub text: Vec<u8>,
     /// Chats in the job.
     pub chats: usize,
-    /// Since the job was started.
+    /// Since the job was started (seconds in JSON).
+    #[serde(rename = "running_for_s", with = "secs")]
     pub running_for: Duration,
 }
 
 /// The answer to `status`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Status {
     /// The address the node listens on.
     pub bind: Ipv4Addr,
@@ -156,6 +202,7 @@ pub struct Status {
     /// Chats of the history on disk.
     pub stored: usize,
     /// The last chat's text.
+    #[serde(with = "opt_chat_text")]
     pub last: Option<Vec<u8>>,
     /// Chats of ours not in the history.
     pub pending: usize,
@@ -164,17 +211,42 @@ pub struct Status {
     /// Mining threads.
     pub threads: usize,
     /// The figures of the last job that found its chats.
-    pub last_job: Option<JobStats>,
+    pub last_job: Option<Figures>,
     /// Archives sent since start.
     pub sent: Sent,
     /// Connections ended since start, by kind of ending.
-    pub endings: Vec<(&'static str, u64)>,
+    pub endings: BTreeMap<String, u64>,
     /// The data directory.
     pub data_dir: String,
 }
 
-/// The answer to a command.
-#[derive(Debug, Clone, PartialEq)]
+/// A chat of `hist`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistChat {
+    /// Its index in the history.
+    pub index: usize,
+    /// Its text.
+    #[serde(with = "chat_text")]
+    pub text: Vec<u8>,
+}
+
+/// What `status` says of a data directory whose node is not running.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offline {
+    /// The data directory.
+    pub data_dir: String,
+    /// Chats in its history.
+    pub history: usize,
+    /// The last chat's text.
+    #[serde(with = "opt_chat_text")]
+    pub last: Option<Vec<u8>>,
+    /// Chats typed there and not in its history.
+    pub pending: usize,
+}
+
+/// The answer to a command. In JSON, an object tagged `"reply"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     /// `chat`: the chat is on disk (it survives a crash) and queued for
     /// mining, or already mined; `pending` chats of ours wait.
@@ -188,7 +260,12 @@ pub enum Reply {
         reason: String,
     },
     /// `hist`: the chats asked for, with their index.
-    Hist(Vec<(usize, Vec<u8>)>),
+    Hist {
+        /// The chats, oldest first.
+        chats: Vec<HistChat>,
+        /// False when read from the data directory of a stopped node.
+        running: bool,
+    },
     /// `peers`.
     Peers {
         /// One row per connection.
@@ -196,10 +273,20 @@ pub enum Reply {
         /// Addresses being dialed or waiting to be.
         dialing: Vec<DialRow>,
     },
-    /// `status`.
+    /// `status` of a running node.
     Status(Status),
+    /// `status` of a data directory whose node is not running.
+    Offline(Offline),
     /// `help`.
-    Help(String),
+    Help {
+        /// The text.
+        text: String,
+    },
+    /// A request that could not be carried out (control socket only).
+    Error {
+        /// What is wrong, in words.
+        error: String,
+    },
 }
 
 fn ago(elapsed: Duration) -> String {
@@ -219,17 +306,26 @@ impl fmt::Display for Reply {
                 f,
                 "not saved: {reason}; the chat is mined all the same, but kept in memory only"
             ),
-            Reply::Hist(chats) if chats.is_empty() => f.write_str("the history is empty"),
-            Reply::Hist(chats) => {
+            Reply::Hist { chats, .. } if chats.is_empty() => f.write_str("the history is empty"),
+            Reply::Hist { chats, .. } => {
                 let mut out = String::new();
-                for (index, text) in chats {
-                    let _ = writeln!(out, "#{index} {}", printable(text));
+                for chat in chats {
+                    let _ = writeln!(out, "#{} {}", chat.index, printable(&chat.text));
                 }
                 f.write_str(out.trim_end())
             }
             Reply::Peers { peers, dialing } => write_peers(f, peers, dialing),
             Reply::Status(status) => write_status(f, status),
-            Reply::Help(text) => f.write_str(text),
+            Reply::Offline(offline) => write!(
+                f,
+                "the node is not running (data in {})\nhistory:   {} chats, last {}\npending:   {} chats",
+                offline.data_dir,
+                offline.history,
+                quoted(&offline.last),
+                offline.pending
+            ),
+            Reply::Help { text } => f.write_str(text),
+            Reply::Error { error } => f.write_str(error),
         }
     }
 }
@@ -283,10 +379,14 @@ fn write_peers(f: &mut fmt::Formatter<'_>, peers: &[PeerRow], dialing: &[DialRow
     f.write_str(out.trim_end())
 }
 
+/// A chat text in quotes, or `(none)`.
+fn quoted(text: &Option<Vec<u8>>) -> String {
+    text.as_ref()
+        .map_or("(none)".to_string(), |t| format!("\"{}\"", printable(t)))
+}
+
 fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
-    let last = s.last.as_ref().map_or("(none)".to_string(), |text| {
-        format!("\"{}\"", printable(text))
-    });
+    let last = quoted(&s.last);
     let mining = match &s.mining {
         Some(job) => format!(
             "mining \"{}\"{} for {:.1} s on {} threads",
@@ -300,14 +400,7 @@ fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
         ),
         None => format!("idle ({} threads)", s.threads),
     };
-    let last_job = s.last_job.map_or("none yet".to_string(), |j| {
-        format!(
-            "{} tries in {:.1} ms, {:.1} MH/s",
-            j.tries,
-            j.elapsed.as_secs_f64() * 1e3,
-            j.hash_rate() / 1e6
-        )
-    });
+    let last_job = s.last_job.map_or("none yet".to_string(), |j| j.to_string());
     let endings = if s.endings.is_empty() {
         "none yet".to_string()
     } else {
@@ -330,4 +423,73 @@ fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
         s.sent.bytes,
         s.data_dir
     )
+}
+
+/// A chat's text in JSON: a string; bytes that are not UTF-8 (other peers
+/// may send any) become U+FFFD (`node export` gives the exact bytes).
+mod chat_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(text: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&String::from_utf8_lossy(text))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        String::deserialize(d).map(String::into_bytes)
+    }
+}
+
+/// An optional chat text in JSON: a string or `null`.
+mod opt_chat_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(text: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match text {
+            Some(text) => s.serialize_str(&String::from_utf8_lossy(text)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d).map(|t| t.map(String::into_bytes))
+    }
+}
+
+/// A duration in JSON: seconds, a number.
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An optional duration in JSON: seconds, or `null`.
+mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64(d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<f64>::deserialize(d)? {
+            Some(secs) => Duration::try_from_secs_f64(secs)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
 }

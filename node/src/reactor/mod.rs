@@ -22,6 +22,7 @@ use signal_hook_mio::v1_0::Signals;
 use socket2::{Domain, Protocol, Socket, Type};
 use wire::ChunkPool;
 
+use crate::control::server::ControlServer;
 use crate::inbox::{Inbox, Mail};
 use crate::intake::Arrival;
 use crate::log_limit::LogLimit;
@@ -34,6 +35,7 @@ pub use workers::{MiningThread, ValidationThread};
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
+const CONTROL: Token = Token(3);
 const FIRST_CONN: usize = 16;
 
 /// How often the state machine's clock advances.
@@ -85,6 +87,8 @@ pub struct Workers {
     pub store: StoreThread,
     /// The screen.
     pub screen: Screen,
+    /// The control socket.
+    pub control: ControlServer,
 }
 
 /// The event loop.
@@ -153,6 +157,8 @@ impl Reactor {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let mut workers = workers;
+        workers.control.register(poll.registry(), CONTROL)?;
         Ok(Reactor {
             poll,
             listener,
@@ -202,6 +208,20 @@ impl Reactor {
                     LISTENER => accept = true,
                     WAKER => {}
                     SIGNALS => self.on_signals(),
+                    CONTROL => {
+                        let registry = self.poll.registry();
+                        self.workers
+                            .control
+                            .accept(registry, &mut self.next_token, now);
+                    }
+                    token if self.workers.control.has(token) => {
+                        let mut events = Vec::new();
+                        let registry = self.poll.registry();
+                        self.workers
+                            .control
+                            .serve(registry, token, now, &mut events);
+                        self.events.extend(events);
+                    }
                     token => {
                         if let Some(conn) = self.conns.get_mut(&token) {
                             conn.read_ready |=
@@ -221,6 +241,10 @@ impl Reactor {
             if now >= next_tick {
                 next_tick = now + TICK;
                 self.check_clocks(now);
+                let registry = self.poll.registry();
+                self.workers
+                    .control
+                    .check_clocks(registry, now, self.limits.read_timeout);
                 self.events.push_back(Event::Tick);
             }
             self.settle(now);
@@ -770,9 +794,21 @@ impl Reactor {
             } => self.workers.mining.start(job, prev, texts, delay),
             Action::CancelMining { job } => self.workers.mining.cancel(job),
             Action::Save(save) => self.workers.store.save(save),
-            Action::Show(line) => self.workers.screen.print(&line.to_string()),
+            Action::Show(line) => {
+                self.workers.screen.print(&line.to_string());
+                let registry = self.poll.registry();
+                self.workers.control.show(registry, &line, now);
+            }
             Action::Reply { to, reply } => match to {
                 Origin::Prompt => self.workers.screen.print(&reply.to_string()),
+                Origin::Control(id) => {
+                    let mut events = Vec::new();
+                    let registry = self.poll.registry();
+                    self.workers
+                        .control
+                        .reply(registry, id, &reply, now, &mut events);
+                    self.events.extend(events);
+                }
             },
             Action::Shutdown => self.running = false,
         }

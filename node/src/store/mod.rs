@@ -241,6 +241,16 @@ fn recover(path: &Path, file: &mut File, notes: &mut Vec<String>) -> Result<Hist
     Ok(history)
 }
 
+/// The own chats of data directory `dir`, read without changing anything
+/// (damaged lines are skipped).
+///
+/// # Errors
+/// In words naming the file.
+pub fn read_own_records(dir: &Path) -> Result<Vec<OwnRecord>, String> {
+    let path = dir.join(OWN_FILE);
+    read_own(&path, &mut Vec::new()).map_err(context("cannot read", &path))
+}
+
 fn read_own(path: &Path, notes: &mut Vec<String>) -> io::Result<Vec<OwnRecord>> {
     let text = match fs::read(path) {
         Ok(text) => text,

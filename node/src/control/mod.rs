@@ -1,0 +1,65 @@
+//! The control interface: a Unix domain socket in the data directory
+//! (`control.sock`, mode 0600, so only its owner can use it) on which the
+//! running node answers scripts, services and tests; and the same binary's
+//! client subcommands (`node status`, `node peers`, `node hist`, `node
+//! chat`). One JSON document per line each way; the schema is in
+//! `docs/CONTROL.md`.
+
+pub mod client;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+
+use crate::command::{Command, DEFAULT_HIST};
+use crate::text::check_sendable;
+
+/// The control socket's file in a data directory.
+pub const SOCKET_FILE: &str = "control.sock";
+
+/// A request, one JSON object a line, tagged `"command"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Request {
+    /// `{"command":"status"}`
+    Status,
+    /// `{"command":"peers"}`
+    Peers,
+    /// `{"command":"hist","n":20,"follow":false}`: the last `n` chats;
+    /// with `follow`, then every change of the history as it happens.
+    Hist {
+        /// Chats (20 if absent).
+        #[serde(default = "default_hist")]
+        n: usize,
+        /// Keep the connection and send every chat entering the history.
+        #[serde(default)]
+        follow: bool,
+    },
+    /// `{"command":"chat","text":"hello"}`: answered once the chat is on
+    /// disk.
+    Chat {
+        /// 1 to 255 bytes of printable ASCII.
+        text: String,
+    },
+}
+
+fn default_hist() -> usize {
+    DEFAULT_HIST
+}
+
+impl Request {
+    /// The node's command for this request.
+    ///
+    /// # Errors
+    /// Why a chat's text cannot be sent, in words.
+    pub fn command(&self) -> Result<Command, String> {
+        Ok(match self {
+            Request::Status => Command::Status,
+            Request::Peers => Command::Peers,
+            Request::Hist { n, .. } => Command::Hist(*n),
+            Request::Chat { text } => {
+                check_sendable(text.as_bytes()).map_err(|e| e.to_string())?;
+                Command::Chat(text.as_bytes().to_vec())
+            }
+        })
+    }
+}

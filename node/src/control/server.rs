@@ -1,0 +1,331 @@
+//! The control socket's server side, inside the event loop: non-blocking,
+//! bounded per client. A request line longer than [`MAX_REQUEST`] gets an
+//! error and the connection closes; a line that is no request gets an
+//! error and the next line is read; a client that reads nothing is closed
+//! when its answers have not moved for the read timeout, or when it
+//! follows the history and [`MAX_BACKLOG`] bytes wait for it. Answers to
+//! one client come in the order of its requests: the next request is read
+//! once the previous one is answered.
+
+use std::collections::{HashMap, VecDeque};
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use mio::net::{UnixListener, UnixStream};
+use mio::{Interest, Registry, Token};
+use serde::Serialize;
+
+use super::Request;
+use crate::protocol::{Event, Line, Origin, Reply};
+
+/// The longest request line.
+pub const MAX_REQUEST: usize = 64 << 10;
+/// Bytes of followed history that may wait for a client before it is
+/// dropped.
+pub const MAX_BACKLOG: usize = 8 << 20;
+
+/// The listening socket and its clients.
+pub struct ControlServer {
+    listener: UnixListener,
+    path: PathBuf,
+    clients: HashMap<Token, Client>,
+}
+
+struct Client {
+    stream: UnixStream,
+    input: Vec<u8>,
+    output: VecDeque<u8>,
+    /// A request was handed to the node and its answer is awaited.
+    waiting: bool,
+    /// After the awaited answer, send the history's changes.
+    follow_next: bool,
+    following: bool,
+    /// Close once the output is written.
+    closing: bool,
+    /// The client sent all it will (it closed or shut down its side): its
+    /// requests are still answered, then it is closed.
+    eof: bool,
+    last_progress: Instant,
+    wants_write: bool,
+}
+
+impl ControlServer {
+    /// Listens on `path` (a stale socket file from an earlier run is
+    /// replaced: the caller holds the data directory's lock), readable and
+    /// writable by its owner only.
+    ///
+    /// # Errors
+    /// Binding, or setting the file's mode.
+    pub fn bind(path: &Path) -> io::Result<ControlServer> {
+        match fs::remove_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let listener = UnixListener::bind(path)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
+        Ok(ControlServer {
+            listener,
+            path: path.to_path_buf(),
+            clients: HashMap::new(),
+        })
+    }
+
+    /// Registers the listening socket under `token`.
+    ///
+    /// # Errors
+    /// mio's.
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        registry.register(&mut self.listener, token, Interest::READABLE)
+    }
+
+    /// Whether `token` is one of this server's clients.
+    pub fn has(&self, token: Token) -> bool {
+        self.clients.contains_key(&token)
+    }
+
+    /// Accepts the waiting clients, naming each with `next_token`.
+    pub fn accept(&mut self, registry: &Registry, next_token: &mut usize, now: Instant) {
+        loop {
+            let mut stream = match self.listener.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    warn!("accepting a control client failed: {e}");
+                    return;
+                }
+            };
+            let token = Token(*next_token);
+            *next_token += 1;
+            if registry
+                .register(&mut stream, token, Interest::READABLE)
+                .is_err()
+            {
+                continue;
+            }
+            self.clients.insert(
+                token,
+                Client {
+                    stream,
+                    input: Vec::new(),
+                    output: VecDeque::new(),
+                    waiting: false,
+                    follow_next: false,
+                    following: false,
+                    closing: false,
+                    eof: false,
+                    last_progress: now,
+                    wants_write: false,
+                },
+            );
+        }
+    }
+
+    /// The client `token` is readable or writable: reads its requests
+    /// (commands for the node go to `events`) and writes its answers.
+    pub fn serve(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        now: Instant,
+        events: &mut Vec<Event>,
+    ) {
+        let Some(client) = self.clients.get_mut(&token) else {
+            return;
+        };
+        let mut broken = client.fill().is_err();
+        client.take_requests(token, events);
+        if client.flush(now).is_err() {
+            broken = true;
+        }
+        self.settle(registry, token, broken);
+    }
+
+    /// The node's answer to client `id`'s request; more of its requests
+    /// may follow into `events`.
+    pub fn reply(
+        &mut self,
+        registry: &Registry,
+        id: u64,
+        reply: &Reply,
+        now: Instant,
+        events: &mut Vec<Event>,
+    ) {
+        let token = Token(id as usize);
+        let Some(client) = self.clients.get_mut(&token) else {
+            return;
+        };
+        client.send(reply);
+        client.waiting = false;
+        if std::mem::take(&mut client.follow_next) {
+            client.following = true;
+        }
+        client.take_requests(token, events);
+        let broken = client.flush(now).is_err();
+        self.settle(registry, token, broken);
+    }
+
+    /// A change of the history, for the clients following it.
+    pub fn show(&mut self, registry: &Registry, line: &Line, now: Instant) {
+        let followers: Vec<Token> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.following && !c.closing)
+            .map(|(&t, _)| t)
+            .collect();
+        for token in followers {
+            let client = self.clients.get_mut(&token).expect("listed");
+            client.send(line);
+            if client.output.len() > MAX_BACKLOG {
+                debug!("control client follows too slowly: dropped");
+                self.drop_client(registry, token);
+                continue;
+            }
+            let broken = client.flush(now).is_err();
+            self.settle(registry, token, broken);
+        }
+    }
+
+    /// Drops clients whose answers have not moved for `timeout`.
+    pub fn check_clocks(&mut self, registry: &Registry, now: Instant, timeout: Duration) {
+        let stalled: Vec<Token> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| !c.output.is_empty() && now >= c.last_progress + timeout)
+            .map(|(&t, _)| t)
+            .collect();
+        for token in stalled {
+            debug!("control client reads nothing: dropped");
+            self.drop_client(registry, token);
+        }
+    }
+
+    /// After a round with a client: close it when it is done, and ask for
+    /// WRITABLE only while output waits.
+    fn settle(&mut self, registry: &Registry, token: Token, broken: bool) {
+        let Some(client) = self.clients.get_mut(&token) else {
+            return;
+        };
+        let done = (client.closing || client.eof) && !client.waiting && client.output.is_empty();
+        if broken || done {
+            return self.drop_client(registry, token);
+        }
+        let want = !client.output.is_empty();
+        if want != client.wants_write {
+            let interest = if want {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            if registry
+                .reregister(&mut client.stream, token, interest)
+                .is_ok()
+            {
+                client.wants_write = want;
+            }
+        }
+    }
+
+    fn drop_client(&mut self, registry: &Registry, token: Token) {
+        if let Some(mut client) = self.clients.remove(&token) {
+            let _ = registry.deregister(&mut client.stream);
+        }
+    }
+}
+
+impl Drop for ControlServer {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+impl Client {
+    /// Reads what the client sent (at most a request's length beyond what
+    /// waits); an error when the socket broke.
+    fn fill(&mut self) -> io::Result<()> {
+        let mut buf = [0; 4096];
+        while !self.eof && !self.closing && self.input.len() <= MAX_REQUEST {
+            match self.stream.read(&mut buf) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.input.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Parses whole request lines while no answer is awaited.
+    fn take_requests(&mut self, token: Token, events: &mut Vec<Event>) {
+        while !self.waiting && !self.closing && !self.following {
+            // At the end of its stream, a last line needs no newline.
+            let end = match self.input.iter().position(|&b| b == b'\n') {
+                None if self.eof && !self.input.is_empty() => Some(self.input.len() - 1),
+                end => end,
+            };
+            let Some(end) = end else {
+                if self.input.len() > MAX_REQUEST {
+                    self.send(&Reply::Error {
+                        error: format!("request longer than {MAX_REQUEST} bytes; closing"),
+                    });
+                    self.closing = true;
+                }
+                return;
+            };
+            let line: Vec<u8> = self.input.drain(..=end).collect();
+            let request = match serde_json::from_slice::<Request>(line.trim_ascii()) {
+                Ok(request) => request,
+                Err(e) => {
+                    self.send(&Reply::Error {
+                        error: format!("not a request ({e}); see docs/CONTROL.md"),
+                    });
+                    continue;
+                }
+            };
+            match request.command() {
+                Ok(command) => {
+                    self.waiting = true;
+                    self.follow_next = matches!(request, Request::Hist { follow: true, .. });
+                    events.push(Event::Command {
+                        from: Origin::Control(token.0 as u64),
+                        command,
+                    });
+                }
+                Err(error) => self.send(&Reply::Error { error }),
+            }
+        }
+    }
+
+    /// Queues one JSON document and its newline.
+    fn send(&mut self, document: &impl Serialize) {
+        let mut bytes = serde_json::to_vec(document).expect("replies serialize");
+        bytes.push(b'\n');
+        if self.output.is_empty() {
+            self.last_progress = Instant::now();
+        }
+        self.output.extend(bytes);
+    }
+
+    /// Writes what waits until the socket is full.
+    fn flush(&mut self, now: Instant) -> io::Result<()> {
+        while !self.output.is_empty() {
+            let (front, _) = self.output.as_slices();
+            match self.stream.write(front) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.output.drain(..n);
+                    self.last_progress = now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+}
