@@ -19,7 +19,7 @@ use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 use wire::History;
 
-use crate::support::{self, Net, Node, WAIT, fixture_bytes, shared_cpu, status_field};
+use crate::support::{self, Net, Node, WAIT, fixture_bytes, shared_cpu};
 
 const NET: Net = Net::new(2, 0);
 
@@ -41,14 +41,9 @@ enum Step {
 /// Archives a node sent, from its `status`.
 fn archive_bytes_sent(node: &mut Node) -> u64 {
     let status = node.status();
-    let sent =
-        status_field(&status, "sent").unwrap_or_else(|| panic!("no sent line in {status:?}"));
-    // "N archives, B bytes"
-    sent.split(", ")
-        .nth(1)
-        .and_then(|b| b.strip_suffix(" bytes"))
-        .and_then(|b| b.parse().ok())
-        .expect("byte count")
+    status["sent"]["bytes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no sent bytes in {status}"))
 }
 
 #[test]
@@ -226,10 +221,7 @@ fn a_kill_while_taking_a_large_archive_leaves_a_valid_history() {
     node.expect_line(|l| l.starts_with("#999 "), WAIT, "taking the 1k history");
     // The store thread writes it off the event loop: wait until it is on
     // disk, which is what a restart keeps.
-    let on_disk = support::poll(WAIT, || {
-        let status = node.status();
-        (support::status_field(&status, "on disk") == Some("1000 chats")).then_some(())
-    });
+    let on_disk = support::poll(WAIT, || (node.status()["stored"] == 1000).then_some(()));
     assert!(on_disk.is_some(), "the 1k history never reached the disk");
     for (round, delay_ms) in [0u64, 40, 150, 400].into_iter().enumerate() {
         let mut peer = net.peer(101 + round as u8, 1);

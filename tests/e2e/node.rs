@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use wire::Message;
 
 use crate::support::{
-    self, Net, Peer, VECTOR_TEXTS, WAIT, fixture_bytes, run_to_exit, shared_cpu, status_field,
-    texts, vector,
+    self, Net, Peer, VECTOR_TEXTS, WAIT, fixture_bytes, run_to_exit, shared_cpu, texts, vector,
 };
 
 /// This module's id in the address plan of `support`.
@@ -166,15 +165,18 @@ fn the_history_survives_sigterm_and_sigkill() {
         )
     );
     // Before anyone connects (nobody knows this node, it knows nobody).
-    let lines = a.query(&["hist 1000000", "status"]);
-    assert_eq!(status_field(&lines, "peers"), Some("0"), "{lines:?}");
+    let status = a.status();
+    assert_eq!(status["peers"], 0, "{status}");
     assert_eq!(a.hist(), want);
     assert_eq!(net.archive(101, 1), before, "the same history as before");
 
-    // A crash: kill -9 after a chat was mined.
+    // A crash: kill -9 after a chat was mined and written (the store
+    // thread writes the history off the event loop, shortly after).
     a.chat("four");
     a.expect_line(|l| l.starts_with("#3 four (mined: "), SPREAD, "mining");
     want.push("four".into());
+    let written = support::poll(WAIT, || (a.status()["stored"] == 4).then_some(()));
+    assert!(written.is_some(), "{}", a.status());
     let status = a.sigkill();
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
@@ -186,8 +188,8 @@ fn the_history_survives_sigterm_and_sigkill() {
         "{}",
         a.banner
     );
-    let lines = a.query(&["status"]);
-    assert_eq!(status_field(&lines, "peers"), Some("0"), "{lines:?}");
+    let status = a.status();
+    assert_eq!(status["peers"], 0, "{status}");
     assert_eq!(a.hist(), want);
 
     // kill -9 right after a chat is acknowledged: it is pending or mined,
@@ -201,12 +203,8 @@ fn the_history_survives_sigterm_and_sigkill() {
     // Nothing more is mined later.
     thread::sleep(Duration::from_millis(500));
     assert_eq!(a.hist(), want);
-    let lines = a.status();
-    assert_eq!(
-        status_field(&lines, "pending"),
-        Some("0 chats"),
-        "{lines:?}"
-    );
+    let status = a.status();
+    assert_eq!(status["pending"], 0, "{status}");
 }
 
 #[test]
@@ -219,11 +217,11 @@ fn the_protocol_vector_is_adopted_and_served_back_byte_for_byte() {
     peer.send_raw(&bytes);
     a.expect_line(|l| l == "#4 nova msg", SPREAD, "adopting the vector");
     assert_eq!(a.hist(), VECTOR_TEXTS);
-    let lines = a.status();
+    let status = a.status();
     assert_eq!(
-        status_field(&lines, "history"),
-        Some("5 chats, last \"nova msg\""),
-        "{lines:?}"
+        (&status["history"], &status["last"]),
+        (&5.into(), &"nova msg".into()),
+        "{status}"
     );
 
     // The same connection asks for it back.
@@ -351,12 +349,12 @@ fn a_refused_chat_prints_why_and_the_node_goes_on() {
         got.starts_with("chat refused: the text is 256 bytes, the most is 255"),
         "{got}"
     );
-    let lines = a.status();
+    let status = a.status();
     assert_eq!(
-        status_field(&lines, "history"),
-        Some("0 chats, last (none)")
+        (&status["history"], &status["last"], &status["pending"]),
+        (&0.into(), &serde_json::Value::Null, &0.into()),
+        "{status}"
     );
-    assert_eq!(status_field(&lines, "pending"), Some("0 chats"));
 
     // The node goes on: 255 bytes is fine, and is mined.
     let max = "z".repeat(255);

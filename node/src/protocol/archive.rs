@@ -165,7 +165,7 @@ impl Node {
         self.delivered_by_source = self.delivered_by(now, from, pushed);
         let targets = self
             .peers
-            .relay_targets(Tip::of(&self.history), &self.delivered_by_source);
+            .relay_targets(self.served_tip(), &self.delivered_by_source);
         debug!(
             "relaying {} chats to {} peers",
             self.history.len(),
@@ -225,15 +225,50 @@ impl Node {
     /// on `conn`.
     pub(super) fn needs_history(&self, conn: ConnId) -> bool {
         self.peers
-            .needs(conn, Tip::of(&self.history), &self.delivered_by_source)
+            .needs(conn, self.served_tip(), &self.delivered_by_source)
+    }
+
+    /// What we send of our history: all of it, but for chats of ours whose
+    /// copy is not on disk yet (and what follows them).
+    fn served(&self) -> History {
+        match self.own.first_undurable(&self.history) {
+            Some(len) => self.history.prefix(len),
+            None => self.history.clone(),
+        }
+    }
+
+    /// The tip of [`served`](Self::served), without building it.
+    pub(super) fn served_tip(&self) -> Tip {
+        match self.own.first_undurable(&self.history) {
+            Some(len) => Tip {
+                len,
+                digest: len
+                    .checked_sub(1)
+                    .and_then(|last| self.history.chat(last))
+                    .map_or([0; wire::DIGEST_LEN], |c| *c.digest()),
+            },
+            None => Tip::of(&self.history),
+        }
     }
 
     /// Sends our history to `conn`.
     pub(super) fn send_archive_to(&mut self, conn: ConnId) {
-        self.send(conn, Payload::Archive(self.history.clone()));
-        let tip = Tip::of(&self.history);
+        let served = self.served();
+        let tip = Tip::of(&served);
+        self.send(conn, Payload::Archive(served));
         if let Some(peer) = self.peers.get_mut(conn) {
             peer.sent = Some(tip);
+        }
+    }
+
+    /// The origin of chats sends them to every peer that lacks them (what
+    /// is on disk of them: see `served`).
+    pub(super) fn broadcast(&mut self) {
+        let tip = self.served_tip();
+        for conn in self.peers.primaries() {
+            if self.peers.get(conn).is_some_and(|p| !p.knows(tip)) {
+                self.send_archive_to(conn);
+            }
         }
     }
 

@@ -284,11 +284,23 @@ pub enum Save {
         /// The first chat that changed.
         from: usize,
     },
-    /// This node's own chats, all of them; `ticket` comes back in
-    /// [`Saved`] once they are durable.
-    Own {
-        /// Text and digests of the mined copies, one per chat typed here.
-        chats: Vec<(Vec<u8>, Vec<super::Digest>)>,
+    /// A chat typed here, our `id`th; `ticket` comes back in [`Saved`]
+    /// once it is durable.
+    Chat {
+        /// Its number among our chats.
+        id: usize,
+        /// Its text.
+        text: Vec<u8>,
+        /// Names this save in the acknowledgement.
+        ticket: u64,
+    },
+    /// A mined copy of our chat `id`; `ticket` comes back in [`Saved`]
+    /// once it is durable.
+    Copy {
+        /// Its number among our chats.
+        id: usize,
+        /// The copy's digest.
+        digest: super::Digest,
         /// Names this save in the acknowledgement.
         ticket: u64,
     },

@@ -16,7 +16,8 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use super::io::{Action, Mined, Tip};
 use super::own::OwnId;
 use super::report;
-use super::{Node, OwnChats};
+use super::{Node, OwnChats, Unacked};
+use crate::protocol::Save;
 
 /// Chats mined in one job at most.
 pub const MAX_BATCH: usize = 32;
@@ -201,24 +202,27 @@ impl Node {
         };
         self.mining.record(stats);
         let first = history.len();
-        for (&own, chat) in job.own.iter().zip(&chats) {
-            self.own.mined(own, *chat.digest(), history.len());
+        for (&id, chat) in job.own.iter().zip(&chats) {
+            let digest = *chat.digest();
+            let copies = self.own.mined(id, digest, history.len());
             history.push(chat);
+            // Recorded before the chat is written or sent: after a crash, a
+            // copy in the file is known and not mined a second time, and
+            // one not in it was never sent (see `Node::served`).
+            self.save_tracked(Unacked::Copy { id, copies }, |ticket| Save::Copy {
+                id,
+                digest,
+                ticket,
+            });
         }
-        // The copies are recorded before the chats are written: after a
-        // crash in between, a copy in the file is known and not mined a
-        // second time, and one not in it is mined again.
-        self.save_own(None);
         debug!(
             "job {id}: {} chats in {:?} from start",
             chats.len(),
             now - job.started
         );
         self.set_history(history, Some((first, stats)));
+        // Sent to every peer once their copies are on disk (`on_saved`).
         self.delivered_by_source.clear();
-        for conn in self.peers.primaries() {
-            self.send_archive_to(conn);
-        }
         self.schedule_mining(now);
     }
 }

@@ -48,6 +48,16 @@ pub use report::{HistChat, Line, Offline, Reply, Sent, Status};
 /// A failure to save is said on the screen at most this often.
 const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);
 
+/// A save of ours awaiting the store's word.
+#[derive(Debug, Clone, Copy)]
+enum Unacked {
+    /// A chat typed at `Origin`, which is told once it is on disk.
+    Chat(Origin),
+    /// The first `copies` copies of our chat `id`, which may leave the node
+    /// once on disk.
+    Copy { id: usize, copies: usize },
+}
+
 /// Settings of the state machine.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -83,9 +93,8 @@ pub struct Node {
     timers: Timers,
     /// Archives sent since start: what relaying costs.
     sent: Sent,
-    /// Saves of our chats not yet durable, and where each acknowledgement
-    /// goes.
-    unacked: Vec<(u64, Origin)>,
+    /// Saves of our chats and copies not yet durable, by ticket.
+    unacked: Vec<(u64, Unacked)>,
     next_ticket: u64,
     last_save_warning: Option<Instant>,
     /// Chats of the history on disk, as the store last said.
@@ -242,37 +251,45 @@ impl Node {
         self.outbox.push_back(Action::Save(save));
     }
 
-    /// Saves our chats; `ack` is told once they are durable.
-    fn save_own(&mut self, ack: Option<Origin>) {
+    /// Keeps `save` on disk; `unacked` says what to do once it is.
+    fn save_tracked(&mut self, unacked: Unacked, save: impl FnOnce(u64) -> Save) {
         let ticket = self.next_ticket;
         self.next_ticket += 1;
-        if let Some(origin) = ack {
-            self.unacked.push((ticket, origin));
-        }
-        self.save(Save::Own {
-            chats: self.own.records(),
-            ticket,
-        });
+        self.unacked.push((ticket, unacked));
+        self.save(save(ticket));
     }
 
     fn on_saved(&mut self, now: Instant, saved: Saved) {
         if let Some(stored) = saved.stored {
             self.stored = stored;
         }
+        let mut copies_durable = false;
         for ticket in &saved.tickets {
             let Some(at) = self.unacked.iter().position(|(t, _)| t == ticket) else {
                 continue;
             };
-            let (_, origin) = self.unacked.remove(at);
-            let reply = match &saved.outcome {
-                Ok(()) => Reply::Saved {
-                    pending: self.own.pending(),
-                },
-                Err(reason) => Reply::NotSaved {
-                    reason: reason.clone(),
-                },
-            };
-            self.reply(origin, reply);
+            match self.unacked.remove(at).1 {
+                Unacked::Chat(origin) => {
+                    let reply = match &saved.outcome {
+                        Ok(()) => Reply::Saved {
+                            pending: self.own.pending(),
+                        },
+                        Err(reason) => Reply::NotSaved {
+                            reason: reason.clone(),
+                        },
+                    };
+                    self.reply(origin, reply);
+                }
+                // Even when the disk failed: holding our chats back forever
+                // would be worse than the doubling a crash could then cause.
+                Unacked::Copy { id, copies } => {
+                    self.own.copies_durable(id, copies);
+                    copies_durable = true;
+                }
+            }
+        }
+        if copies_durable {
+            self.broadcast();
         }
         if let Err(reason) = saved.outcome
             && self
@@ -293,8 +310,12 @@ impl Node {
     fn on_command(&mut self, now: Instant, from: Origin, command: Command) {
         let reply = match command {
             Command::Chat(text) => {
-                self.own.queue(text);
-                self.save_own(Some(from));
+                let id = self.own.queue(text.clone());
+                self.save_tracked(Unacked::Chat(from), |ticket| Save::Chat {
+                    id,
+                    text,
+                    ticket,
+                });
                 self.schedule_mining(now);
                 return;
             }

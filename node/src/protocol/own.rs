@@ -21,6 +21,10 @@ pub struct OwnChat {
     pub text: Vec<u8>,
     /// Digests of every mined copy, oldest first.
     pub copies: Vec<Digest>,
+    /// The first `durable` copies are on disk: only those may leave the
+    /// node (a copy sent and then lost in a crash would be mined again, and
+    /// the chat would be in the network twice).
+    pub durable: usize,
     /// Where it is now.
     pub place: Place,
 }
@@ -51,6 +55,7 @@ impl OwnChats {
             .into_iter()
             .map(|(text, copies)| OwnChat {
                 text,
+                durable: copies.len(),
                 copies,
                 place: Place::Pending,
             })
@@ -65,19 +70,12 @@ impl OwnChats {
         &self.chats
     }
 
-    /// What the store keeps: text and copies of every own chat.
-    pub fn records(&self) -> Vec<(Vec<u8>, Vec<Digest>)> {
-        self.chats
-            .iter()
-            .map(|c| (c.text.clone(), c.copies.clone()))
-            .collect()
-    }
-
     /// A chat typed now; pending.
     pub fn queue(&mut self, text: Vec<u8>) -> OwnId {
         self.chats.push(OwnChat {
             text,
             copies: Vec::new(),
+            durable: 0,
             place: Place::Pending,
         });
         self.chats.len() - 1
@@ -100,11 +98,34 @@ impl OwnChats {
             .count()
     }
 
-    /// A copy of chat `id` was mined and appended at `index`.
-    pub fn mined(&mut self, id: OwnId, digest: Digest, index: usize) {
+    /// A copy of chat `id` was mined and appended at `index`; returns the
+    /// number of copies it has now.
+    pub fn mined(&mut self, id: OwnId, digest: Digest, index: usize) -> usize {
         let chat = &mut self.chats[id];
         chat.copies.push(digest);
         chat.place = Place::InHistory(index);
+        chat.copies.len()
+    }
+
+    /// The first `copies` copies of chat `id` are on disk.
+    pub fn copies_durable(&mut self, id: OwnId, copies: usize) {
+        let chat = &mut self.chats[id];
+        chat.durable = chat.durable.max(copies);
+    }
+
+    /// The first index of `history` holding a copy of ours not yet on
+    /// disk: what precedes it may be sent.
+    pub fn first_undurable(&self, history: &History) -> Option<usize> {
+        self.chats
+            .iter()
+            .filter_map(|c| match c.place {
+                Place::InHistory(i) if c.durable < c.copies.len() => {
+                    let digest = history.chat(i)?.digest();
+                    (!c.copies[..c.durable].contains(digest)).then_some(i)
+                }
+                _ => None,
+            })
+            .min()
     }
 
     /// The own chats placed at `from` or later in our history of which

@@ -72,12 +72,30 @@ impl Harness {
         self.actions()
     }
 
+    /// The actions the node asks for; saves are made durable at once (the
+    /// store's acknowledgements are handled, and what they cause follows).
     fn actions(&mut self) -> Vec<Action> {
-        let actions: Vec<Action> = std::iter::from_fn(|| self.node.poll_action()).collect();
+        let mut actions: Vec<Action> = std::iter::from_fn(|| self.node.poll_action()).collect();
+        let mut tickets = Vec::new();
         for action in &actions {
-            if let Action::Save(Save::History { from, .. }) = action {
-                self.history_saves.push(*from);
+            match action {
+                Action::Save(Save::History { from, .. }) => self.history_saves.push(*from),
+                Action::Save(Save::Chat { ticket, .. } | Save::Copy { ticket, .. }) => {
+                    tickets.push(*ticket)
+                }
+                _ => {}
             }
+        }
+        if !tickets.is_empty() {
+            self.node.handle(
+                self.now,
+                Event::Saved(Saved {
+                    tickets,
+                    stored: None,
+                    outcome: Ok(()),
+                }),
+            );
+            actions.extend(self.actions());
         }
         actions
     }

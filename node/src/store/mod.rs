@@ -9,28 +9,30 @@
 //! prefix of some history we held: on start the longest valid prefix is
 //! kept and any tail beyond it is cut off, with a word to the user.
 //!
-//! `own.txt` lists the chats typed at this node's prompt, one a line: the
-//! digests of the mined copies (or `-`) and the text. It is small and
-//! replaced atomically (write, sync, rename, sync the directory) on every
-//! change, so a chat the prompt has acknowledged is never lost.
+//! `own.log` records the chats typed at this node's prompt and their mined
+//! copies, append-only (`own_log.rs`): a chat is acknowledged once its
+//! record is synced, and a copy is recorded before it leaves the node, so
+//! a chat is never lost and, after a crash, never mined twice into the
+//! network.
 
+mod own_log;
 mod writer;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use wire::{DIGEST_LEN, History};
+use wire::History;
 
 use crate::protocol::Digest;
-use crate::text::check_sendable;
+use own_log::OwnLog;
+pub use own_log::{chat_line, copy_line, read_records as read_own_records};
 pub use writer::StoreThread;
 
 /// The first bytes of `history.bin`.
 pub const MAGIC: &[u8; 8] = b"CHATLOG1";
 /// The history's file in a data directory.
 pub const HISTORY_FILE: &str = "history.bin";
-const OWN_FILE: &str = "own.txt";
 const LOCK_FILE: &str = "lock";
 /// Bytes read at a time when loading the history.
 const READ_BLOCK: usize = 1 << 20;
@@ -45,6 +47,7 @@ pub struct DataDir {
     /// Chats of the file known to be the history's (a failed write leaves
     /// the rest unknown).
     pub stored: usize,
+    own: OwnLog,
     /// Held for the lifetime of the store: the directory's lock.
     _lock: File,
 }
@@ -119,14 +122,15 @@ impl DataDir {
             file.sync_data()
         })();
         repaired.map_err(context("cannot write", &path))?;
-        let own_path = dir.join(OWN_FILE);
-        let own = read_own(&own_path, &mut notes).map_err(context("cannot read", &own_path))?;
+        let (own_log, own) = OwnLog::open(dir, &mut notes)
+            .map_err(context("cannot read or write the own chats in", dir))?;
         let stored = history.len();
         Ok((
             DataDir {
                 dir: dir.to_path_buf(),
                 history: file,
                 stored,
+                own: own_log,
                 _lock: lock,
             },
             Recovered {
@@ -152,16 +156,10 @@ impl DataDir {
         Ok(())
     }
 
-    /// Replaces `own.txt` atomically and durably.
-    fn write_own(&self, own: &[OwnRecord]) -> io::Result<()> {
-        let tmp = self.dir.join(format!("{OWN_FILE}.tmp"));
-        let mut file = File::create(&tmp)?;
-        for record in own {
-            file.write_all(own_line(record).as_bytes())?;
-        }
-        file.sync_all()?;
-        fs::rename(&tmp, self.dir.join(OWN_FILE))?;
-        File::open(&self.dir)?.sync_all()
+    /// Appends own-chat records (see `own_log.rs`) and syncs them.
+    fn write_own(&mut self, lines: &str) -> io::Result<()> {
+        self.own.append(lines)?;
+        self.own.sync()
     }
 
     /// The directory's path.
@@ -239,79 +237,6 @@ fn recover(path: &Path, file: &mut File, notes: &mut Vec<String>) -> Result<Hist
         ));
     }
     Ok(history)
-}
-
-/// The own chats of data directory `dir`, read without changing anything
-/// (damaged lines are skipped).
-///
-/// # Errors
-/// In words naming the file.
-pub fn read_own_records(dir: &Path) -> Result<Vec<OwnRecord>, String> {
-    let path = dir.join(OWN_FILE);
-    read_own(&path, &mut Vec::new()).map_err(context("cannot read", &path))
-}
-
-fn read_own(path: &Path, notes: &mut Vec<String>) -> io::Result<Vec<OwnRecord>> {
-    let text = match fs::read(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut own = Vec::new();
-    for (n, line) in text
-        .split(|&b| b == b'\n')
-        .enumerate()
-        .filter(|(_, l)| !l.is_empty())
-    {
-        match parse_own_line(line) {
-            Some(record) => own.push(record),
-            None => notes.push(format!(
-                "{}: line {} is damaged; skipped",
-                path.display(),
-                n + 1
-            )),
-        }
-    }
-    Ok(own)
-}
-
-fn parse_own_line(line: &[u8]) -> Option<OwnRecord> {
-    let space = line.iter().position(|&b| b == b' ')?;
-    let (copies, text) = (&line[..space], &line[space + 1..]);
-    check_sendable(text).ok()?;
-    let copies = if copies == b"-" {
-        Vec::new()
-    } else {
-        copies
-            .split(|&b| b == b',')
-            .map(parse_hex)
-            .collect::<Option<Vec<_>>>()?
-    };
-    Some((text.to_vec(), copies))
-}
-
-fn parse_hex(hex: &[u8]) -> Option<Digest> {
-    if hex.len() != 2 * DIGEST_LEN {
-        return None;
-    }
-    let mut out = [0; DIGEST_LEN];
-    for (byte, pair) in out.iter_mut().zip(hex.chunks(2)) {
-        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
-    }
-    Some(out)
-}
-
-fn own_line((text, copies): &OwnRecord) -> String {
-    let copies = if copies.is_empty() {
-        "-".to_string()
-    } else {
-        copies
-            .iter()
-            .map(|d| d.iter().map(|b| format!("{b:02x}")).collect::<String>())
-            .collect::<Vec<_>>()
-            .join(",")
-    };
-    format!("{copies} {}\n", String::from_utf8_lossy(text))
 }
 
 #[cfg(test)]
@@ -394,12 +319,19 @@ mod tests {
     #[test]
     fn own_chats_round_trip_and_the_directory_is_locked() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = DataDir::open(dir.path()).unwrap();
+        let (mut store, _) = DataDir::open(dir.path()).unwrap();
         let own = vec![
             (b"hello there".to_vec(), vec![]),
             (b"x".to_vec(), vec![[0xab; 16], [0; 16]]),
         ];
-        store.write_own(&own).unwrap();
+        let lines = [
+            chat_line(0, b"hello there"),
+            chat_line(1, b"x"),
+            copy_line(1, &[0xab; 16]),
+            copy_line(1, &[0; 16]),
+        ]
+        .concat();
+        store.write_own(&lines).unwrap();
         assert!(
             DataDir::open(dir.path())
                 .err()

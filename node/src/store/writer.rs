@@ -8,7 +8,7 @@ use std::thread::{self, JoinHandle};
 use crossbeam_channel::Sender;
 use wire::History;
 
-use super::{DataDir, OwnRecord};
+use super::{DataDir, chat_line, copy_line};
 use crate::inbox::{Mail, Mailer};
 use crate::protocol::{Event, Save, Saved};
 
@@ -21,7 +21,8 @@ pub struct StoreThread {
 /// What one commit writes.
 #[derive(Default)]
 struct Commit {
-    own: Option<Vec<OwnRecord>>,
+    /// Own-chat records to append.
+    own: String,
     history: Option<(History, usize)>,
     tickets: Vec<u64>,
 }
@@ -29,8 +30,12 @@ struct Commit {
 impl Commit {
     fn add(&mut self, save: Save) {
         match save {
-            Save::Own { chats, ticket } => {
-                self.own = Some(chats);
+            Save::Chat { id, text, ticket } => {
+                self.own.push_str(&chat_line(id, &text));
+                self.tickets.push(ticket);
+            }
+            Save::Copy { id, digest, ticket } => {
+                self.own.push_str(&copy_line(id, &digest));
                 self.tickets.push(ticket);
             }
             Save::History { history, from } => {
@@ -43,8 +48,8 @@ impl Commit {
     /// Own chats first: a mined copy is recorded before its chat is
     /// written (see `protocol/mining.rs`).
     fn write(&self, dir: &mut DataDir) -> Result<(), String> {
-        if let Some(own) = &self.own {
-            dir.write_own(own)
+        if !self.own.is_empty() {
+            dir.write_own(&self.own)
                 .map_err(|e| format!("writing own chats in {}: {e}", dir.path().display()))?;
         }
         if let Some((history, from)) = &self.history {

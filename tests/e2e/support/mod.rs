@@ -25,7 +25,7 @@ mod node;
 pub mod observe;
 mod peer;
 
-pub use node::{Node, run_to_exit, status_field};
+pub use node::{Node, run_to_exit};
 pub use peer::{Peer, connect_from, plain};
 
 use std::fs;
@@ -89,12 +89,12 @@ pub const VECTOR_TEXTS: [&str; 5] = [
     "nova msg",
 ];
 
-/// A history's chat texts as `hist` prints them (non-printable bytes
-/// escaped).
+/// A history's chat texts as the control socket gives them (bytes that
+/// are not UTF-8 replaced, see docs/CONTROL.md).
 pub fn texts(history: &History) -> Vec<String> {
     history
         .iter()
-        .map(|c| c.text().escape_ascii().to_string())
+        .map(|c| String::from_utf8_lossy(c.text()).into_owned())
         .collect()
 }
 

@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
@@ -14,6 +15,8 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use super::{WAIT, poll};
 
@@ -86,7 +89,6 @@ pub struct Node {
     /// The current run's stdout has ended and every line is in `seen`.
     stdout_done: Arc<AtomicBool>,
     runs: usize,
-    marks: u64,
 }
 
 impl Node {
@@ -110,7 +112,6 @@ impl Node {
             seen: Arc::default(),
             stdout_done: Arc::default(),
             runs: 0,
-            marks: 0,
         };
         node.spawn();
         node
@@ -223,22 +224,44 @@ impl Node {
         }
     }
 
-    /// Types `chat TEXT` at the prompt and waits until the node has saved
-    /// it on disk (its `saved (N pending)` line), without consuming the
-    /// lines printed meanwhile (the chat may be mined before it is saved).
+    /// Sends `chat TEXT` through the control socket; returns once the node
+    /// has saved the chat on disk.
     pub fn chat(&mut self, text: &str) {
-        let is_ack = |l: &str| l.starts_with("saved (");
-        let acks = |node: &Node| node.stdout().iter().filter(|l| is_ack(l)).count();
-        let before = acks(self);
-        self.send(&format!("chat {text}"));
-        if poll(WAIT, || (acks(self) > before).then_some(())).is_none() {
+        let reply = self.ask(&serde_json::json!({"command": "chat", "text": text}));
+        assert_eq!(
+            reply["reply"], "saved",
+            "node {}: chat {text:?}: {reply}",
+            self.addr
+        );
+    }
+
+    /// One request to the node's control socket (docs/CONTROL.md), and its
+    /// answer; panics, with the node's output, if none comes within
+    /// [`WAIT`].
+    pub fn ask(&self, request: &Value) -> Value {
+        let socket = self.data_dir().join("control.sock");
+        let answer = (|| -> std::io::Result<String> {
+            let mut stream = UnixStream::connect(&socket)?;
+            stream.set_read_timeout(Some(WAIT))?;
+            stream.set_write_timeout(Some(WAIT))?;
+            stream.write_all(format!("{request}\n").as_bytes())?;
+            let mut line = String::new();
+            BufReader::new(&stream).read_line(&mut line)?;
+            Ok(line)
+        })();
+        let parsed = answer
+            .as_ref()
+            .ok()
+            .and_then(|line| serde_json::from_str::<Value>(line).ok());
+        parsed.unwrap_or_else(|| {
             panic!(
-                "node {}: chat {text:?} not acknowledged within {WAIT:?}\nstdout:\n{}\nstderr:\n{}",
+                "node {}: no answer to {request} on {}: {answer:?}\nstdout:\n{}\nstderr:\n{}",
                 self.addr,
+                socket.display(),
                 self.stdout().join("\n"),
                 self.stderr()
-            );
-        }
+            )
+        })
     }
 
     /// Closes the node's stdin (it keeps running without a prompt).
@@ -283,82 +306,21 @@ impl Node {
         }
     }
 
-    /// The output of `commands`, run one after the other: every stdout line
-    /// printed between them and the end of the last, found by sending an
-    /// unknown command before and after them (its error line marks the
-    /// spot: the prompt answers in order). Lines printed meanwhile for
-    /// other reasons (chats arriving) are included.
-    pub fn query(&mut self, commands: &[&str]) -> Vec<String> {
-        self.marks += 1;
-        let open = format!("zzopen{}", self.marks);
-        let close = format!("zzclose{}", self.marks);
-        self.send(&open);
-        for command in commands {
-            self.send(command);
-        }
-        self.send(&close);
-        let quoted = |mark: &str| format!("'{mark}'");
-        let (open_q, close_q) = (quoted(&open), quoted(&close));
-        self.expect_line(|l| l.contains(&open_q), WAIT, &format!("answering {open}"));
-        let mut out = Vec::new();
-        self.expect_line(
-            |l| {
-                if l.contains(&close_q) {
-                    return true;
-                }
-                out.push(l.to_string());
-                false
-            },
-            WAIT,
-            &format!("answering {commands:?}"),
-        );
-        out
-    }
-
-    /// The node's whole history, as `hist` prints it: the chat texts in
-    /// order (index `i` at position `i`).
-    ///
-    /// `hist` and `status` are asked together; the `#i` lines of `hist` are
-    /// the run from its `#0` line (chats that arrive meanwhile are printed
-    /// in the same form, before `hist`'s lines or after), and the answer
-    /// counts only if `status` reports that many chats.
+    /// The node's whole history: the chat texts in order (index `i` at
+    /// position `i`), asked over the control socket.
     pub fn hist(&mut self) -> Vec<String> {
-        let mut last = Vec::new();
-        for _ in 0..10 {
-            let lines = self.query(&["hist 1000000", "status"]);
-            let status_at = lines
-                .iter()
-                .rposition(|l| l.starts_with("address:"))
-                .unwrap_or_else(|| panic!("no status in {lines:?}"));
-            let count = status_field(&lines[status_at..], "history")
-                .and_then(|h| h.split(' ').next()?.parse::<usize>().ok())
-                .unwrap_or_else(|| panic!("no history count in {lines:?}"));
-            let before = &lines[..status_at];
-            let start = before
-                .iter()
-                .rposition(|l| l.starts_with("#0 ") || l == "the history is empty");
-            let Some(start) = start else {
-                panic!("no hist output in {lines:?}")
-            };
-            let mut chats = Vec::new();
-            for line in &before[start..] {
-                let Some(text) = line.strip_prefix(&format!("#{} ", chats.len())) else {
-                    break;
-                };
-                // A chat mined here after `hist` answered.
-                let text = match text.rfind(" (mined: ") {
-                    Some(at) if text.ends_with(" MH/s)") => &text[..at],
-                    _ => text,
-                };
-                chats.push(text.to_string());
-            }
-            if chats.len() == count {
-                return chats;
-            }
-            last = lines;
-            thread::sleep(Duration::from_millis(100));
-        }
-        panic!("node {}: hist never matched status: {last:?}", self.addr)
+        let reply = self.ask(&serde_json::json!({"command": "hist", "n": u32::MAX}));
+        let chats = reply["chats"]
+            .as_array()
+            .unwrap_or_else(|| panic!("node {}: not a hist reply: {reply}", self.addr));
+        chats
+            .iter()
+            .enumerate()
+            .map(|(i, chat)| {
+                assert_eq!(chat["index"], i, "node {}: {reply}", self.addr);
+                chat["text"].as_str().expect("a text").to_string()
+            })
+            .collect()
     }
 
     /// Polls [`Node::hist`] until `done` holds; returns the first history
@@ -381,50 +343,38 @@ impl Node {
     /// Polls `status` until the history holds `chats` chats; false after
     /// [`WAIT`].
     pub fn wait_history_len(&mut self, chats: usize) -> bool {
-        let prefix = format!("{chats} chats");
-        poll(WAIT, || {
-            let status = self.status();
-            status_field(&status, "history")
-                .is_some_and(|h| h.starts_with(&prefix))
-                .then_some(())
-        })
-        .is_some()
+        poll(WAIT, || (self.status()["history"] == chats).then_some(())).is_some()
     }
 
-    /// The lines of `status`.
-    pub fn status(&mut self) -> Vec<String> {
-        let lines = self.query(&["status"]);
-        let at = lines
-            .iter()
-            .rposition(|l| l.starts_with("address:"))
-            .unwrap_or_else(|| panic!("no status in {lines:?}"));
-        lines[at..].to_vec()
+    /// The node's `status` reply (docs/CONTROL.md): `history`, `stored`,
+    /// `peers`, `pending`, `sent`, `endings`...
+    pub fn status(&mut self) -> Value {
+        let reply = self.ask(&serde_json::json!({"command": "status"}));
+        assert_eq!(reply["reply"], "status", "node {}: {reply}", self.addr);
+        reply
     }
 
     /// Connections the node closed since start for endings of `kind`
-    /// (the `closed:` line of `status`, e.g. `undecodable`, `read
-    /// timeout`).
+    /// (`undecodable`, `read timeout`, ...).
     pub fn closed(&mut self, kind: &str) -> u64 {
-        let status = self.status();
-        let line = status_field(&status, "closed")
-            .unwrap_or_else(|| panic!("no closed: line in {status:?}"));
-        line.split(", ")
-            .find_map(|entry| {
-                let (count, name) = entry.split_once(' ')?;
-                (name == kind).then(|| count.parse().ok())?
-            })
-            .unwrap_or(0)
+        self.status()["endings"][kind].as_u64().unwrap_or(0)
     }
 
-    /// The rows of `peers`: address and direction (`inbound`, `outbound`,
-    /// with `*` for a second connection with the same address).
+    /// The node's connections: address and direction (`inbound`,
+    /// `outbound`, with `*` for a second connection with the same address).
     pub fn peers(&mut self) -> Vec<(Ipv4Addr, String)> {
-        self.query(&["peers"])
-            .iter()
-            .filter_map(|line| {
-                let mut words = line.split_whitespace();
-                let addr = words.next()?.parse().ok()?;
-                Some((addr, words.next()?.to_string()))
+        let reply = self.ask(&serde_json::json!({"command": "peers"}));
+        let rows = reply["peers"]
+            .as_array()
+            .unwrap_or_else(|| panic!("node {}: not a peers reply: {reply}", self.addr));
+        rows.iter()
+            .map(|row| {
+                let addr = row["addr"].as_str().and_then(|a| a.parse().ok());
+                let mut direction = row["direction"].as_str().unwrap_or("?").to_string();
+                if row["duplicate"] == true {
+                    direction.push('*');
+                }
+                (addr.expect("an address"), direction)
             })
             .collect()
     }
@@ -538,12 +488,4 @@ impl Drop for Node {
             );
         }
     }
-}
-
-/// The value of a `status` line, e.g. `status_field(&lines, "history")`.
-pub fn status_field<'a>(lines: &'a [String], name: &str) -> Option<&'a str> {
-    lines.iter().find_map(|l| {
-        let (key, value) = l.split_once(':')?;
-        (key == name).then(|| value.trim())
-    })
 }

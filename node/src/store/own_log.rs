@@ -1,0 +1,266 @@
+//! `own.log`: the chats typed at this node's prompt and the digests of
+//! their mined copies, as an append-only log, so that recording one costs
+//! an append and one `fdatasync` (about 2.6 ms on the development machine,
+//! against 10 ms to rewrite a file atomically):
+//!
+//! ```text
+//! chat 0 hello there
+//! copy 0 0000a1b2c3d4e5f60718293a4b5c6d7e
+//! ```
+//!
+//! `chat ID TEXT` is a chat typed here (IDs count from 0, in order);
+//! `copy ID DIGEST` a mined copy of chat ID (its MD5 in hex). A line torn
+//! by a crash, or damaged, is skipped with a word to the user; the IDs keep
+//! the other lines meaningful. On open the log is rewritten compactly
+//! (write, sync, rename, sync the directory), and a data directory of an
+//! earlier version (`own.txt`, one chat a line: its copies or `-`, then
+//! its text) is converted.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use wire::DIGEST_LEN;
+
+use super::OwnRecord;
+use crate::protocol::Digest;
+use crate::text::check_sendable;
+
+/// The log's file in a data directory.
+pub const OWN_LOG: &str = "own.log";
+/// The file of earlier versions, converted on open.
+const LEGACY_OWN: &str = "own.txt";
+
+/// The open log, appended to by the store thread.
+pub struct OwnLog {
+    file: File,
+}
+
+/// The record of chat `id`, typed with `text`.
+pub fn chat_line(id: usize, text: &[u8]) -> String {
+    format!("chat {id} {}\n", String::from_utf8_lossy(text))
+}
+
+/// The record of a mined copy of chat `id`.
+pub fn copy_line(id: usize, digest: &Digest) -> String {
+    format!("copy {id} {}\n", hex(digest))
+}
+
+impl OwnLog {
+    /// Opens `dir`'s log, converting an earlier version's file, and
+    /// rewrites it compactly; returns it and the chats it holds. Lines that
+    /// had to be skipped are told in `notes`.
+    ///
+    /// # Errors
+    /// Reading or writing the files.
+    pub fn open(dir: &Path, notes: &mut Vec<String>) -> io::Result<(OwnLog, Vec<OwnRecord>)> {
+        let path = dir.join(OWN_LOG);
+        let legacy = dir.join(LEGACY_OWN);
+        let records = match fs::read(&path) {
+            Ok(bytes) => parse_log(&bytes, &path, notes),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::read(&legacy) {
+                Ok(bytes) => parse_legacy(&bytes, &legacy, notes),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e),
+            },
+            Err(e) => return Err(e),
+        };
+        rewrite(dir, &path, &records)?;
+        if legacy.exists() {
+            fs::remove_file(&legacy)?;
+        }
+        let file = OpenOptions::new().append(true).open(&path)?;
+        Ok((OwnLog { file }, records))
+    }
+
+    /// Appends records (their lines), not yet synced.
+    ///
+    /// # Errors
+    /// The write's.
+    pub fn append(&mut self, lines: &str) -> io::Result<()> {
+        self.file.write_all(lines.as_bytes())
+    }
+
+    /// Makes what was appended durable.
+    ///
+    /// # Errors
+    /// The sync's.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// The chats of `dir`'s log (or earlier version's file), read without
+/// changing anything.
+///
+/// # Errors
+/// Reading the file, in words naming it.
+pub fn read_records(dir: &Path) -> Result<Vec<OwnRecord>, String> {
+    let path = dir.join(OWN_LOG);
+    let legacy = dir.join(LEGACY_OWN);
+    match fs::read(&path) {
+        Ok(bytes) => Ok(parse_log(&bytes, &path, &mut Vec::new())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::read(&legacy) {
+            Ok(bytes) => Ok(parse_legacy(&bytes, &legacy, &mut Vec::new())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(format!("cannot read {}: {e}", legacy.display())),
+        },
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// Replaces the log with one line per chat and copy, atomically.
+fn rewrite(dir: &Path, path: &Path, records: &[OwnRecord]) -> io::Result<()> {
+    let tmp: PathBuf = dir.join(format!("{OWN_LOG}.tmp"));
+    let mut file = File::create(&tmp)?;
+    let mut text = String::new();
+    for (id, (chat, copies)) in records.iter().enumerate() {
+        text.push_str(&chat_line(id, chat));
+        for digest in copies {
+            text.push_str(&copy_line(id, digest));
+        }
+    }
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
+fn parse_log(bytes: &[u8], path: &Path, notes: &mut Vec<String>) -> Vec<OwnRecord> {
+    let mut records: Vec<OwnRecord> = Vec::new();
+    for (n, line) in lines(bytes) {
+        let parsed = parse_record(line).filter(|record| match record {
+            Record::Chat(id, _) => *id == records.len(),
+            Record::Copy(id, _) => *id < records.len(),
+        });
+        match parsed {
+            Some(Record::Chat(_, text)) => records.push((text, Vec::new())),
+            Some(Record::Copy(id, digest)) => records[id].1.push(digest),
+            None => notes.push(format!("{}: line {n} is damaged; skipped", path.display())),
+        }
+    }
+    records
+}
+
+enum Record {
+    Chat(usize, Vec<u8>),
+    Copy(usize, Digest),
+}
+
+fn parse_record(line: &[u8]) -> Option<Record> {
+    let (kind, rest) = split_word(line)?;
+    let (id, rest) = split_word(rest)?;
+    let id: usize = std::str::from_utf8(id).ok()?.parse().ok()?;
+    match kind {
+        b"chat" => {
+            check_sendable(rest).ok()?;
+            Some(Record::Chat(id, rest.to_vec()))
+        }
+        b"copy" => Some(Record::Copy(id, parse_hex(rest)?)),
+        _ => None,
+    }
+}
+
+/// The earlier version's `own.txt`: `COPIES TEXT`, COPIES being `-` or
+/// digests separated by commas.
+fn parse_legacy(bytes: &[u8], path: &Path, notes: &mut Vec<String>) -> Vec<OwnRecord> {
+    let mut records = Vec::new();
+    for (n, line) in lines(bytes) {
+        let record = split_word(line).and_then(|(copies, text)| {
+            check_sendable(text).ok()?;
+            let copies = if copies == b"-" {
+                Vec::new()
+            } else {
+                copies
+                    .split(|&b| b == b',')
+                    .map(parse_hex)
+                    .collect::<Option<Vec<_>>>()?
+            };
+            Some((text.to_vec(), copies))
+        });
+        match record {
+            Some(record) => records.push(record),
+            None => notes.push(format!("{}: line {n} is damaged; skipped", path.display())),
+        }
+    }
+    records
+}
+
+/// Non-empty lines, numbered from 1.
+fn lines(bytes: &[u8]) -> impl Iterator<Item = (usize, &[u8])> {
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(n, l)| (n + 1, l))
+}
+
+fn split_word(line: &[u8]) -> Option<(&[u8], &[u8])> {
+    let space = line.iter().position(|&b| b == b' ')?;
+    Some((&line[..space], &line[space + 1..]))
+}
+
+fn parse_hex(hex: &[u8]) -> Option<Digest> {
+    if hex.len() != 2 * DIGEST_LEN {
+        return None;
+    }
+    let mut out = [0; DIGEST_LEN];
+    for (byte, pair) in out.iter_mut().zip(hex.chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn hex(digest: &Digest) -> String {
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_a_torn_line_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut notes = Vec::new();
+        let (mut log, records) = OwnLog::open(dir.path(), &mut notes).unwrap();
+        assert!(records.is_empty());
+        log.append(&chat_line(0, b"hello there")).unwrap();
+        log.append(&copy_line(0, &[0xab; 16])).unwrap();
+        log.append(&chat_line(1, b"x")).unwrap();
+        log.append("copy 1 00ff").unwrap();
+        log.sync().unwrap();
+        drop(log);
+        let (_, records) = OwnLog::open(dir.path(), &mut notes).unwrap();
+        assert_eq!(
+            records,
+            vec![
+                (b"hello there".to_vec(), vec![[0xab; 16]]),
+                (b"x".to_vec(), vec![])
+            ]
+        );
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(read_records(dir.path()).unwrap(), records);
+    }
+
+    #[test]
+    fn an_earlier_version_s_file_is_converted() {
+        let dir = tempfile::tempdir().unwrap();
+        let digest = "ab".repeat(16);
+        fs::write(
+            dir.path().join(LEGACY_OWN),
+            format!("- first\n{digest},{} second chat\n", "00".repeat(16)),
+        )
+        .unwrap();
+        let (_, records) = OwnLog::open(dir.path(), &mut Vec::new()).unwrap();
+        assert_eq!(
+            records,
+            vec![
+                (b"first".to_vec(), vec![]),
+                (b"second chat".to_vec(), vec![[0xab; 16], [0; 16]])
+            ]
+        );
+        assert!(!dir.path().join(LEGACY_OWN).exists());
+        assert_eq!(read_records(dir.path()).unwrap(), records);
+    }
+}
