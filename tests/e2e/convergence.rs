@@ -255,3 +255,72 @@ fn a_kill_while_taking_a_large_archive_leaves_a_valid_history() {
     });
     assert!(whole.is_some(), "the node did not take the 100k history");
 }
+
+/// Three nodes, six rounds of chats sent at the same moment on all three:
+/// collisions, forks, chats mined again. Every node's feed (what its
+/// screen shows, `hist --follow` over the control socket) shows every chat
+/// of the final history exactly once, in order, a switch to another
+/// history taking back what it replaced.
+#[test]
+fn every_node_s_feed_shows_every_chat_of_the_final_history_once_in_order() {
+    let _cpu = shared_cpu();
+    let net = Net::new(2, 2);
+    let mut nodes: Vec<Node> = (1..=3)
+        .map(|host| {
+            let peers: Vec<String> = (1..host).map(|h| net.addr(h).to_string()).collect();
+            let mut args = Vec::new();
+            for peer in &peers {
+                args.extend(["--peer", peer.as_str()]);
+            }
+            net.node(host, &args)
+        })
+        .collect();
+    let meshed = support::poll(WAIT, || {
+        nodes
+            .iter_mut()
+            .all(|n| n.peer_addrs().len() == 2)
+            .then_some(())
+    });
+    assert!(meshed.is_some(), "the three nodes did not mesh");
+    let followers: Vec<_> = nodes.iter().map(Node::follow).collect();
+    let mut texts = Vec::new();
+    for round in 0..6 {
+        let sent: Vec<String> = (0..3)
+            .map(|n| format!("round {round} from node {n}"))
+            .collect();
+        // At the same moment: the requests go out back to back.
+        std::thread::scope(|scope| {
+            for (node, text) in nodes.iter_mut().zip(&sent) {
+                scope.spawn(move || node.chat(text));
+            }
+        });
+        texts.extend(sent);
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let want = texts.len();
+    let settled = support::poll(Duration::from_secs(60), || {
+        let hists: Vec<Vec<String>> = nodes.iter_mut().map(Node::hist).collect();
+        (hists[0].len() == want && hists.iter().all(|h| *h == hists[0])).then(|| hists[0].clone())
+    });
+    let history = settled.unwrap_or_else(|| {
+        panic!(
+            "no agreement: {:?}",
+            nodes.iter_mut().map(Node::hist).collect::<Vec<_>>()
+        )
+    });
+    for text in &texts {
+        assert_eq!(history.iter().filter(|t| *t == text).count(), 1, "{text}");
+    }
+    let expected: Vec<Option<String>> = history.into_iter().map(Some).collect();
+    for (k, follower) in followers.iter().enumerate() {
+        let shown = support::poll(WAIT, || {
+            let shown = follower.shown();
+            (shown == expected).then_some(shown)
+        });
+        assert!(
+            shown.is_some(),
+            "node {k}'s feed: {:?}\nfinal history: {expected:?}",
+            follower.shown()
+        );
+    }
+}

@@ -8,7 +8,9 @@
 
 mod support;
 
+mod control;
 mod convergence;
 mod hostile;
 mod node;
+mod scale;
 mod verify;

@@ -27,6 +27,9 @@ pub const MAX_REQUEST: usize = 64 << 10;
 /// Bytes of followed history that may wait for a client before it is
 /// dropped.
 pub const MAX_BACKLOG: usize = 8 << 20;
+/// Bytes of answers waiting for a client past which its next requests
+/// wait too (a client that asks and never reads holds little).
+const MAX_UNREAD_ANSWERS: usize = 1 << 20;
 
 /// The listening socket and its clients.
 pub struct ControlServer {
@@ -142,6 +145,7 @@ impl ControlServer {
         if client.flush(now).is_err() {
             broken = true;
         }
+        client.take_requests(token, events);
         self.settle(registry, token, broken);
     }
 
@@ -260,9 +264,14 @@ impl Client {
         Ok(())
     }
 
-    /// Parses whole request lines while no answer is awaited.
+    /// Parses whole request lines while no answer is awaited and the
+    /// client reads its answers.
     fn take_requests(&mut self, token: Token, events: &mut Vec<Event>) {
-        while !self.waiting && !self.closing && !self.following {
+        while !self.waiting
+            && !self.closing
+            && !self.following
+            && self.output.len() < MAX_UNREAD_ANSWERS
+        {
             // At the end of its stream, a last line needs no newline.
             let end = match self.input.iter().position(|&b| b == b'\n') {
                 None if self.eof && !self.input.is_empty() => Some(self.input.len() - 1),

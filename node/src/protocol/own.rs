@@ -132,16 +132,20 @@ impl OwnChats {
     /// `other` (a fork from ours at `from`) holds no copy, in history
     /// order.
     pub fn missing_from(&self, other: &History, from: usize) -> Vec<OwnId> {
-        let theirs: HashSet<Digest> = (from..other.len())
-            .map(|i| *other.chat(i).expect("in range").digest())
+        let ours: HashSet<Digest> = self
+            .chats
+            .iter()
+            .filter(|c| matches!(c.place, Place::InHistory(i) if i >= from))
+            .flat_map(|c| c.copies.iter().copied())
             .collect();
+        let theirs = find_copies(other, from, &ours);
         let mut missing: Vec<(usize, OwnId)> = self
             .chats
             .iter()
             .enumerate()
             .filter_map(|(id, c)| match c.place {
                 Place::InHistory(i)
-                    if i >= from && !c.copies.iter().any(|d| theirs.contains(d)) =>
+                    if i >= from && !c.copies.iter().any(|d| theirs.contains_key(d)) =>
                 {
                     Some((i, id))
                 }
@@ -163,9 +167,13 @@ impl OwnChats {
         if !self.chats.iter().any(affected) {
             return 0;
         }
-        let index: HashMap<Digest, usize> = (from..history.len())
-            .map(|i| (*history.chat(i).expect("in range").digest(), i))
+        let copies: HashSet<Digest> = self
+            .chats
+            .iter()
+            .filter(|c| affected(c))
+            .flat_map(|c| c.copies.iter().copied())
             .collect();
+        let index = find_copies(history, from, &copies);
         let mut displaced = 0;
         for chat in self.chats.iter_mut().filter(|c| affected(c)) {
             let found = chat.copies.iter().find_map(|d| index.get(d).copied());
@@ -176,6 +184,21 @@ impl OwnChats {
         }
         displaced
     }
+}
+
+/// Where the chats of `history` from `from` on whose digest is one of
+/// `copies` are: memory grows with our copies, not with the history (a
+/// history of millions of chats adopted at once).
+fn find_copies(history: &History, from: usize, copies: &HashSet<Digest>) -> HashMap<Digest, usize> {
+    if copies.is_empty() {
+        return HashMap::new();
+    }
+    (from..history.len())
+        .filter_map(|i| {
+            let digest = *history.chat(i).expect("in range").digest();
+            copies.contains(&digest).then_some((digest, i))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -306,6 +306,34 @@ impl Node {
         }
     }
 
+    /// Follows the node's history over the control socket (`hist
+    /// --follow`): every change, timestamped as it arrives.
+    pub fn follow(&self) -> Follower {
+        let socket = self.data_dir().join("control.sock");
+        let mut stream = UnixStream::connect(&socket)
+            .unwrap_or_else(|e| panic!("node {}: {}: {e}", self.addr, socket.display()));
+        stream
+            .write_all(b"{\"command\":\"hist\",\"n\":0,\"follow\":true}\n")
+            .expect("asking to follow");
+        let events: Arc<Mutex<Vec<(Instant, Value)>>> = Arc::default();
+        let reader = stream.try_clone().expect("cloning a socket");
+        let seen = Arc::clone(&events);
+        let thread = thread::spawn(move || {
+            for line in BufReader::new(reader).lines() {
+                let Ok(line) = line else { return };
+                let at = Instant::now();
+                if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                    seen.lock().unwrap().push((at, event));
+                }
+            }
+        });
+        Follower {
+            events,
+            stream,
+            thread: Some(thread),
+        }
+    }
+
     /// The node's whole history: the chat texts in order (index `i` at
     /// position `i`), asked over the control socket.
     pub fn hist(&mut self) -> Vec<String> {
@@ -486,6 +514,77 @@ impl Drop for Node {
                 self.stdout().join("\n"),
                 self.stderr()
             );
+        }
+    }
+}
+
+/// A subscription to a node's history ([`Node::follow`]): the events of
+/// docs/CONTROL.md, each with the moment it was read.
+pub struct Follower {
+    events: Arc<Mutex<Vec<(Instant, Value)>>>,
+    stream: UnixStream,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Follower {
+    /// The first event for which `found` holds, and when it came; waits at
+    /// most `timeout`.
+    pub fn wait(&self, timeout: Duration, found: impl Fn(&Value) -> bool) -> Option<Instant> {
+        poll(timeout, || {
+            let events = self.events.lock().unwrap();
+            events.iter().find(|(_, e)| found(e)).map(|&(at, _)| at)
+        })
+    }
+
+    /// The history as the events so far show it, each chat once in order:
+    /// a `chat` event must come with the next index, a `switched` one takes
+    /// back the chats from its `from` on, a `received` one stands for chats
+    /// not sent one by one (`None` here). Panics on an event out of order.
+    pub fn shown(&self) -> Vec<Option<String>> {
+        let mut shown: Vec<Option<String>> = Vec::new();
+        for (_, event) in self.events.lock().unwrap().iter() {
+            let at = |field: &str| event[field].as_u64().expect("an index") as usize;
+            match event["event"].as_str() {
+                Some("chat") => {
+                    assert_eq!(at("index"), shown.len(), "out of order: {event}");
+                    shown.push(event["text"].as_str().map(str::to_string));
+                }
+                Some("switched") => {
+                    assert!(at("from") <= shown.len(), "switch past the end: {event}");
+                    shown.truncate(at("from"));
+                }
+                Some("received") => {
+                    assert_eq!(at("from"), shown.len(), "out of order: {event}");
+                    shown.resize(at("to") + 1, None);
+                }
+                _ => {}
+            }
+        }
+        shown
+    }
+
+    /// When chat `text` entered the history.
+    pub fn chat_at(&self, text: &str, timeout: Duration) -> Option<Instant> {
+        self.wait(timeout, |e| e["event"] == "chat" && e["text"] == text)
+    }
+
+    /// When the history first held at least `len` chats (a `chat` event
+    /// for index `len - 1` or later, or a `received` one covering it).
+    pub fn len_at(&self, len: usize, timeout: Duration) -> Option<Instant> {
+        let last = len as u64 - 1;
+        self.wait(timeout, |e| match e["event"].as_str() {
+            Some("chat") => e["index"].as_u64().is_some_and(|i| i >= last),
+            Some("received") => e["to"].as_u64().is_some_and(|to| to >= last),
+            _ => false,
+        })
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }

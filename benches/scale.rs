@@ -1,0 +1,212 @@
+//! Figures of a node as histories grow: real processes on loopback, a
+//! bench binary that prints rows (these time whole processes, not
+//! functions).
+//!
+//! - chat latency: from `chat` sent to the node (control socket) to the
+//!   chat in its history, and in a peer's history one loopback hop away
+//!   (medians of 31 chats, small history);
+//! - for each history size: the time to adopt it pushed by a peer, the
+//!   time for a node to join (be in sync with) a node that holds it, the
+//!   time a new chat takes to cross one hop, the time to restart with it,
+//!   and resident memory: steady (after it settled) and peak (while
+//!   adopting and serving), against the targets of 1.15 x the wire size
+//!   + 10 MB and 1.5 x + 20 MB.
+//!
+//! Sizes: the 100,000-chat fixture, and a 1,000,000-chat history the bench
+//! mines itself (about 2.5 minutes on two cores, once) and caches under
+//! `target/bench-cache/`. `SCALE_SIZES=100000,1000000,10000000` picks
+//! others (10 M takes about 25 minutes to mine, once).
+//!
+//! `cargo bench -p node --bench scale`
+
+#[path = "../tests/e2e/support/mod.rs"]
+pub mod support;
+
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rand::{RngExt, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+use support::observe::proc_kb;
+use support::{Net, Node, fixture_bytes, poll};
+use wire::History;
+
+/// Patience for one large transfer or load.
+const LONG: Duration = Duration::from_secs(300);
+
+fn main() {
+    chat_latency();
+    let sizes = std::env::var("SCALE_SIZES").unwrap_or_else(|_| "100000,1000000".into());
+    for (k, size) in sizes.split(',').enumerate() {
+        let size: usize = size.trim().parse().expect("SCALE_SIZES: chat counts");
+        history_row(k as u8 + 1, size);
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1e6
+}
+
+/// Resident and peak resident memory, in bytes.
+fn memory(node: &Node) -> (u64, u64) {
+    let pid = node.pid().expect("running");
+    let field = |name| proc_kb(pid, name).expect("a /proc status field") * 1024;
+    (field("VmRSS"), field("VmHWM"))
+}
+
+/// Lets the peak-memory figure start again from now.
+fn reset_peak(node: &Node) {
+    let pid = node.pid().expect("running");
+    let _ = fs::write(format!("/proc/{pid}/clear_refs"), "5");
+}
+
+fn chat_latency() {
+    let net = Net::new(17, 10);
+    let mut a = net.node(1, &["--threads", "2"]);
+    let mut b = net.node(2, &["--peer", &net.addr(1).to_string()]);
+    let connected = poll(Duration::from_secs(15), || {
+        (!b.peers().is_empty()).then_some(())
+    });
+    assert!(connected.is_some(), "B never connected to A");
+    std::thread::sleep(Duration::from_secs(2));
+    let (own, hop) = (a.follow(), b.follow());
+    let (mut to_own, mut to_peer) = (Vec::new(), Vec::new());
+    for k in 0..31 {
+        let text = format!("latency probe {k}");
+        let sent = Instant::now();
+        a.chat(&text);
+        let mined = own.chat_at(&text, LONG).expect("in A's history");
+        let crossed = hop.chat_at(&text, LONG).expect("in B's history");
+        to_own.push(mined - sent);
+        to_peer.push(crossed - sent);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "chat latency, 31 chats: to our history median {:.2} ms (target < 2 ms); to a peer's history one loopback hop away median {:.2} ms (target < 5 ms)",
+        ms(median(to_own)),
+        ms(median(to_peer))
+    );
+}
+
+/// The ArchiveResponse of a history of `size` chats: the fixture for
+/// 100,000, else mined once and cached.
+fn archive_of(size: usize) -> Vec<u8> {
+    if size == 100_000 {
+        return fixture_bytes("history-100k.bin");
+    }
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/bench-cache");
+    let path = dir.join(format!("history-{size}.bin"));
+    if let Ok(bytes) = fs::read(&path) {
+        return bytes;
+    }
+    println!(
+        "mining a history of {size} chats for the cache ({})...",
+        path.display()
+    );
+    let started = Instant::now();
+    let miner = miner::Miner::new(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(size as u64);
+    let words = [
+        "hello", "node", "chat", "history", "mined", "peer", "longer", "wins", "coffee",
+        "tomorrow", "see", "you", "at", "the", "meeting", "ok", "thanks", "proof", "work",
+    ];
+    let mut history = History::new();
+    for i in 0..size {
+        let n = rng.random_range(2..12);
+        let mut text: String = (0..n)
+            .map(|_| words[rng.random_range(0..words.len())])
+            .collect::<Vec<_>>()
+            .join(" ");
+        text.push_str(&format!(" {i}"));
+        let chat = miner.mine_next(&history, text.as_bytes());
+        history.push(&chat);
+    }
+    let mut bytes = Vec::with_capacity(history.archive_len());
+    history.encode_archive(&mut bytes);
+    fs::create_dir_all(&dir).expect("creating the cache directory");
+    fs::write(&path, &bytes).expect("writing the cache");
+    println!("mined in {:.0} s", started.elapsed().as_secs_f64());
+    bytes
+}
+
+fn history_row(test: u8, size: usize) {
+    let archive = archive_of(size);
+    let wire = archive.len() as u64;
+    let steady_target = 1.15 * wire as f64 + 10e6;
+    let peak_target = 1.5 * wire as f64 + 20e6;
+    let net = Net::new(17, 10 + test);
+
+    // Adopting: A starts empty and a peer pushes the history.
+    let mut a = net.node(1, &["--threads", "2"]);
+    let follower = a.follow();
+    reset_peak(&a);
+    let pushed = Instant::now();
+    net.peer(100, 1).send_raw(&archive);
+    let adopted = follower.len_at(size, LONG).expect("A adopts the history") - pushed;
+    std::thread::sleep(Duration::from_secs(1));
+    let (a_steady, a_peak) = memory(&a);
+
+    // Serving and joining: B starts empty, knowing A.
+    reset_peak(&a);
+    let started = Instant::now();
+    let b = net.node(2, &["--threads", "2", "--peer", &net.addr(1).to_string()]);
+    let b_follower = b.follow();
+    let joined = b_follower.len_at(size, LONG).expect("B joins") - started;
+    std::thread::sleep(Duration::from_secs(1));
+    let (_, a_serving_peak) = memory(&a);
+    let (b_steady, b_peak) = memory(&b);
+
+    // One hop: chats typed at A, in B's history.
+    let mut hops = Vec::new();
+    for k in 0..11 {
+        let text = format!("hop probe {k}");
+        a.chat(&text);
+        let mined = follower.chat_at(&text, LONG).expect("mined at A");
+        let crossed = b_follower.chat_at(&text, LONG).expect("crossed to B");
+        hops.push(crossed - mined);
+    }
+    let hop = median(hops);
+    let (b_after_hops, _) = memory(&b);
+
+    // A restart loads it from disk.
+    drop(follower);
+    a.sigterm();
+    let started = Instant::now();
+    a.restart();
+    let restarted = started.elapsed();
+    let (a_loaded, a_loaded_peak) = memory(&a);
+
+    println!(
+        "history of {size} chats ({:.1} MB on the wire):\n\
+         \x20 adopt (pushed by a peer): {:.0} ms; steady RSS {:.1} MB, peak {:.1} MB\n\
+         \x20 join (a new node in sync with A): {:.0} ms; B steady RSS {:.1} MB, peak {:.1} MB; A's peak while serving {:.1} MB\n\
+         \x20 one hop (mined at A, in B's history), median of 11: {:.1} ms; B's RSS after {:.1} MB\n\
+         \x20 restart (load and check it from disk): {:.0} ms; RSS {:.1} MB, peak {:.1} MB\n\
+         \x20 targets: steady <= {:.1} MB, peak <= {:.1} MB",
+        mb(wire),
+        ms(adopted),
+        mb(a_steady),
+        mb(a_peak),
+        ms(joined),
+        mb(b_steady),
+        mb(b_peak),
+        mb(a_serving_peak),
+        ms(hop),
+        mb(b_after_hops),
+        ms(restarted),
+        mb(a_loaded),
+        mb(a_loaded_peak),
+        steady_target / 1e6,
+        peak_target / 1e6,
+    );
+}
