@@ -72,7 +72,7 @@ fn reset_peak(node: &Node) {
 
 fn chat_latency() {
     let net = Net::new(17, 10);
-    let mut a = net.node(1, &["--threads", "2"]);
+    let mut a = net.node(1, &[]);
     let mut b = net.node(2, &["--peer", &net.addr(1).to_string()]);
     let connected = poll(Duration::from_secs(15), || {
         (!b.peers().is_empty()).then_some(())
@@ -147,7 +147,7 @@ fn history_row(test: u8, size: usize) {
     let net = Net::new(17, 10 + test);
 
     // Adopting: A starts empty and a peer pushes the history.
-    let mut a = net.node(1, &["--threads", "2"]);
+    let mut a = net.node(1, &[]);
     let follower = a.follow();
     reset_peak(&a);
     let pushed = Instant::now();
@@ -159,7 +159,7 @@ fn history_row(test: u8, size: usize) {
     // Serving and joining: B starts empty, knowing A.
     reset_peak(&a);
     let started = Instant::now();
-    let b = net.node(2, &["--threads", "2", "--peer", &net.addr(1).to_string()]);
+    let b = net.node(2, &["--peer", &net.addr(1).to_string()]);
     let b_follower = b.follow();
     let joined = b_follower.len_at(size, LONG).expect("B joins") - started;
     std::thread::sleep(Duration::from_secs(1));

@@ -68,13 +68,10 @@ fn main() -> ExitCode {
                 Err(why) => fail(&why),
             }
         }
-        None => {
-            let _terminal = TerminalGuard::save();
-            match run(node) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(why) => fail(&why),
-            }
-        }
+        None => match run(node, TerminalGuard::save()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(why) => fail(&why),
+        },
     }
 }
 
@@ -127,7 +124,7 @@ fn start_log(args: &NodeArgs) -> Result<LogSink, String> {
     Ok(sink)
 }
 
-fn run(args: NodeArgs) -> Result<(), String> {
+fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let log_sink = start_log(&args)?;
     let threads = args
         .threads
@@ -203,10 +200,14 @@ fn run(args: NodeArgs) -> Result<(), String> {
     };
     let reactor = Reactor::new(poll, listener, inbox, node, workers, endpoint, limits, pool)
         .map_err(|e| format!("cannot start the event loop: {e}"))?;
-    reactor
-        .run()
-        .map_err(|e| format!("event loop failed: {e}"))?;
-    screen.print(&format!(
+    let ran = reactor.run();
+    // The editor lets go of the screen, the terminal is put back, then the
+    // last lines are printed plainly.
+    let print_rest = screen.stop();
+    drop(terminal);
+    print_rest();
+    ran.map_err(|e| format!("event loop failed: {e}"))?;
+    say(&format!(
         "stopped; the history is saved in {}",
         data_dir.display()
     ));

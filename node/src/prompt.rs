@@ -12,6 +12,7 @@
 
 use std::io::{self, BufRead, IsTerminal};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread;
 
 use log::warn;
@@ -25,7 +26,7 @@ use rustyline::{
 use crate::command::{self, Command};
 use crate::inbox::{Mail, Mailer};
 use crate::protocol::{self, Origin};
-use crate::screen::Screen;
+use crate::screen::{EditorState, Screen};
 
 /// Commands kept in the history file.
 const HISTORY_SIZE: usize = 1000;
@@ -56,10 +57,11 @@ pub fn spawn(mailer: Mailer, screen: &Screen, history_file: PathBuf) -> thread::
         match editor(&history_file) {
             Ok(mut editor) => match editor.create_external_printer() {
                 Ok(printer) => {
-                    screen.use_editor(Box::new(printer));
+                    let state = Arc::new(EditorState::default());
+                    screen.use_editor(Box::new(printer), Arc::clone(&state));
                     return thread::Builder::new()
                         .name("prompt".into())
-                        .spawn(move || edit_lines(editor, &history_file, mailer))
+                        .spawn(move || edit_lines(editor, &history_file, mailer, &state))
                         .expect("spawning the prompt thread");
                 }
                 Err(e) => warn!("no line editor ({e}); reading plain lines"),
@@ -111,9 +113,12 @@ fn post_command(mailer: &Mailer, command: Command) -> bool {
     }))
 }
 
-fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer) {
+fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer, state: &EditorState) {
     loop {
-        match editor.readline("> ") {
+        state.set_reading(true);
+        let read = editor.readline("> ");
+        state.set_reading(false);
+        match read {
             Ok(line) => {
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
@@ -125,7 +130,10 @@ fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer) {
                         );
                     }
                 }
-                if !post_line(&mailer, line.as_bytes()) {
+                // After `quit`, no new line is read: the editor would draw
+                // over the terminal being put back.
+                let quit = matches!(command::parse(line.as_bytes()), Ok(Some(Command::Quit)));
+                if !post_line(&mailer, line.as_bytes()) || quit {
                     return;
                 }
             }

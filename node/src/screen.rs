@@ -1,56 +1,193 @@
 //! Where output goes: the node's lines (chats, replies) and its log, both
 //! through one [`Screen`], so that on a terminal a log line is printed
 //! above the line being typed instead of through it.
+//!
+//! On a terminal the line editor (rustyline) prints other threads' lines
+//! above its own, but it has two ways to do it: queued to its reading
+//! thread while it reads a line, written at once between two lines. A line
+//! written at once could overtake one still queued, and a line queued when
+//! the node stops could be drawn after the terminal was put back. So the
+//! screen has a thread of its own that hands lines to the editor, in order,
+//! only while the editor reads (the terminal is in raw mode and the prompt
+//! thread is inside `readline`); the event loop only appends to a channel
+//! and never waits for the terminal. When the node stops, the lines not yet
+//! handed over are printed plainly, after the terminal is put back.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
 
 use rustyline::ExternalPrinter;
 
-/// The node's output: plain lines on stdout, or above the line being
-/// edited. Clones share it.
-#[derive(Clone)]
-pub struct Screen(Arc<Mutex<Printer>>);
+/// How often the screen thread looks whether the editor reads again.
+const LOOK_EVERY: Duration = Duration::from_millis(1);
 
-enum Printer {
+/// The node's output. Clones share it.
+#[derive(Clone)]
+pub struct Screen(Arc<Mutex<Mode>>);
+
+enum Mode {
+    /// Plain lines on stdout.
     Plain,
-    Editor(Box<dyn ExternalPrinter + Send>),
+    /// Lines for the screen thread.
+    Editor {
+        lines: Sender<String>,
+        /// Where the screen thread leaves the lines it did not hand over.
+        left: Receiver<Vec<String>>,
+        shared: Arc<EditorState>,
+    },
+}
+
+/// What the prompt thread and the screen thread share.
+#[derive(Default)]
+pub struct EditorState {
+    /// The prompt thread is inside `readline`.
+    reading: AtomicBool,
+    /// The node is stopping: hand nothing more to the editor.
+    stopping: AtomicBool,
+}
+
+impl EditorState {
+    /// The prompt thread enters (`true`) or leaves `readline`.
+    pub fn set_reading(&self, reading: bool) {
+        self.reading.store(reading, Ordering::SeqCst);
+    }
+}
+
+/// Whether stdin's terminal is in raw mode (no canonical line editing):
+/// the editor is reading a line.
+fn terminal_is_raw() -> bool {
+    // SAFETY: termios is plain data, filled by tcgetattr or left zeroed.
+    let mut mode: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd 0 is valid for the process's life; `mode` is valid.
+    unsafe {
+        libc::tcgetattr(libc::STDIN_FILENO, &mut mode) == 0 && mode.c_lflag & libc::ICANON == 0
+    }
 }
 
 impl Screen {
     /// Plain lines on stdout.
     pub fn plain() -> Screen {
-        Screen(Arc::new(Mutex::new(Printer::Plain)))
+        Screen(Arc::new(Mutex::new(Mode::Plain)))
     }
 
-    /// From now on, lines go above the line `printer`'s editor shows.
-    pub fn use_editor(&self, printer: Box<dyn ExternalPrinter + Send>) {
-        *self.lock() = Printer::Editor(printer);
+    fn lock(&self) -> std::sync::MutexGuard<'_, Mode> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From now on, lines go above the line the editor of `printer` shows;
+    /// `shared` is what the prompt thread tells of its reading.
+    pub fn use_editor(&self, printer: Box<dyn ExternalPrinter + Send>, shared: Arc<EditorState>) {
+        let (lines, rx) = mpsc::channel();
+        let (leave, left) = mpsc::channel();
+        let state = Arc::clone(&shared);
+        thread::Builder::new()
+            .name("screen".into())
+            .spawn(move || {
+                let _ = leave.send(hand_over(printer, &rx, &state));
+            })
+            .expect("spawning the screen thread");
+        *self.lock() = Mode::Editor {
+            lines,
+            left,
+            shared,
+        };
     }
 
     /// Whether lines go through the line editor (stdout is its terminal).
     pub fn is_editor(&self) -> bool {
-        matches!(*self.lock(), Printer::Editor(_))
+        matches!(*self.lock(), Mode::Editor { .. })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Printer> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Prints `text` (one or more lines). Errors (a closed stdout) are
-    /// ignored: the node goes on without a screen.
+    /// Prints `text` (one or more lines). Never waits for the terminal; a
+    /// closed stdout is ignored (the node goes on without a screen).
     pub fn print(&self, text: &str) {
-        let mut printer = self.lock();
-        if let Printer::Editor(editor) = &mut *printer {
-            if editor.print(format!("{text}\n")).is_ok() {
-                return;
-            }
-            *printer = Printer::Plain;
+        match &*self.lock() {
+            Mode::Editor { lines, .. } if lines.send(text.to_string()).is_ok() => {}
+            _ => print_plain(text),
         }
-        let mut out = io::stdout().lock();
-        let _ = writeln!(out, "{text}");
-        let _ = out.flush();
+    }
+
+    /// The node stops: nothing more goes to the editor; returns, once the
+    /// screen thread has let go, a function that prints the lines it did
+    /// not hand over (call it after the terminal is put back).
+    pub fn stop(&self) -> impl FnOnce() {
+        let mode = std::mem::replace(&mut *self.lock(), Mode::Plain);
+        let undelivered = match mode {
+            Mode::Plain => Vec::new(),
+            Mode::Editor {
+                lines,
+                left,
+                shared,
+            } => {
+                shared.stopping.store(true, Ordering::SeqCst);
+                drop(lines);
+                // Bounded: a hand-over caught as the editor stops reading
+                // for good could wait for it forever.
+                let undelivered = left
+                    .recv_timeout(Duration::from_millis(500))
+                    .unwrap_or_default();
+                // What was handed over last is drawn by the editor, which
+                // is reading: let it finish before the terminal is put back.
+                if shared.reading.load(Ordering::SeqCst) {
+                    thread::sleep(Duration::from_millis(30));
+                }
+                undelivered
+            }
+        };
+        move || {
+            for text in undelivered {
+                print_plain(&text);
+            }
+        }
+    }
+}
+
+fn print_plain(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+    let _ = out.flush();
+}
+
+/// The screen thread: hands lines to the editor in order, in batches, only
+/// while it reads; returns the lines it did not hand over when stopped.
+fn hand_over(
+    mut printer: Box<dyn ExternalPrinter + Send>,
+    lines: &Receiver<String>,
+    state: &EditorState,
+) -> Vec<String> {
+    let stopping = || state.stopping.load(Ordering::SeqCst);
+    let mut batch: Vec<String> = Vec::new();
+    loop {
+        if batch.is_empty() {
+            match lines.recv_timeout(Duration::from_millis(50)) {
+                Ok(text) => batch.push(text),
+                Err(RecvTimeoutError::Timeout) if !stopping() => continue,
+                Err(_) => return batch,
+            }
+        }
+        batch.extend(lines.try_iter());
+        // Raw mode and inside readline, seen twice a tick apart: the editor
+        // takes queued lines, in order, and draws them above its line.
+        let reading = || state.reading.load(Ordering::SeqCst) && terminal_is_raw();
+        while !(reading() && {
+            thread::sleep(LOOK_EVERY);
+            reading()
+        }) {
+            if stopping() {
+                batch.extend(lines.try_iter());
+                return batch;
+            }
+            thread::sleep(LOOK_EVERY);
+        }
+        if printer.print(batch.join("\n")).is_err() {
+            return batch;
+        }
+        batch.clear();
     }
 }
 
@@ -74,10 +211,10 @@ impl LogSink {
     }
 
     /// Log lines that went to stderr go to `screen` from now on (when it
-    /// is the line editor's).
+    /// is the line editor's and stderr is the same terminal).
     pub fn follow_screen(&self, screen: &Screen) {
         let mut sink = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if matches!(sink.0, LogTarget::Stderr) && screen.is_editor() {
+        if matches!(sink.0, LogTarget::Stderr) && screen.is_editor() && io::stderr().is_terminal() {
             sink.0 = LogTarget::Screen(screen.clone());
         }
     }

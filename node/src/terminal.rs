@@ -50,7 +50,9 @@ fn restore() {
             libc::tcsetattr(libc::STDIN_FILENO, libc::TCSADRAIN, mode);
         }
         if io::stdout().is_terminal() {
-            let _ = io::stdout().write_all(b"\r\x1b[K");
+            // Bracketed paste and a synchronized update the editor may have
+            // left on, then the start of a clean line.
+            let _ = io::stdout().write_all(b"\x1b[?2004l\x1b[?2026l\r\x1b[K");
             let _ = io::stdout().flush();
         }
     }
