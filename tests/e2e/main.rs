@@ -11,4 +11,5 @@ mod support;
 mod convergence;
 mod hostile;
 mod node;
+mod terminal;
 mod verify;

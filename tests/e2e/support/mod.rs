@@ -9,7 +9,7 @@
 //!
 //! Address plan: module F, test T, host H is `127.F.T.H` on port
 //! `47100 + 50 * (F - 1) + T`. Ids: the test modules `node` 1,
-//! `convergence` 2 and `hostile` 3, `benches/network.rs` 17 (`verify`
+//! `convergence` 2, `hostile` 3 and `terminal` 5, `benches/network.rs` 17 (`verify`
 //! starts no node); give each new module the next free id (ports
 //! 47100..=47999 leave room for 18 modules of 50 tests). Hosts 1..=99 are
 //! nodes by convention, 100..=254 test peers.
@@ -24,6 +24,7 @@
 mod node;
 pub mod observe;
 mod peer;
+pub mod pty;
 
 pub use node::{Node, run_to_exit, status_field};
 pub use peer::{Peer, connect_from, plain};
