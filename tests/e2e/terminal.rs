@@ -499,3 +499,89 @@ fn help_lists_every_command_and_explains_one() {
         l.starts_with("quit, exit: stop the node")
     });
 }
+// ---------------------------------------------------------------------
+// 4. Logs do not garble the prompt.
+
+#[test]
+fn log_lines_go_above_the_line_being_typed() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 15);
+    let dir = temp_dir();
+    let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &["--log", "info"]);
+    wait_editing(&node);
+    let typed = "> chat typed while a peer comes and goes";
+    node.send(b"chat typed while a peer comes and goes");
+    node.wait_screen(WAIT, "the typed line", |s| {
+        (s.cursor_line() == typed).then_some(())
+    });
+
+    let visitor = net.addr(100).to_string();
+    let peer = net.peer(100, 1);
+    node.wait_line("the connection's log line", |l| {
+        l.contains(&format!("connected to {visitor}"))
+    });
+    drop(peer);
+    node.wait_line("the disconnection's log line", |l| {
+        l.contains(&format!("disconnected from {visitor}"))
+    });
+    let screen = node.screen();
+    assert_eq!(
+        screen.cursor_line(),
+        typed,
+        "the line being typed:\n{screen}"
+    );
+    assert_eq!(screen.cursor.1, typed.len(), "the cursor:\n{screen}");
+    for line in screen.lines.iter().filter(|l| l.contains(visitor.as_str())) {
+        assert!(
+            line.starts_with('[') && line.contains(" INFO ") && !line.contains("> chat"),
+            "a log line not on its own line: {line:?}\n{screen}"
+        );
+    }
+    assert_eq!(
+        screen
+            .lines
+            .iter()
+            .filter(|l| l.contains("typed while"))
+            .count(),
+        1,
+        "the typed line is shown more than once:\n{screen}"
+    );
+    // What the editor holds is what is shown: Enter sends it as typed.
+    node.send(keys::ENTER);
+    node.wait_line("the chat mined", |l| {
+        l.starts_with("#0 typed while a peer comes and goes (mined: ")
+    });
+}
+
+#[test]
+fn the_debug_log_shows_the_node_and_never_the_line_editor() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 16);
+    let dir = temp_dir();
+    let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &["--log", "debug"]);
+    wait_editing(&node);
+    // Keys of every kind: typing, Ctrl-C, history, Enter.
+    node.send(b"chat some");
+    node.send(keys::CTRL_C);
+    node.type_line("status");
+    node.wait_line("the answer to 'status'", |l| l.starts_with("address:"));
+    wait_editing(&node);
+    node.send(keys::UP);
+    node.send(keys::CTRL_C);
+    // A peer that comes and goes: the node dials it back, which fails.
+    let visitor = net.addr(100).to_string();
+    drop(net.peer(100, 1));
+    node.wait_line("a debug line of the node's", |l| {
+        l.contains(" DEBUG ") && l.contains("node::") && l.contains(&visitor)
+    });
+    let screen = node.screen();
+    let editor: Vec<&String> = screen
+        .lines
+        .iter()
+        .filter(|l| l.contains("rustyline"))
+        .collect();
+    assert!(
+        editor.is_empty(),
+        "the line editor's log is shown: {editor:#?}"
+    );
+}
