@@ -5,12 +5,14 @@
 //! test on its own `127.5.T.x` addresses and port (see `support`).
 
 use std::net::TcpListener;
+use std::thread;
+use std::time::Duration;
 
 use rexpect::process::WaitStatus;
 use tempfile::TempDir;
 
 use crate::support::pty::{PtyNode, Screen, keys};
-use crate::support::{Net, WAIT, poll, shared_cpu};
+use crate::support::{Net, WAIT, fixture_bytes, poll, shared_cpu, texts};
 
 /// This module's id in the address plan of `support`.
 const FILE: u8 = 5;
@@ -170,6 +172,337 @@ fn assert_exited(status: WaitStatus, code: i32, node: &PtyNode, after: &str) {
         "node {}: {status:?} after {after}, not exit status {code}; the screen:\n{}",
         node.addr,
         node.screen()
+    );
+}
+
+// ---------------------------------------------------------------------
+// 1. Every chat that enters the history is printed exactly once, in
+//    history order.
+
+/// What a screen says the history is: one entry per chat, `None` for the
+/// chats a `received chats #A to #B` line sums up.
+type Model = Vec<Option<String>>;
+
+/// What one line of the screen says about the history.
+#[derive(Debug, PartialEq)]
+enum Said {
+    /// `#N TEXT`, with the `(mined: ...)` suffix dropped.
+    Chat(usize, String),
+    /// `R chats from #F on replaced by a longer history[; D of yours ...]`.
+    Switched { from: usize, replaced: usize },
+    /// `received chats #A to #B (see 'hist'); then:`.
+    Received(usize, usize),
+}
+
+fn parse_said(line: &str) -> Option<Said> {
+    if let Some(rest) = line.strip_prefix('#') {
+        let (index, text) = rest.split_once(' ')?;
+        let index = index.parse().ok()?;
+        let text = match text.rfind(" (mined: ") {
+            Some(at) if text.ends_with(" MH/s)") => &text[..at],
+            _ => text,
+        };
+        return Some(Said::Chat(index, text.to_string()));
+    }
+    if let Some(rest) = line.strip_prefix("received chats #") {
+        let (from, rest) = rest.split_once(" to #")?;
+        let to = rest.strip_suffix(" (see 'hist'); then:")?;
+        return Some(Said::Received(from.parse().ok()?, to.parse().ok()?));
+    }
+    let (count, rest) = line.split_once(" chat")?;
+    let rest = rest.strip_prefix("s").unwrap_or(rest);
+    let rest = rest.strip_prefix(" from #")?;
+    let (from, rest) = rest.split_once(" on replaced by a longer history")?;
+    if !(rest.is_empty() || rest.starts_with("; ") && rest.ends_with(" mined again")) {
+        return None;
+    }
+    Some(Said::Switched {
+        from: from.parse().ok()?,
+        replaced: count.parse().ok()?,
+    })
+}
+
+/// Replays a screen into the history it shows; `Err` names the first line
+/// that breaks the rules: a chat line must have the next index, a switch
+/// must take back exactly the chats shown from its index on, a summed-up
+/// catch-up must start at the next index.
+fn replay(lines: &[String]) -> Result<Model, String> {
+    let mut model: Model = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        match parse_said(line) {
+            None => {}
+            Some(Said::Chat(index, text)) => {
+                if index != model.len() {
+                    return Err(format!(
+                        "line {at} {line:?}: chat #{index}, but the next index is #{}",
+                        model.len()
+                    ));
+                }
+                model.push(Some(text));
+            }
+            Some(Said::Switched { from, replaced }) => {
+                if from + replaced != model.len() {
+                    return Err(format!(
+                        "line {at} {line:?}: {replaced} replaced from #{from}, but {} chats \
+                         are shown",
+                        model.len()
+                    ));
+                }
+                model.truncate(from);
+            }
+            Some(Said::Received(from, to)) => {
+                if from != model.len() || to < from {
+                    return Err(format!(
+                        "line {at} {line:?}: the next index is #{}",
+                        model.len()
+                    ));
+                }
+                model.resize(to + 1, None);
+            }
+        }
+    }
+    Ok(model)
+}
+
+/// Whether `model` shows `history`, chat for chat (as a terminal can:
+/// without a text's trailing blanks).
+fn shows(model: &Model, history: &[String]) -> bool {
+    difference(model, history).is_none()
+}
+
+/// Where `model` first differs from what `history` would show.
+fn difference(model: &Model, history: &[String]) -> Option<String> {
+    for (index, chat) in history.iter().enumerate() {
+        match model.get(index) {
+            None => return Some(format!("#{index} {chat:?} not shown")),
+            Some(Some(shown)) if shown != chat.trim_end() => {
+                return Some(format!("#{index} shown as {shown:?}, is {chat:?}"));
+            }
+            Some(_) => {}
+        }
+    }
+    (model.len() > history.len()).then(|| {
+        format!(
+            "{} chats shown, the history has {}",
+            model.len(),
+            history.len()
+        )
+    })
+}
+
+#[test]
+fn parsing_a_screen_follows_switches_and_catch_ups() {
+    let lines: Vec<String> = [
+        "> chat a",
+        "saved (1 pending)",
+        "#0 a (mined: 65536 tries in 0.3 ms, 210.0 MH/s)",
+        "#1 b",
+        "2 chats from #0 on replaced by a longer history; 1 of yours will be mined again",
+        "#0 x",
+        "received chats #1 to #3 (see 'hist'); then:",
+        "#4 y",
+        "1 chat from #4 on replaced by a longer history",
+        "#4 z",
+        "#5 a (mined: 70000 tries in 0.3 ms, 210.0 MH/s)",
+    ]
+    .map(String::from)
+    .to_vec();
+    let model = replay(&lines).expect("a valid screen");
+    let history: Vec<String> = ["x", "1", "2", "3", "z", "a"].map(String::from).to_vec();
+    assert!(shows(&model, &history), "{model:?}");
+    let twice = [&lines[..], &["#5 a".to_string()]].concat();
+    assert!(replay(&twice).unwrap_err().contains("the next index is #6"));
+}
+
+/// The `peers:` count of a fresh `status` typed at the prompt.
+fn peer_count(node: &mut PtyNode) -> usize {
+    let count = |screen: &Screen| {
+        screen
+            .lines
+            .iter()
+            .filter(|l| l.starts_with("peers:"))
+            .count()
+    };
+    let before = count(&node.screen());
+    node.type_line("status");
+    node.wait_screen(WAIT, "the answer to 'status'", |screen| {
+        if count(screen) <= before {
+            return None;
+        }
+        let line = screen.lines.iter().rfind(|l| l.starts_with("peers:"))?;
+        line["peers:".len()..].trim().parse().ok()
+    })
+}
+
+/// The `saved (...)` answers a screen shows.
+fn acks(screen: &Screen) -> usize {
+    screen
+        .lines
+        .iter()
+        .filter(|l| l.starts_with("saved ("))
+        .count()
+}
+
+#[test]
+fn every_chat_is_printed_once_in_history_order_on_every_screen() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 1);
+    let port = net.port();
+    let dirs = [temp_dir(), temp_dir(), temp_dir()];
+    // A chain: 3 knows 2, 2 knows 1; they mesh through their PeerLists.
+    let a = PtyNode::start(net.addr(1), port, dirs[0].path(), &[]);
+    let b_peer = net.addr(1).to_string();
+    let b = PtyNode::start(net.addr(2), port, dirs[1].path(), &["--peer", &b_peer]);
+    let c_peer = net.addr(2).to_string();
+    let c = PtyNode::start(net.addr(3), port, dirs[2].path(), &["--peer", &c_peer]);
+    let mut nodes = [a, b, c];
+    for node in &mut nodes {
+        let meshed = poll(Duration::from_secs(20), || {
+            let n = peer_count(node);
+            if n == 2 {
+                return Some(());
+            }
+            thread::sleep(Duration::from_millis(200));
+            None
+        });
+        assert!(meshed.is_some(), "node {} never had 2 peers", node.addr);
+    }
+
+    // Every node's history over the wire once all three agree and hold
+    // every chat typed, each once.
+    let agreed = |typed: &[String]| -> Option<Vec<String>> {
+        let histories: Vec<Vec<String>> = (1..=3).map(|h| texts(&net.archive(100, h))).collect();
+        let mut sorted = histories[0].clone();
+        sorted.sort();
+        let mut want = typed.to_vec();
+        want.sort();
+        (histories.iter().all(|h| *h == histories[0]) && sorted == want)
+            .then(|| histories[0].clone())
+    };
+    let settle = |typed: &[String]| -> Vec<String> {
+        match poll(Duration::from_secs(60), || agreed(typed)) {
+            Some(history) => history,
+            None => {
+                let histories: Vec<Vec<String>> =
+                    (1..=3).map(|h| texts(&net.archive(100, h))).collect();
+                panic!("no agreement on {typed:?} within 60 s: {histories:#?}")
+            }
+        }
+    };
+
+    // Six rounds, each a chat typed on the three terminals back to back:
+    // the three mine on the same history at once. The first three rounds
+    // wait for the network to agree, the last three follow each other.
+    let mut typed = Vec::new();
+    for round in 1..=6 {
+        for node in &nodes {
+            wait_editing(node);
+        }
+        for (at, node) in nodes.iter_mut().enumerate() {
+            let text = format!("round {round} from node {}", at + 1);
+            node.type_line(&format!("chat {text}"));
+            typed.push(text);
+        }
+        for node in &nodes {
+            node.wait_screen(WAIT, "the chat's acknowledgement", |s| {
+                (acks(s) >= round).then_some(())
+            });
+        }
+        if round <= 3 {
+            settle(&typed);
+        }
+    }
+    let history = settle(&typed);
+
+    for node in &nodes {
+        let shown = poll(WAIT, || {
+            replay(&node.screen().lines)
+                .ok()
+                .filter(|model| shows(model, &history))
+        });
+        let screen = node.screen();
+        if shown.is_none() {
+            let model = replay(&screen.lines).map(|m| difference(&m, &history));
+            panic!(
+                "node {}: the screen does not show the history once, in order: {model:?}\n\
+                 history: {history:#?}\nscreen:\n{screen}",
+                node.addr
+            );
+        }
+        let count = |what: &dyn Fn(&str) -> bool| screen.lines.iter().filter(|l| what(l)).count();
+        eprintln!(
+            "node {}: {} chats shown once each, in order; {} switch lines ({} with chats of \
+             ours to mine again), {} chats mined here, {} catch-up lines",
+            node.addr,
+            history.len(),
+            count(&|l| matches!(parse_said(l), Some(Said::Switched { .. }))),
+            count(&|l| l.ends_with(" mined again")),
+            count(&|l| l.starts_with('#') && l.ends_with(" MH/s)")),
+            count(&|l| matches!(parse_said(l), Some(Said::Received(..)))),
+        );
+    }
+    for node in &mut nodes {
+        node.type_line("quit");
+        let status = node.expect_exit("quit");
+        assert_exited(status, 0, node, "quit");
+    }
+}
+
+#[test]
+fn a_big_catch_up_is_summed_up_and_the_last_20_shown() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 18);
+    let dir = temp_dir();
+    let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
+    wait_editing(&node);
+    // Five chats, then a longer history pushed over them.
+    let mut peer = net.peer(100, 1);
+    peer.send_raw(&fixture_bytes("vector.bin"));
+    node.wait_line("the vector's last chat", |l| l == "#4 nova msg");
+    let big = fixture_bytes("history-1k.bin");
+    peer.send_raw(&big);
+    let mut history = texts(&wire::decode_archive(&big).expect("the fixture decodes"));
+    // And one of ours on top.
+    wait_editing(&node);
+    node.type_line("chat mined on top of a thousand");
+    history.push("mined on top of a thousand".to_string());
+    let shown = poll(WAIT, || {
+        replay(&node.screen().lines)
+            .ok()
+            .filter(|model| shows(model, &history))
+    });
+    let screen = node.screen();
+    assert!(
+        shown.is_some(),
+        "the screen does not show the history once, in order: {:?}\n{screen}",
+        replay(&screen.lines).map(|m| difference(&m, &history))
+    );
+    let summed: Vec<&String> = screen
+        .lines
+        .iter()
+        .filter(|l| matches!(parse_said(l), Some(Said::Received(..))))
+        .collect();
+    assert_eq!(summed.len(), 1, "{screen}");
+    let at = screen.position(|l| l == summed[0]).expect("the line");
+    let shown_one_by_one: Vec<usize> = screen.lines[at + 1..]
+        .iter()
+        .filter_map(|l| match parse_said(l) {
+            Some(Said::Chat(index, _)) => Some(index),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        shown_one_by_one,
+        (980..=1000).collect::<Vec<_>>(),
+        "after {:?}: not the last 20, then ours\n{screen}",
+        summed[0]
+    );
+    assert!(
+        screen
+            .lines
+            .iter()
+            .any(|l| l.starts_with("#1000 mined on top of a thousand (mined: ")),
+        "{screen}"
     );
 }
 
@@ -499,6 +832,7 @@ fn help_lists_every_command_and_explains_one() {
         l.starts_with("quit, exit: stop the node")
     });
 }
+
 // ---------------------------------------------------------------------
 // 4. Logs do not garble the prompt.
 
