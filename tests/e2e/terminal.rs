@@ -4,9 +4,12 @@
 //! included) and on the terminal's mode before start and after exit. Each
 //! test on its own `127.5.T.x` addresses and port (see `support`).
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rexpect::process::WaitStatus;
 use tempfile::TempDir;
@@ -918,4 +921,80 @@ fn the_debug_log_shows_the_node_and_never_the_line_editor() {
         editor.is_empty(),
         "the line editor's log is shown: {editor:#?}"
     );
+}
+
+// ---------------------------------------------------------------------
+// 5. No panic with stdout closed.
+
+#[test]
+fn a_closed_stdout_is_no_reason_to_panic() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 17);
+    let dir = temp_dir();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_node"));
+    // SAFETY: prctl(2) only; async-signal-safe in the forked child.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    let mut child = command
+        .arg("--bind")
+        .arg(net.addr(1).to_string())
+        .arg("--port")
+        .arg(net.port().to_string())
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--threads", "1"])
+        .env_remove("NODE_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting node");
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let stderr = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    // `node ... | head -1`: one line read, then the pipe closed.
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut first = String::new();
+    stdout
+        .read_line(&mut first)
+        .expect("reading the first line");
+    assert!(first.starts_with("listening on "), "{first:?}");
+    drop(stdout);
+    // Output with nobody to read it: answers, a mined chat.
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin
+        .write_all(b"status\nhelp\nchat written to a closed pipe\n")
+        .expect("writing to the node");
+    let mined = poll(WAIT, || {
+        (texts(&net.archive(100, 1)) == ["written to a closed pipe"]).then_some(())
+    });
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGINT);
+    }
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for node") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = stderr.join().unwrap_or_default();
+    assert!(mined.is_some(), "the chat was not mined; stderr:\n{stderr}");
+    let status = status.unwrap_or_else(|| panic!("node did not stop on SIGINT; stderr:\n{stderr}"));
+    assert_eq!(status.code(), Some(0), "exit {status}; stderr:\n{stderr}");
+    assert!(!stderr.contains("panicked"), "stderr:\n{stderr}");
+    drop(stdin);
 }
