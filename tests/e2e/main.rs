@@ -13,4 +13,5 @@ mod convergence;
 mod hostile;
 mod node;
 mod scale;
+mod terminal;
 mod verify;

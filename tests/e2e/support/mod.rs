@@ -24,6 +24,7 @@
 mod node;
 pub mod observe;
 mod peer;
+pub mod pty;
 
 pub use node::{Node, run_to_exit};
 pub use peer::{Peer, connect_from, plain};
