@@ -89,10 +89,12 @@ impl Node {
                 new_wins
             }
         };
-        info!(
-            "connected to {addr} ({direction:?}{})",
-            if primary { "" } else { ", duplicate" }
-        );
+        if let Some(suppressed) = self.log_limit.allow(now) {
+            info!(
+                "connected to {addr} ({direction:?}{}){suppressed}",
+                if primary { "" } else { ", duplicate" }
+            );
+        }
         self.peers
             .insert(conn, Peer::new(addr, direction, now, primary));
         // A peer we dialed listens and is greeted at once. One that dialed

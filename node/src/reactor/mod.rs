@@ -114,16 +114,24 @@ pub struct Reactor {
     log_limit: LogLimit,
 }
 
+/// Connections the kernel may hold accepted before the loop takes them: a
+/// peer reconnecting in a tight loop fills a short queue between two rounds
+/// and honest newcomers' handshakes are then dropped and retried a second
+/// later.
+const LISTEN_BACKLOG: i32 = 1024;
+
 /// Binds the listening socket; done before anything else so that a busy
 /// port is reported at once.
 ///
 /// # Errors
-/// The bind's.
+/// The bind's or the listen's.
 pub fn listen(endpoint: Endpoint) -> io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::V4(SocketAddrV4::new(
-        endpoint.bind,
-        endpoint.port,
-    )))
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&SocketAddr::V4(SocketAddrV4::new(endpoint.bind, endpoint.port)).into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
 }
 
 /// The waker of `poll`'s loop, for the threads' mailer.
@@ -763,10 +771,12 @@ impl Reactor {
         match action {
             Action::Send { conn, payload } => {
                 let token = Token(conn.0 as usize);
+                // A connection closing still takes the replies it is owed
+                // (a peer that sent requests and then its FIN).
                 let Some(c) = self.conns.get_mut(&token) else {
                     return;
                 };
-                if c.state != State::Open {
+                if matches!(c.state, State::Connecting { .. }) {
                     return;
                 }
                 if c.enqueue(payload, now).is_err() {
