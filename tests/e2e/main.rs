@@ -9,6 +9,7 @@
 mod support;
 
 mod convergence;
+mod field;
 mod hostile;
 mod node;
 mod verify;

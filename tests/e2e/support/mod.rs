@@ -1,7 +1,8 @@
 //! Shared helpers for the end-to-end tests: real `node` processes on
 //! loopback ([`Node`], in `node.rs`), a raw protocol client ([`Peer`], in
-//! `peer.rs`), observers of a node under test (`observe.rs`), and a scheme
-//! that gives every test its own addresses and port ([`Net`]).
+//! `peer.rs`), observers of a node under test (`observe.rs`), scripted
+//! misbehaving peers (`misbehave.rs`), and a scheme that gives every test
+//! its own addresses and port ([`Net`]).
 //!
 //! Every wait here is bounded: a test that goes wrong fails with the
 //! node's output and logs, it never hangs. Every process started here is
@@ -9,7 +10,7 @@
 //!
 //! Address plan: module F, test T, host H is `127.F.T.H` on port
 //! `47100 + 50 * (F - 1) + T`. Ids: the test modules `node` 1,
-//! `convergence` 2 and `hostile` 3, `benches/network.rs` 17 (`verify`
+//! `convergence` 2, `hostile` 3 and `field` 4, `benches/network.rs` 17 (`verify`
 //! starts no node); give each new module the next free id (ports
 //! 47100..=47999 leave room for 18 modules of 50 tests). Hosts 1..=99 are
 //! nodes by convention, 100..=254 test peers.
@@ -21,6 +22,7 @@
 //! bench (`benches/network.rs`) includes it by path too, declared `pub`
 //! there because it uses only a part of it.
 
+pub mod misbehave;
 mod node;
 pub mod observe;
 mod peer;

@@ -1,0 +1,368 @@
+//! A family of scripted misbehaving peers, for the field tests (issue
+//! 10): each is a small type or function that plays one fault seen among
+//! the other implementations, on loopback only.
+//!
+//! - [`Listener`]: a peer that listens on the network port and misbehaves
+//!   with whoever connects ([`Script`]): accepts and closes at once, or
+//!   closes as soon as a message of some type begins. It counts the
+//!   connections it accepted, with timestamps ([`Accepted`]), so that a
+//!   test can assert how often a node dialed it in a time window.
+//! - [`ReconnectLoop`]: a client that connects, sends a few bytes or none,
+//!   and closes, in a loop as fast as it can.
+//!
+//! Every one that runs a thread stops when told (a [`Stop`] flag) and is
+//! joined when dropped, also when a test fails early; every wait and loop
+//! is bounded. A fault found in the field becomes one of these, not a
+//! one-off in a test.
+
+use std::io::{self, ErrorKind, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use wire::{Frame, FrameDecoder, MessageType};
+
+use super::observe::Stop;
+use super::{Node, WAIT, connect_from};
+
+/// How often a thread of this module looks at its [`Stop`] flag while it
+/// waits for something.
+const POLL: Duration = Duration::from_millis(10);
+
+/// A helper thread: told to stop through a [`Stop`] flag, joined when
+/// finished or dropped (so that none outlives its test).
+struct Task<T> {
+    stop: Option<Stop>,
+    thread: Option<JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Task<T> {
+    fn spawn(run: impl FnOnce(Arc<AtomicBool>) -> T + Send + 'static) -> Task<T> {
+        let stop = Stop::default();
+        let flag = stop.flag();
+        Task {
+            stop: Some(stop),
+            thread: Some(thread::spawn(move || run(flag))),
+        }
+    }
+
+    /// Stops the thread and returns what it returned (its panic is the
+    /// caller's).
+    fn finish(mut self) -> T {
+        drop(self.stop.take());
+        self.join()
+    }
+
+    /// Waits for the thread to end by itself (it must be bounded) and
+    /// returns what it returned (its panic is the caller's).
+    fn join(mut self) -> T {
+        let thread = self.thread.take().expect("joined once");
+        thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+impl<T> Drop for Task<T> {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The type byte a frame of the message stream begins with.
+fn frame_type(frame: &Frame<'_>) -> Option<u8> {
+    match frame {
+        Frame::Message(message) => Some(message.message_type() as u8),
+        Frame::ArchiveStart { .. } => Some(MessageType::ArchiveResponse as u8),
+        Frame::Chat(_) | Frame::ArchiveEnd => None,
+    }
+}
+
+/// What a [`Listener`] does with each connection it accepts.
+#[derive(Debug, Clone)]
+pub enum Script {
+    /// Closes it at once, reading nothing.
+    AcceptClose,
+    /// Sends `greet` (whole messages, or nothing), then reads the stream,
+    /// framing it with [`FrameDecoder`], and closes as soon as a message
+    /// whose type byte is in `types` begins (an ArchiveResponse at its
+    /// header). Also closes when the other side does, on bytes that do
+    /// not decode, or after `hold`.
+    CloseOn {
+        types: Vec<u8>,
+        greet: Vec<u8>,
+        hold: Duration,
+    },
+}
+
+/// One connection a [`Listener`] accepted.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// When it was accepted.
+    pub at: Instant,
+    /// Who connected.
+    pub from: SocketAddrV4,
+    /// How long the listener kept it.
+    pub lived: Duration,
+    /// The type bytes of the messages that began on it, in order.
+    pub got: Vec<u8>,
+    /// The type byte the listener closed it on ([`Script::CloseOn`]).
+    pub closed_on: Option<u8>,
+}
+
+/// A misbehaving peer listening on `addr` (a loopback address and the
+/// network port, where a node dials it): one connection at a time, each
+/// handled by its [`Script`] and logged.
+pub struct Listener {
+    addr: SocketAddrV4,
+    log: Arc<Mutex<Vec<Accepted>>>,
+    task: Task<()>,
+}
+
+impl Listener {
+    /// Listens on `addr` (panics unless it is a loopback address that can
+    /// be bound) and plays `script` with every connection.
+    pub fn start(addr: SocketAddrV4, script: Script) -> Listener {
+        assert!(
+            addr.ip().is_loopback(),
+            "scripted peers listen on loopback only, not on {addr}"
+        );
+        let listener =
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("binding a listener on {addr}: {e}"));
+        listener.set_nonblocking(true).expect("non-blocking");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let task = {
+            let log = Arc::clone(&log);
+            Task::spawn(move |stop| {
+                while !stop.load(Ordering::Relaxed) {
+                    let (stream, from) = match listener.accept() {
+                        Ok((stream, SocketAddr::V4(from))) => (stream, from),
+                        Ok(_) => continue,
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            thread::sleep(POLL);
+                            continue;
+                        }
+                        Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                        Err(e) => panic!("accepting on {addr}: {e}"),
+                    };
+                    let at = Instant::now();
+                    let (got, closed_on) = match &script {
+                        Script::AcceptClose => (Vec::new(), None),
+                        Script::CloseOn { types, greet, hold } => {
+                            play_close_on(stream, types, greet, at + *hold, &stop)
+                        }
+                    };
+                    log.lock().unwrap().push(Accepted {
+                        at,
+                        from,
+                        lived: at.elapsed(),
+                        got,
+                        closed_on,
+                    });
+                }
+            })
+        };
+        Listener { addr, log, task }
+    }
+
+    /// Accepts every connection and closes it at once.
+    pub fn accept_close(addr: SocketAddrV4) -> Listener {
+        Listener::start(addr, Script::AcceptClose)
+    }
+
+    /// Sends `greet`, then closes each connection as soon as a message
+    /// whose type byte is in `types` begins (after 15 s at the latest).
+    pub fn close_on(addr: SocketAddrV4, types: &[u8], greet: &[u8]) -> Listener {
+        Listener::start(
+            addr,
+            Script::CloseOn {
+                types: types.to_vec(),
+                greet: greet.to_vec(),
+                hold: WAIT,
+            },
+        )
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddrV4 {
+        self.addr
+    }
+
+    /// Every connection accepted so far, in order (one still being
+    /// handled is not listed yet).
+    pub fn accepted(&self) -> Vec<Accepted> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Connections accepted within `window` from `start`.
+    pub fn count_within(&self, start: Instant, window: Duration) -> usize {
+        self.accepted()
+            .iter()
+            .filter(|a| a.at >= start && a.at < start + window)
+            .count()
+    }
+
+    /// Stops listening (the socket closes: dials to it are refused from
+    /// now on) and returns every connection accepted.
+    pub fn finish(self) -> Vec<Accepted> {
+        let Listener { log, task, .. } = self;
+        task.finish();
+        log.lock().unwrap().clone()
+    }
+}
+
+/// [`Script::CloseOn`] on one connection: the types that began on it, and
+/// the one it was closed on.
+fn play_close_on(
+    mut stream: TcpStream,
+    types: &[u8],
+    greet: &[u8],
+    deadline: Instant,
+    stop: &AtomicBool,
+) -> (Vec<u8>, Option<u8>) {
+    let mut got = Vec::new();
+    stream.set_nonblocking(false).expect("blocking");
+    stream.set_read_timeout(Some(POLL)).expect("a read timeout");
+    stream
+        .set_write_timeout(Some(WAIT))
+        .expect("a write timeout");
+    if stream.write_all(greet).is_err() {
+        return (got, None);
+    }
+    let mut frames = FrameDecoder::with_limits(wire::DEFAULT_MAX_MESSAGE, usize::MAX);
+    let mut buf = vec![0; 64 * 1024];
+    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(_) => break,
+        };
+        let mut input = &buf[..n];
+        loop {
+            match frames.next(&mut input) {
+                Ok(Some(frame)) => {
+                    if let Some(kind) = frame_type(&frame) {
+                        got.push(kind);
+                        if types.contains(&kind) {
+                            // Dropping the stream closes it (with a reset if
+                            // bytes are left unread).
+                            return (got, Some(kind));
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return (got, None),
+            }
+        }
+    }
+    (got, None)
+}
+
+/// What a [`ReconnectLoop`] did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoopStats {
+    /// Connections made (and closed).
+    pub connected: u64,
+    /// Connects that failed.
+    pub failed: u64,
+    /// The slowest connect.
+    pub slowest: Duration,
+    /// Connects that took a second or more: a SYN was dropped and sent
+    /// again (the node's accept queue was full).
+    pub retried: u64,
+}
+
+/// A client that connects from `from` to `to`, sends `bytes` (or
+/// nothing), and closes, again and again as fast as it can, for
+/// `run_for`. Its sockets pick their port when they connect
+/// (`IP_BIND_ADDRESS_NO_PORT`), not when bound to `from`: a port is then
+/// taken again as soon as the kernel allows (a closed connection's port
+/// stays in TIME_WAIT, and a bind with port 0 would run out of ports or
+/// crawl through them).
+pub struct ReconnectLoop {
+    task: Task<LoopStats>,
+}
+
+impl ReconnectLoop {
+    pub fn start(from: Ipv4Addr, to: SocketAddrV4, bytes: &[u8], run_for: Duration) -> Self {
+        let bytes = bytes.to_vec();
+        let task = Task::spawn(move |stop| {
+            let end = Instant::now() + run_for;
+            let mut stats = LoopStats::default();
+            while !stop.load(Ordering::Relaxed) && Instant::now() < end {
+                let connecting = Instant::now();
+                let connected = connect_from(from, to, bind_address_no_port);
+                let took = connecting.elapsed();
+                stats.slowest = stats.slowest.max(took);
+                stats.retried += u64::from(took >= Duration::from_secs(1));
+                match connected {
+                    Ok(mut stream) => {
+                        stats.connected += 1;
+                        let _ = stream.write_all(&bytes);
+                    }
+                    Err(_) => {
+                        stats.failed += 1;
+                        thread::sleep(Duration::from_millis(1));
+                    }
+                }
+            }
+            stats
+        });
+        ReconnectLoop { task }
+    }
+
+    /// Waits for the loop to end (after its `run_for`) and returns what
+    /// it did.
+    pub fn join(self) -> LoopStats {
+        self.task.join()
+    }
+}
+
+/// Sets an integer socket option (setsockopt(2)).
+fn set_option(socket: &impl AsRawFd, level: i32, name: i32, value: i32) -> io::Result<()> {
+    let value: libc::c_int = value;
+    // SAFETY: setsockopt(2) on an open socket, reading one c_int.
+    let done = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if done == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets `IP_BIND_ADDRESS_NO_PORT` on `socket`, for [`connect_from`].
+fn bind_address_no_port(socket: &socket2::Socket) -> io::Result<()> {
+    set_option(socket, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1)
+}
+
+/// Log lines (stderr) of `node` that end with `connecting to ADDR`: its
+/// dials of `addr`. The node must run with `--log debug`.
+pub fn dials_logged(node: &Node, addr: Ipv4Addr) -> usize {
+    let dial = format!("connecting to {addr}");
+    node.stderr()
+        .lines()
+        .filter(|line| line.ends_with(&dial))
+        .count()
+}
