@@ -5,6 +5,8 @@
 //! 1. Connections that end as soon as they start: a peer that accepts and
 //!    closes, or closes on a message type, is dialed only as the backoff
 //!    allows; a client reconnecting in a loop leaves the node responsive.
+//! 2. Knowing oneself: a node told its own address does not keep dialing
+//!    it, idles, and serves other clients on local addresses as peers.
 //!
 //! Each test asserts what must hold and prints rows of the closing table:
 //!
@@ -21,7 +23,9 @@ use std::time::{Duration, Instant};
 
 use wire::Message;
 
-use crate::support::misbehave::{Accepted, Listener, ReconnectLoop, dials_logged};
+use crate::support::misbehave::{
+    Accepted, Alias, Listener, ReconnectLoop, SelfAlias, dials_logged,
+};
 use crate::support::observe::{Honest, MaxSampler};
 use crate::support::{Net, Node, Peer, WAIT, fixture_bytes, own_cpu, shared_cpu};
 
@@ -98,6 +102,17 @@ fn cpu_share(node: &Node, span: Duration) -> (Duration, f64) {
     thread::sleep(span);
     let used = node.cpu_time().saturating_sub(before);
     (used, secs(used) / secs(started.elapsed()))
+}
+
+/// Rows of `peers` that are connections (not dials) with `addr`.
+fn connections_with(node: &mut Node, addr: Ipv4Addr) -> Vec<String> {
+    node.peers()
+        .into_iter()
+        .filter(|(a, dir)| {
+            *a == addr && (dir.starts_with("inbound") || dir.starts_with("outbound"))
+        })
+        .map(|(a, dir)| format!("{a} {dir}"))
+        .collect()
 }
 
 /// Seconds from `start` of each connection, for messages.
@@ -417,4 +432,181 @@ fn reconnect_loops_leave_the_node_responsive_and_are_dialed_back_within_the_back
             secs(window)
         ),
     );
+}
+
+/// A client that keeps asking: every `every`, a PeerRequest and an
+/// ArchiveRequest, each to be answered (a PeerList, an ArchiveResponse)
+/// within `patience`; stops at the first that is not, or after `run_for`.
+/// The rounds answered and the slowest.
+fn keep_asking(
+    peer: &mut Peer,
+    run_for: Duration,
+    every: Duration,
+    patience: Duration,
+) -> (usize, Duration) {
+    let end = Instant::now() + run_for;
+    let (mut rounds, mut slowest) = (0, Duration::ZERO);
+    while Instant::now() < end {
+        let asked = Instant::now();
+        peer.send(&Message::PeerRequest);
+        if peer
+            .recv_until(patience, |m| matches!(m, Message::PeerList(_)))
+            .is_none()
+        {
+            break;
+        }
+        peer.send(&Message::ArchiveRequest);
+        if peer.recv_archive(patience).is_none() {
+            break;
+        }
+        rounds += 1;
+        slowest = slowest.max(asked.elapsed());
+        thread::sleep(every);
+    }
+    (rounds, slowest)
+}
+
+#[test]
+fn a_node_told_its_own_address_dials_it_at_most_once_and_keeps_other_local_clients() {
+    const TEST: &str =
+        "a_node_told_its_own_address_dials_it_at_most_once_and_keeps_other_local_clients";
+    /// Idleness measured over the window's last 10 s.
+    const IDLE: Duration = Duration::from_secs(10);
+    /// The clients ask for this long, then stay connected in silence.
+    const ASKING: Duration = Duration::from_secs(12);
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 3);
+    let start = Instant::now();
+    // `node --bind 127.4.3.20 --peer 127.4.3.20`.
+    let mut by_flag = SelfAlias::start(&net, 20, Alias::Bootstrap);
+    // A node at 127.4.3.21 whose peer names it in every PeerList.
+    let mut by_list = SelfAlias::start(&net, 21, Alias::PeerList { teller: 150 });
+    // Clients of the first on other local addresses: 127.4.3.66, and the
+    // node's own address with another port.
+    let clients: Vec<_> = [66, 20]
+        .into_iter()
+        .map(|from| {
+            let mut peer = net.peer(from, 20);
+            thread::spawn(move || {
+                let (rounds, slowest) = keep_asking(
+                    &mut peer,
+                    ASKING,
+                    Duration::from_secs(1),
+                    Duration::from_secs(2),
+                );
+                (peer, rounds, slowest)
+            })
+        })
+        .collect();
+    let mut clients: Vec<(Peer, usize, Duration)> = clients
+        .into_iter()
+        .map(|c| {
+            c.join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+        .collect();
+    thread::sleep((start + WINDOW - IDLE).saturating_duration_since(Instant::now()));
+    let cpu_before = [by_flag.node.cpu_time(), by_list.node.cpu_time()];
+    let idle_from = Instant::now();
+    thread::sleep((start + WINDOW).saturating_duration_since(Instant::now()));
+    let idle = idle_from.elapsed();
+    let cpu_used = [
+        by_flag.node.cpu_time().saturating_sub(cpu_before[0]),
+        by_list.node.cpu_time().saturating_sub(cpu_before[1]),
+    ];
+
+    let lists_told = by_list.finish_teller();
+    // The rows of `peers` with the node's own address: none, but for the
+    // first node the client that connected from that address (inbound).
+    for (what, alias, used, clients_from_own) in [
+        ("--peer its own address", &mut by_flag, cpu_used[0], 1),
+        (
+            "its own address in every PeerList",
+            &mut by_list,
+            cpu_used[1],
+            0,
+        ),
+    ] {
+        let own = alias.addr();
+        let dials = alias.dials_to_self();
+        let share = secs(used) / secs(idle);
+        println!(
+            "{what}: {dials} dials of itself in {WINDOW:?}; CPU {used:?} in {idle:?} idle ({:.2} % of a core)",
+            share * 100.0
+        );
+        assert!(
+            dials <= 1,
+            "{what}: the node dialed itself {dials} times in {WINDOW:?}; log:\n{}",
+            alias.node.stderr()
+        );
+        let with_own = connections_with(&mut alias.node, own);
+        assert!(
+            with_own.len() == clients_from_own && with_own.iter().all(|r| r.ends_with(" inbound")),
+            "{what}: peers lists connections with itself: {with_own:?}"
+        );
+        let trying = still_trying(&mut alias.node, own);
+        assert!(
+            trying.is_none(),
+            "{what}: the node still tries to reach itself: {trying:?}"
+        );
+        assert!(
+            share < IDLE_CPU_SHARE,
+            "{what}: the idle node used {used:?} of CPU in {idle:?}"
+        );
+        row(
+            "2 knowing oneself",
+            TEST,
+            &format!(
+                "{what}: {dials} dials of itself in 30 s; {:.2} CPU seconds in {:.0} s idle ({:.2} % of a core)",
+                secs(used),
+                secs(idle),
+                share * 100.0
+            ),
+        );
+    }
+    assert!(
+        lists_told >= 5,
+        "the teller sent {lists_told} PeerLists in {WINDOW:?} (the node asks every 5 s)"
+    );
+    // The clients on other local addresses are ordinary peers: answered
+    // every second while they asked, still connected 30 s on (not closed
+    // after 2 s), listed as inbound peers, and answered again now.
+    let rows = by_flag.node.peers();
+    for (peer, rounds, slowest) in &mut clients {
+        let from = *peer.local.ip();
+        println!("client {from}: {rounds} rounds answered, slowest {slowest:?}");
+        assert!(
+            *rounds >= 10,
+            "client {from}: only {rounds} rounds answered in {ASKING:?} (closed: {})",
+            peer.is_closed()
+        );
+        assert!(
+            rows.iter().any(|(a, dir)| *a == from && dir == "inbound"),
+            "client {from} is not an inbound peer after {WINDOW:?}: {rows:?}"
+        );
+        peer.send(&Message::PeerRequest);
+        assert!(
+            peer.recv_until(WAIT, |m| matches!(m, Message::PeerList(_)))
+                .is_some(),
+            "client {from}: no answer after {WINDOW:?} (closed: {})",
+            peer.is_closed()
+        );
+        row(
+            "2 knowing oneself: a client on another local address",
+            TEST,
+            &format!(
+                "client {from} -> {}: {rounds} rounds of PeerRequest + ArchiveRequest answered in {:.0} s (slowest {:.1} ms), still connected and answered after 30 s",
+                net.addr(20),
+                secs(ASKING),
+                ms(*slowest)
+            ),
+        );
+    }
+    let recognised = |node: &Node| {
+        node.stderr()
+            .lines()
+            .filter(|l| l.contains("leads back to this node"))
+            .count()
+    };
+    assert!(recognised(&by_flag.node) <= 1 && recognised(&by_list.node) <= 1);
 }

@@ -9,6 +9,8 @@
 //!   test can assert how often a node dialed it in a time window.
 //! - [`ReconnectLoop`]: a client that connects, sends a few bytes or none,
 //!   and closes, in a loop as fast as it can.
+//! - [`SelfAlias`]: a node told its own address (as a bootstrap peer, or
+//!   in the PeerLists of a peer that answers every PeerRequest so).
 //!
 //! Every one that runs a thread stops when told (a [`Stop`] flag) and is
 //! joined when dropped, also when a test fails early; every wait and loop
@@ -23,10 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use wire::{Frame, FrameDecoder, MessageType};
+use wire::{Frame, FrameDecoder, Message, MessageType};
 
 use super::observe::Stop;
-use super::{Node, WAIT, connect_from};
+use super::{Net, Node, WAIT, connect_from};
 
 /// How often a thread of this module looks at its [`Stop`] flag while it
 /// waits for something.
@@ -365,4 +367,77 @@ pub fn dials_logged(node: &Node, addr: Ipv4Addr) -> usize {
         .lines()
         .filter(|line| line.ends_with(&dial))
         .count()
+}
+
+/// How a [`SelfAlias`] node learns its own address.
+#[derive(Debug, Clone, Copy)]
+pub enum Alias {
+    /// `--peer` its own address: it is told to dial itself at start.
+    Bootstrap,
+    /// A peer from host `teller` pushes a PeerList naming the node (twice)
+    /// at once, and answers every PeerRequest with that list, as some
+    /// implementations do (they list the requester too).
+    PeerList { teller: u8 },
+}
+
+/// A node that is told its own address, the loopback variant of "an alias
+/// that leads back to the node" (binding 0.0.0.0 is for private network
+/// namespaces only): started on `net`'s host with `--log debug`, so that
+/// its dials are logged ([`SelfAlias::dials_to_self`]).
+pub struct SelfAlias {
+    pub node: Node,
+    /// The PeerLists the teller sent, when there is one.
+    teller: Option<Task<usize>>,
+}
+
+impl SelfAlias {
+    pub fn start(net: &Net, host: u8, via: Alias) -> SelfAlias {
+        let own = net.addr(host).to_string();
+        match via {
+            Alias::Bootstrap => SelfAlias {
+                node: net.node(host, &["--peer", &own, "--log", "debug"]),
+                teller: None,
+            },
+            Alias::PeerList { teller } => {
+                let node = net.node(host, &["--log", "debug"]);
+                let mut peer = net.peer(teller, host);
+                let list = Message::PeerList(vec![net.addr(host), net.addr(host)]);
+                // Pushed, then a PeerRequest whose answer shows that the
+                // node has read the list.
+                peer.send(&list);
+                peer.send(&Message::PeerRequest);
+                peer.recv_until(WAIT, |m| matches!(m, Message::PeerList(_)))
+                    .expect("the node answers a PeerRequest");
+                let teller = Task::spawn(move |stop| {
+                    let mut told = 1;
+                    while !stop.load(Ordering::Relaxed) && !peer.is_closed() {
+                        if let Some(Message::PeerRequest) = peer.recv(Duration::from_millis(100)) {
+                            peer.send(&list);
+                            told += 1;
+                        }
+                    }
+                    told
+                });
+                SelfAlias {
+                    node,
+                    teller: Some(teller),
+                }
+            }
+        }
+    }
+
+    /// The node's own address.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.node.addr
+    }
+
+    /// The node's dials of its own address so far.
+    pub fn dials_to_self(&self) -> usize {
+        dials_logged(&self.node, self.node.addr)
+    }
+
+    /// Stops the teller (if any); the PeerLists naming the node it sent.
+    pub fn finish_teller(&mut self) -> usize {
+        self.teller.take().map_or(0, Task::finish)
+    }
 }
