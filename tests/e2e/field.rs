@@ -7,6 +7,8 @@
 //!    allows; a client reconnecting in a loop leaves the node responsive.
 //! 2. Knowing oneself: a node told its own address does not keep dialing
 //!    it, idles, and serves other clients on local addresses as peers.
+//! 3. Half-close: a peer that sends requests and shuts down its write side
+//!    gets its answers, then our close.
 //!
 //! Each test asserts what must hold and prints rows of the closing table:
 //!
@@ -21,10 +23,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use wire::Message;
+use wire::{History, Message, MessageType};
 
 use crate::support::misbehave::{
-    Accepted, Alias, Listener, ReconnectLoop, SelfAlias, dials_logged,
+    Accepted, Alias, End, HalfClosed, Listener, ReconnectLoop, SelfAlias, dials_logged, half_close,
 };
 use crate::support::observe::{Honest, MaxSampler};
 use crate::support::{Net, Node, Peer, WAIT, fixture_bytes, own_cpu, shared_cpu};
@@ -63,6 +65,12 @@ fn secs(d: Duration) -> f64 {
 /// One row of the closing table.
 fn row(kind: &str, test: &str, measured: &str) {
     println!("| {kind} | `field::{test}` | {measured} |");
+}
+
+fn archive_of(history: &History) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    history.encode_archive(&mut bytes);
+    bytes
 }
 
 /// A node at `host` of `net`, started with `args`, given `archive` by a
@@ -609,4 +617,146 @@ fn a_node_told_its_own_address_dials_it_at_most_once_and_keeps_other_local_clien
             .count()
     };
     assert!(recognised(&by_flag.node) <= 1 && recognised(&by_list.node) <= 1);
+}
+
+/// A half-close try answered as it must be: every expected message
+/// (`kinds`), archives byte-identical to `archive`, then the end of the
+/// stream.
+fn answered(got: &HalfClosed, kinds: &[MessageType], archive: &[u8]) -> bool {
+    got.end == End::Eof
+        && kinds.iter().all(|&k| !got.of_type(k).is_empty())
+        && got
+            .of_type(MessageType::ArchiveResponse)
+            .iter()
+            .all(|a| *a == archive)
+}
+
+/// Short form of a try, for messages.
+fn describe(got: &HalfClosed) -> String {
+    format!(
+        "types {:02x?}, end {:?} after {:.1} ms",
+        got.types(),
+        got.end,
+        ms(got.after)
+    )
+}
+
+#[test]
+fn half_closed_peers_get_their_answers_then_our_close() {
+    const TEST: &str = "half_closed_peers_get_their_answers_then_our_close";
+    const TRIES: usize = 10;
+    const READ_FOR: Duration = Duration::from_secs(2);
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 5);
+    let archive = fixture_bytes("history-1k.bin");
+    let mut node = node_holding(&net, 1, &[], &archive, 1000);
+    let node_at = at(&net, 1);
+
+    // One request, then shutdown: 10 tries of each; as netcat may do it
+    // (the request and the end of the stream in one segment: the node
+    // reads them together), and with a pause of 100 ms between them.
+    let mut tries = Vec::new();
+    for (pause, first_host) in [(Duration::ZERO, 100u8), (Duration::from_millis(100), 140)] {
+        for (request, kind, hosts) in [
+            (0x01u8, MessageType::PeerList, first_host),
+            (0x03, MessageType::ArchiveResponse, first_host + 10),
+        ] {
+            let what = if pause.is_zero() {
+                format!("{request:02x} then shutdown")
+            } else {
+                format!("{request:02x}, {pause:?}, shutdown")
+            };
+            let mut ok = 0;
+            let mut seen = Vec::new();
+            for i in 0..TRIES {
+                let got = half_close(
+                    net.addr(hosts + i as u8),
+                    node_at,
+                    &[request],
+                    pause,
+                    READ_FOR,
+                );
+                if answered(&got, &[kind], &archive) {
+                    ok += 1;
+                }
+                seen.push(describe(&got));
+            }
+            println!("{what}: {ok}/{TRIES} answered: {seen:#?}");
+            tries.push((what, ok, seen));
+        }
+    }
+    // Several requests, then shutdown (together): every PeerRequest
+    // answered, the ArchiveRequests at least once (a newer archive may
+    // replace one still queued: the same history, sent once).
+    let several = [0x01, 0x03, 0x01, 0x03, 0x03];
+    let mut several_ok = 0;
+    let mut several_seen = Vec::new();
+    for i in 0..3u8 {
+        let got = half_close(
+            net.addr(120 + i),
+            node_at,
+            &several,
+            Duration::ZERO,
+            READ_FOR,
+        );
+        let lists = got.of_type(MessageType::PeerList).len();
+        let archives = got.of_type(MessageType::ArchiveResponse).len();
+        if answered(
+            &got,
+            &[MessageType::PeerList, MessageType::ArchiveResponse],
+            &archive,
+        ) && lists == 2
+            && (1..=3).contains(&archives)
+        {
+            several_ok += 1;
+        }
+        several_seen.push(describe(&got));
+    }
+    println!("01 03 01 03 03 then shutdown: {several_ok}/3 answered: {several_seen:#?}");
+    // A pushed archive (1,000 chats more: checked on the validation
+    // thread), then shutdown (with its last segment): adopted, and our
+    // close.
+    let full = wire::decode_archive(&fixture_bytes("history-100k.bin")).expect("the fixture");
+    let longer = archive_of(&full.prefix(2000));
+    let pushed = half_close(net.addr(130), node_at, &longer, Duration::ZERO, WAIT);
+    let adopted = node.wait_history_len(2000);
+    println!(
+        "a 2000-chat archive pushed, then shutdown: adopted {adopted}, {}",
+        describe(&pushed)
+    );
+
+    for (what, ok, seen) in &tries {
+        assert_eq!(
+            *ok,
+            TRIES,
+            "{what}: {ok} of {TRIES} answered, then closed: {seen:#?}\nlog:\n{}",
+            node.stderr()
+        );
+    }
+    assert_eq!(
+        several_ok, 3,
+        "01 03 01 03 03 then shutdown: {several_seen:#?}"
+    );
+    assert!(
+        adopted,
+        "a pushed archive followed by shutdown was not adopted: {:?}",
+        node.status()
+    );
+    assert_eq!(pushed.end, End::Eof, "{}", describe(&pushed));
+    assert_archive(&net, 1, &longer);
+    for (what, ok, _) in &tries {
+        row(
+            "3 half-close",
+            TEST,
+            &format!("{what}: {ok}/{TRIES} answered, then EOF"),
+        );
+    }
+    row(
+        "3 half-close",
+        TEST,
+        &format!(
+            "01 03 01 03 03 then shutdown: {several_ok}/3 answered, then EOF; a pushed 2,000-chat archive then shutdown: adopted, then EOF after {:.1} ms",
+            ms(pushed.after)
+        ),
+    );
 }

@@ -7,6 +7,8 @@
 //!   closes as soon as a message of some type begins. It counts the
 //!   connections it accepted, with timestamps ([`Accepted`]), so that a
 //!   test can assert how often a node dialed it in a time window.
+//! - [`half_close`]: a client that sends requests, shuts down its write
+//!   side (`shutdown(SHUT_WR)`, as netcat does) and reads what comes.
 //! - [`ReconnectLoop`]: a client that connects, sends a few bytes or none,
 //!   and closes, in a loop as fast as it can.
 //! - [`SelfAlias`]: a node told its own address (as a bootstrap peer, or
@@ -18,14 +20,14 @@
 //! one-off in a test.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use wire::{Frame, FrameDecoder, Message, MessageType};
+use wire::{Decoder, Frame, FrameDecoder, Message, MessageType};
 
 use super::observe::Stop;
 use super::{Net, Node, WAIT, connect_from};
@@ -272,6 +274,126 @@ fn play_close_on(
         }
     }
     (got, None)
+}
+
+/// How a connection ended, seen from the client's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum End {
+    /// The other side closed: end of stream.
+    Eof,
+    /// The connection broke (a reset): the error.
+    Broken(String),
+    /// Still open when the client stopped reading.
+    Open,
+}
+
+/// What a [`half_close`] client got.
+#[derive(Debug)]
+pub struct HalfClosed {
+    /// Every message received, with its exact bytes, in order.
+    pub messages: Vec<(Message, Vec<u8>)>,
+    /// How the connection ended.
+    pub end: End,
+    /// When, after the shutdown (or how long it read, if it did not end).
+    pub after: Duration,
+}
+
+impl HalfClosed {
+    /// The bytes of every message of type `kind` received.
+    pub fn of_type(&self, kind: MessageType) -> Vec<&[u8]> {
+        self.messages
+            .iter()
+            .filter(|(m, _)| m.message_type() == kind)
+            .map(|(_, bytes)| &bytes[..])
+            .collect()
+    }
+
+    /// The type bytes of the messages received, in order.
+    pub fn types(&self) -> Vec<u8> {
+        self.messages
+            .iter()
+            .map(|(m, _)| m.message_type() as u8)
+            .collect()
+    }
+}
+
+/// A netcat-style client: connects from `from` to `to`, sends `bytes`
+/// (requests, a pushed archive), waits `pause`, shuts down its write side,
+/// and reads for at most `read_for`, until the other side closes. Without
+/// a pause, the bytes and the end of the stream leave together (the
+/// socket is corked until the shutdown), so that the node reads them in
+/// one go, as it may from netcat. Panics if it cannot connect or the node
+/// sends bytes that do not decode.
+pub fn half_close(
+    from: Ipv4Addr,
+    to: SocketAddrV4,
+    bytes: &[u8],
+    pause: Duration,
+    read_for: Duration,
+) -> HalfClosed {
+    let mut stream = connect_from(from, to, super::plain)
+        .unwrap_or_else(|e| panic!("connecting {from} -> {to}: {e}"));
+    stream
+        .set_write_timeout(Some(WAIT))
+        .expect("a write timeout");
+    let together = pause.is_zero();
+    if together {
+        set_option(&stream, libc::IPPROTO_TCP, libc::TCP_CORK, 1).expect("TCP_CORK");
+    }
+    stream
+        .write_all(bytes)
+        .unwrap_or_else(|e| panic!("{from} -> {to}: write failed: {e}"));
+    thread::sleep(pause);
+    stream
+        .shutdown(Shutdown::Write)
+        .unwrap_or_else(|e| panic!("{from} -> {to}: shutdown failed: {e}"));
+    if together {
+        set_option(&stream, libc::IPPROTO_TCP, libc::TCP_CORK, 0).expect("TCP_CORK");
+    }
+    let shut = Instant::now();
+    let deadline = shut + read_for;
+    let mut decoder = Decoder::default();
+    let (mut received, mut start) = (Vec::new(), 0usize);
+    let mut messages = Vec::new();
+    let mut buf = vec![0; 64 * 1024];
+    let end = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break End::Open;
+        }
+        stream.set_read_timeout(Some(left)).expect("a read timeout");
+        let n = match stream.read(&mut buf) {
+            Ok(0) => break End::Eof,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => break End::Broken(e.to_string()),
+        };
+        received.extend_from_slice(&buf[..n]);
+        let mut input = &buf[..n];
+        loop {
+            match decoder.push(&mut input) {
+                Ok(Some(message)) => {
+                    let at = decoder.position() as usize;
+                    messages.push((message, received[start..at].to_vec()));
+                    start = at;
+                }
+                Ok(None) => break,
+                Err(e) => panic!("{to} sent {from} undecodable bytes: {e}"),
+            }
+        }
+    };
+    HalfClosed {
+        messages,
+        end,
+        after: shut.elapsed(),
+    }
 }
 
 /// What a [`ReconnectLoop`] did.
