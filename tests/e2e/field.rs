@@ -9,6 +9,7 @@
 //!    it, idles, and serves other clients on local addresses as peers.
 //! 3. Half-close: a peer that sends requests and shuts down its write side
 //!    gets its answers, then our close.
+//! 4. A valid history is never lost behind invalid ones arriving with it.
 //!
 //! Each test asserts what must hold and prints rows of the closing table:
 //!
@@ -27,9 +28,10 @@ use wire::{History, Message, MessageType};
 
 use crate::support::misbehave::{
     Accepted, Alias, End, HalfClosed, Listener, ReconnectLoop, SelfAlias, dials_logged, half_close,
+    race,
 };
 use crate::support::observe::{Honest, MaxSampler};
-use crate::support::{Net, Node, Peer, WAIT, fixture_bytes, own_cpu, shared_cpu};
+use crate::support::{Net, Node, Peer, WAIT, fixture_bytes, own_cpu, poll, shared_cpu};
 
 /// This module's id in the address plan of `support`.
 const FILE: u8 = 4;
@@ -757,6 +759,140 @@ fn half_closed_peers_get_their_answers_then_our_close() {
         &format!(
             "01 03 01 03 03 then shutdown: {several_ok}/3 answered, then EOF; a pushed 2,000-chat archive then shutdown: adopted, then EOF after {:.1} ms",
             ms(pushed.after)
+        ),
+    );
+}
+
+#[test]
+fn valid_history_is_adopted_when_invalid_ones_arrive_with_it() {
+    const TEST: &str = "valid_history_is_adopted_when_invalid_ones_arrive_with_it";
+    const VALID: usize = 900;
+    let _cpu = own_cpu();
+    let net = Net::new(FILE, 6);
+    let full = fixture_bytes("history-100k.bin");
+    let history = wire::decode_archive(&full).expect("the fixture");
+    // One text byte of chat `k` changed, in the first `len` chats.
+    let broken = |len: usize, k: usize| {
+        let mut bytes = archive_of(&history.prefix(len));
+        let range = history.chat_range(k);
+        assert!(range.len() > 33, "chat {k} has text");
+        bytes[5 + range.start + 1] ^= 0x01;
+        Arc::new(bytes)
+    };
+    let v = Arc::new(archive_of(&history.prefix(VALID)));
+    let candidates = [
+        ("V", Arc::clone(&v)),
+        ("J", broken(history.len(), history.len() - 1)),
+        ("I", broken(1000, 10)),
+        ("J2", broken(history.len(), 50_000)),
+        ("I2", broken(1000, 999)),
+    ];
+    let named = |name: &str| {
+        let (_, bytes) = candidates.iter().find(|(n, _)| *n == name).expect("a name");
+        Arc::clone(bytes)
+    };
+    let orders: [&[&str]; 6] = [
+        &["J", "I", "V"],
+        &["V", "J", "I"],
+        &["J", "V", "I"],
+        &["I", "J", "V"],
+        &["J", "I", "J2", "I2", "V"],
+        &["V", "J2", "I2", "J", "I"],
+    ];
+    let mut results = Vec::new();
+    for (round, order) in orders.iter().enumerate() {
+        let from: Vec<Ipv4Addr> = (0..order.len())
+            .map(|k| net.addr(100 + 10 * round as u8 + k as u8))
+            .collect();
+        let payloads: Vec<_> = order.iter().map(|name| named(name)).collect();
+        // A fresh node each round, and again if the sends did not start
+        // within 10 ms (threads that a loaded machine woke late).
+        let mut attempts = 0;
+        let (mut node, host, sent) = loop {
+            let host = 1 + (3 * round + attempts) as u8;
+            let node = net.node(host, &[]);
+            let sent = race(&from, at(&net, host), &payloads);
+            attempts += 1;
+            if sent.spread() < Duration::from_millis(10) || attempts == 3 {
+                break (node, host, sent);
+            }
+            sent.close();
+        };
+        let start = sent.start();
+        let spread = sent.spread();
+        // Adopted when the node prints the last chat of V.
+        let last = format!("#{} ", VALID - 1);
+        let shown = poll(Duration::from_secs(5), || {
+            node.timed_stdout()
+                .into_iter()
+                .find(|(_, line)| line.starts_with(&last))
+                .map(|(at, _)| at)
+        });
+        // Every invalid candidate judged (validation of 100,000 chats takes
+        // some tens of milliseconds).
+        let invalid = order.len() - 1;
+        let rejected = |node: &Node| {
+            node.stderr()
+                .lines()
+                .filter(|l| l.contains("ignoring an invalid history from"))
+                .count()
+        };
+        let judged = poll(WAIT, || (rejected(&node) >= invalid).then_some(()));
+        let took = shown.map(|at| at.saturating_duration_since(start));
+        println!(
+            "{}: sends started within {:.2} ms and ended after {:.1} ms, V adopted after {:?} ms, {} of {invalid} rejections logged",
+            order.join(" "),
+            ms(spread),
+            ms(sent.took()),
+            took.map(ms),
+            rejected(&node)
+        );
+        assert!(
+            spread < Duration::from_millis(10),
+            "{order:?}: the sends spread over {spread:?}"
+        );
+        let Some(took) = took else {
+            panic!(
+                "{order:?}: V was not adopted within 5 s: {:?}\nlog:\n{}",
+                node.status(),
+                node.stderr()
+            );
+        };
+        assert!(
+            took < Duration::from_secs(1),
+            "{order:?}: V adopted after {took:?}"
+        );
+        assert!(
+            judged.is_some(),
+            "{order:?}: {} rejections of {invalid} invalid candidates logged:\n{}",
+            rejected(&node),
+            node.stderr()
+        );
+        // Only V: 900 chats, byte for byte; nothing longer ever shown.
+        assert!(node.wait_history_len(VALID), "{:?}", node.status());
+        assert_archive(&net, host, &v);
+        let stdout = node.stdout();
+        assert!(
+            !stdout
+                .iter()
+                .any(|l| l.starts_with(&format!("#{VALID} ")) || l.contains("replaced")),
+            "{order:?}: {stdout:?}"
+        );
+        sent.close();
+        results.push((order.join(" "), took));
+    }
+    let figures: Vec<String> = results
+        .iter()
+        .map(|(order, took)| format!("{order}: {:.0} ms", ms(*took)))
+        .collect();
+    let worst = results.iter().map(|(_, t)| *t).max().expect("rounds");
+    row(
+        "4 a valid history behind invalid ones",
+        TEST,
+        &format!(
+            "V (900 chats) adopted, J and I (and J2, I2) not, sent within 10 ms in the orders {}; worst {:.0} ms",
+            figures.join(", "),
+            ms(worst)
         ),
     );
 }

@@ -13,6 +13,8 @@
 //!   and closes, in a loop as fast as it can.
 //! - [`SelfAlias`]: a node told its own address (as a bootstrap peer, or
 //!   in the PeerLists of a peer that answers every PeerRequest so).
+//! - [`race`]: several payloads sent at once on connections of their own
+//!   (competing histories).
 //!
 //! Every one that runs a thread stops when told (a [`Stop`] flag) and is
 //! joined when dropped, also when a test fails early; every wait and loop
@@ -23,7 +25,7 @@ use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Barrier, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -561,5 +563,89 @@ impl SelfAlias {
     /// Stops the teller (if any); the PeerLists naming the node it sent.
     pub fn finish_teller(&mut self) -> usize {
         self.teller.take().map_or(0, Task::finish)
+    }
+}
+
+/// What a [`race`] did: each payload's first and last write. Its
+/// connections stay open until it is closed or dropped.
+#[derive(Debug)]
+pub struct Race {
+    pub started: Vec<Instant>,
+    pub finished: Vec<Instant>,
+    conns: Vec<TcpStream>,
+}
+
+impl Race {
+    /// The first payload's start.
+    pub fn start(&self) -> Instant {
+        *self.started.iter().min().expect("at least one payload")
+    }
+
+    /// From the first start to the last.
+    pub fn spread(&self) -> Duration {
+        *self.started.iter().max().expect("at least one payload") - self.start()
+    }
+
+    /// From the first start to the last write's end.
+    pub fn took(&self) -> Duration {
+        *self.finished.iter().max().expect("at least one payload") - self.start()
+    }
+
+    /// Closes the connections (their sends are over).
+    pub fn close(self) {
+        for conn in self.conns {
+            let _ = conn.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Sends `payloads[i]` from `from[i]` to `to`, all at once: the
+/// connections are opened first, then one thread each writes its payload
+/// when a barrier releases them all. Panics if a connect or a write fails
+/// (a write may take [`WAIT`] at most).
+pub fn race(from: &[Ipv4Addr], to: SocketAddrV4, payloads: &[Arc<Vec<u8>>]) -> Race {
+    assert_eq!(from.len(), payloads.len());
+    let conns: Vec<TcpStream> = from
+        .iter()
+        .map(|&from| {
+            let stream = connect_from(from, to, super::plain)
+                .unwrap_or_else(|e| panic!("connecting {from} -> {to}: {e}"));
+            stream
+                .set_write_timeout(Some(WAIT))
+                .expect("a write timeout");
+            stream
+        })
+        .collect();
+    let barrier = Arc::new(Barrier::new(conns.len()));
+    let writers: Vec<_> = conns
+        .iter()
+        .zip(payloads)
+        .zip(from)
+        .map(|((stream, payload), &from)| {
+            let mut stream = stream.try_clone().expect("cloning a stream");
+            let (payload, barrier) = (Arc::clone(payload), Arc::clone(&barrier));
+            thread::spawn(move || -> io::Result<(Instant, Instant)> {
+                barrier.wait();
+                let started = Instant::now();
+                stream
+                    .write_all(&payload)
+                    .map_err(|e| io::Error::new(e.kind(), format!("{from}: {e}")))?;
+                Ok((started, Instant::now()))
+            })
+        })
+        .collect();
+    let (mut started, mut finished) = (Vec::new(), Vec::new());
+    for writer in writers {
+        let (start, end) = writer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            .unwrap_or_else(|e| panic!("sending a payload to {to}: {e}"));
+        started.push(start);
+        finished.push(end);
+    }
+    Race {
+        started,
+        finished,
+        conns,
     }
 }
