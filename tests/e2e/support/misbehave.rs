@@ -1,6 +1,6 @@
-//! A family of scripted misbehaving peers, for the field tests (issue
-//! 10): each is a small type or function that plays one fault seen among
-//! the other implementations, on loopback only.
+//! A family of scripted misbehaving peers, for the field tests (issue 10)
+//! and the hostile ones: each is a small type or function that plays one
+//! fault seen among the other implementations, on loopback only.
 //!
 //! - [`Listener`]: a peer that listens on the network port and misbehaves
 //!   with whoever connects ([`Script`]): accepts and closes at once, or
@@ -9,6 +9,7 @@
 //!   test can assert how often a node dialed it in a time window.
 //! - [`half_close`]: a client that sends requests, shuts down its write
 //!   side (`shutdown(SHUT_WR)`, as netcat does) and reads what comes.
+//! - [`NonReaders`]: clients that send requests and never read.
 //! - [`ReconnectLoop`]: a client that connects, sends a few bytes or none,
 //!   and closes, in a loop as fast as it can.
 //! - [`SelfAlias`]: a node told its own address (as a bootstrap peer, or
@@ -24,7 +25,7 @@
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -395,6 +396,63 @@ pub fn half_close(
         messages,
         end,
         after: shut.elapsed(),
+    }
+}
+
+/// Clients that never read: one connection from each address, each
+/// offered `batch` copies of a request byte every 10 ms on a non-blocking
+/// socket with a 4 KB receive buffer (so that the node's replies stall at
+/// once), as many as its socket takes; a connection the node closes is
+/// opened again.
+pub struct NonReaders {
+    requests: Arc<AtomicU64>,
+    task: Task<Vec<Duration>>,
+}
+
+impl NonReaders {
+    pub fn start(from: Vec<Ipv4Addr>, to: SocketAddrV4, request: u8, batch: usize) -> NonReaders {
+        let requests = Arc::new(AtomicU64::new(0));
+        let task = {
+            let requests = Arc::clone(&requests);
+            Task::spawn(move |stop| {
+                let open = |from: Ipv4Addr| {
+                    let stream = connect_from(from, to, |s| s.set_recv_buffer_size(4096))
+                        .unwrap_or_else(|e| panic!("connecting a non-reader from {from}: {e}"));
+                    stream.set_nonblocking(true).expect("non-blocking");
+                    (stream, Instant::now())
+                };
+                let mut conns: Vec<_> = from.iter().map(|&from| open(from)).collect();
+                let mut lifetimes = Vec::new();
+                let bytes = vec![request; batch];
+                while !stop.load(Ordering::Relaxed) {
+                    for (i, (stream, opened)) in conns.iter_mut().enumerate() {
+                        match stream.write(&bytes) {
+                            Ok(n) => {
+                                requests.fetch_add(n as u64, Ordering::Relaxed);
+                            }
+                            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                            Err(_) => {
+                                lifetimes.push(opened.elapsed());
+                                (*stream, *opened) = open(from[i]);
+                            }
+                        }
+                    }
+                    thread::sleep(POLL);
+                }
+                lifetimes
+            })
+        };
+        NonReaders { requests, task }
+    }
+
+    /// Requests the kernels have taken so far (one byte each).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Stops; how long each connection the node closed had lived.
+    pub fn finish(self) -> Vec<Duration> {
+        self.task.finish()
     }
 }
 
