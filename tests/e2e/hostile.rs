@@ -20,7 +20,7 @@ use std::fs;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -29,6 +29,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use socket2::{Domain, Protocol, Socket, Type};
 use wire::{Chat, Decoder, History, Message};
 
+use crate::support::misbehave::NonReaders;
 use crate::support::observe::{Answers, Honest, MaxSampler, Mem, MemWatch, Stop};
 use crate::support::{
     self, Net, Node, WAIT, connect_from, fixture_bytes, own_cpu, plain, shared_cpu,
@@ -785,7 +786,6 @@ fn slow_peers_do_not_delay_an_honest_peer_and_non_readers_are_closed() {
     let mem = MemWatch::start(&node);
     let addr = node_addr(&net);
     let stop = Stop::default();
-    let requests = Arc::new(AtomicU64::new(0));
 
     // One byte a second each, of a Notification that would take 255 s to
     // finish; reading what comes; connecting again when dropped.
@@ -826,53 +826,27 @@ fn slow_peers_do_not_delay_an_honest_peer_and_non_readers_are_closed() {
     // ArchiveRequests, a batch every 10 ms each, never reading; a receive
     // buffer of 4 KB so that their queues stall at once. Connecting again
     // when closed.
-    let non_readers = {
-        let stop = stop.flag();
-        let requests = Arc::clone(&requests);
-        thread::spawn(move || {
-            let open = |i: usize| {
-                let from = Ipv4Addr::new(127, FILE, 5, 150 + i as u8);
-                let stream = connect_from(from, addr, |s| s.set_recv_buffer_size(4096))
-                    .expect("connecting a non-reader");
-                stream.set_nonblocking(true).expect("non-blocking");
-                (stream, Instant::now())
-            };
-            let mut conns: Vec<_> = (0..NON_READERS).map(open).collect();
-            let mut lifetimes = Vec::new();
-            let batch = vec![0x03u8; BATCH];
-            while !stop.load(Ordering::Relaxed) {
-                for (i, (stream, opened)) in conns.iter_mut().enumerate() {
-                    match stream.write(&batch) {
-                        Ok(n) => {
-                            requests.fetch_add(n as u64, Ordering::Relaxed);
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(_) => {
-                            lifetimes.push(opened.elapsed());
-                            (*stream, *opened) = open(i);
-                        }
-                    }
-                }
-                thread::sleep(Duration::from_millis(10));
-            }
-            lifetimes
-        })
-    };
+    let non_readers = NonReaders::start(
+        (0..NON_READERS)
+            .map(|i| Ipv4Addr::new(127, FILE, 5, 150 + i as u8))
+            .collect(),
+        addr,
+        0x03,
+        BATCH,
+    );
     // Memory after the first second, and what the node was sent by then.
     thread::sleep(Duration::from_secs(1));
     let early_kb = mem.rss_kb();
-    let early_requests = requests.load(Ordering::Relaxed);
+    let early_requests = non_readers.requests();
     thread::sleep(ATTACK - Duration::from_secs(1));
     drop(stop);
     let dropped_tricklers = tricklers
         .join()
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-    let mut lifetimes = non_readers
-        .join()
-        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    let total_requests = non_readers.requests();
+    let mut lifetimes = non_readers.finish();
     let answers = honest.finish();
     let mem = mem.finish();
-    let total_requests = requests.load(Ordering::Relaxed);
 
     let worst = answers.worst();
     assert!(

@@ -1,7 +1,8 @@
 //! Shared helpers for the end-to-end tests: real `node` processes on
 //! loopback ([`Node`], in `node.rs`), a raw protocol client ([`Peer`], in
-//! `peer.rs`), observers of a node under test (`observe.rs`), and a scheme
-//! that gives every test its own addresses and port ([`Net`]).
+//! `peer.rs`), observers of a node under test (`observe.rs`), scripted
+//! misbehaving peers (`misbehave.rs`), and a scheme that gives every test
+//! its own addresses and port ([`Net`]).
 //!
 //! Every wait here is bounded: a test that goes wrong fails with the
 //! node's output and logs, it never hangs. Every process started here is
@@ -21,6 +22,7 @@
 //! bench (`benches/network.rs`) includes it by path too, declared `pub`
 //! there because it uses only a part of it.
 
+pub mod misbehave;
 mod node;
 pub mod observe;
 mod peer;

@@ -126,6 +126,28 @@ impl Node {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The CPU time the running node has used so far, user and system, all
+    /// its threads: `utime` + `stime` of `/proc/PID/stat` (fields 14 and
+    /// 15, in clock ticks of `sysconf(_SC_CLK_TCK)`, usually 10 ms).
+    pub fn cpu_time(&self) -> Duration {
+        let pid = self.pid().expect("the node is running");
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_else(|e| panic!("reading /proc/{pid}/stat: {e}"));
+        // Field 2, the command, is in parentheses and may hold spaces: the
+        // fields after its closing parenthesis start with field 3.
+        let after = &stat[stat.rfind(')').expect("a command field") + 1..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |field: usize| -> u64 {
+            fields[field - 3]
+                .parse()
+                .unwrap_or_else(|e| panic!("field {field} of {stat:?}: {e}"))
+        };
+        // SAFETY: sysconf(3) reads a constant; no memory involved.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        assert!(per_second > 0, "sysconf(_SC_CLK_TCK) = {per_second}");
+        Duration::from_secs_f64((ticks(14) + ticks(15)) as f64 / per_second as f64)
+    }
+
     fn stderr_path(&self, run: usize) -> PathBuf {
         self.dir.path().join(format!("stderr-{run}.log"))
     }
