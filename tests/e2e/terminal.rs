@@ -15,7 +15,8 @@ use rexpect::process::WaitStatus;
 use tempfile::TempDir;
 
 use crate::support::pty::{PtyNode, Screen, keys};
-use crate::support::{Net, WAIT, fixture_bytes, poll, shared_cpu, texts};
+use crate::support::{Net, WAIT, fixture_bytes, poll, shared_cpu};
+use wire::History;
 
 /// This module's id in the address plan of `support`.
 const FILE: u8 = 5;
@@ -293,6 +294,15 @@ fn difference(model: &Model, history: &[String]) -> Option<String> {
     })
 }
 
+/// A history's chat texts as the screen shows them (bytes outside
+/// printable ASCII escaped, and so the backslash).
+fn shown_texts(history: &History) -> Vec<String> {
+    history
+        .iter()
+        .map(|c| c.text().escape_ascii().to_string())
+        .collect()
+}
+
 #[test]
 fn parsing_a_screen_follows_switches_and_catch_ups() {
     let lines: Vec<String> = [
@@ -374,7 +384,8 @@ fn every_chat_is_printed_once_in_history_order_on_every_screen() {
     // Every node's history over the wire once all three agree and hold
     // every chat typed, each once.
     let agreed = |typed: &[String]| -> Option<Vec<String>> {
-        let histories: Vec<Vec<String>> = (1..=3).map(|h| texts(&net.archive(100, h))).collect();
+        let histories: Vec<Vec<String>> =
+            (1..=3).map(|h| shown_texts(&net.archive(100, h))).collect();
         let mut sorted = histories[0].clone();
         sorted.sort();
         let mut want = typed.to_vec();
@@ -387,7 +398,7 @@ fn every_chat_is_printed_once_in_history_order_on_every_screen() {
             Some(history) => history,
             None => {
                 let histories: Vec<Vec<String>> =
-                    (1..=3).map(|h| texts(&net.archive(100, h))).collect();
+                    (1..=3).map(|h| shown_texts(&net.archive(100, h))).collect();
                 panic!("no agreement on {typed:?} within 60 s: {histories:#?}")
             }
         }
@@ -464,7 +475,7 @@ fn a_big_catch_up_is_summed_up_and_the_last_20_shown() {
     node.wait_line("the vector's last chat", |l| l == "#4 nova msg");
     let big = fixture_bytes("history-1k.bin");
     peer.send_raw(&big);
-    let mut history = texts(&wire::decode_archive(&big).expect("the fixture decodes"));
+    let mut history = shown_texts(&wire::decode_archive(&big).expect("the fixture decodes"));
     // And one of ours on top.
     wait_editing(&node);
     node.type_line("chat mined on top of a thousand");
@@ -992,7 +1003,7 @@ fn a_closed_stdout_is_no_reason_to_panic() {
         .write_all(b"status\nhelp\nchat written to a closed pipe\n")
         .expect("writing to the node");
     let mined = poll(WAIT, || {
-        (texts(&net.archive(100, 1)) == ["written to a closed pipe"]).then_some(())
+        (shown_texts(&net.archive(100, 1)) == ["written to a closed pipe"]).then_some(())
     });
     // SAFETY: kill(2) on our own child's pid.
     unsafe {
