@@ -90,22 +90,6 @@ fn node_holding(net: &Net, host: u8, args: &[&str], archive: &[u8], chats: usize
     node
 }
 
-/// The node at `host` of `net` sends `archive`, byte for byte, when asked.
-fn assert_archive(net: &Net, host: u8, archive: &[u8]) {
-    let mut peer = net.peer(CHECKER, host);
-    peer.send(&Message::ArchiveRequest);
-    let (history, raw) = peer
-        .recv_archive(WAIT)
-        .expect("the node answers ArchiveRequest");
-    assert!(
-        raw == archive,
-        "the node's history: {} chats in {} bytes; {} bytes expected",
-        history.len(),
-        raw.len(),
-        archive.len()
-    );
-}
-
 /// The CPU time `node` uses over `span` from now, as a share of one core.
 fn cpu_share(node: &Node, span: Duration) -> (Duration, f64) {
     let (before, started) = (node.cpu_time(), Instant::now());
@@ -418,7 +402,7 @@ fn reconnect_loops_leave_the_node_responsive_and_are_dialed_back_within_the_back
         "{}",
         node.stderr()
     );
-    assert_archive(&net, 1, &archive);
+    net.assert_serves(CHECKER, 1, &archive);
     row(
         "1 connections that end at once: reconnect loop",
         TEST,
@@ -745,7 +729,7 @@ fn half_closed_peers_get_their_answers_then_our_close() {
         node.status()
     );
     assert_eq!(pushed.end, End::Eof, "{}", describe(&pushed));
-    assert_archive(&net, 1, &longer);
+    net.assert_serves(CHECKER, 1, &longer);
     for (what, ok, _) in &tries {
         row(
             "3 half-close",
@@ -870,7 +854,7 @@ fn valid_history_is_adopted_when_invalid_ones_arrive_with_it() {
         );
         // Only V: 900 chats, byte for byte; nothing longer ever shown.
         assert!(node.wait_history_len(VALID), "{:?}", node.status());
-        assert_archive(&net, host, &v);
+        net.assert_serves(CHECKER, host, &v);
         let stdout = node.stdout();
         assert!(
             !stdout

@@ -70,25 +70,8 @@ fn start(net: &Net, args: &[&str]) -> (Node, Arc<Vec<u8>>) {
         node.status()
     );
     drop(pusher);
-    assert_history_unchanged(net, &archive);
+    net.assert_serves(CHECKER, 1, &archive);
     (node, Arc::new(archive))
-}
-
-/// Asks the node for its archive on a fresh connection: it must be
-/// `archive`, byte for byte.
-fn assert_history_unchanged(net: &Net, archive: &[u8]) {
-    let mut peer = net.peer(CHECKER, 1);
-    peer.send(&Message::ArchiveRequest);
-    let (history, raw) = peer
-        .recv_archive(WAIT)
-        .expect("the node answers ArchiveRequest");
-    assert!(
-        raw == archive,
-        "the node's history changed: {} chats in {} bytes, {} bytes expected",
-        history.len(),
-        raw.len(),
-        archive.len()
-    );
 }
 
 /// Lines of the node's log (stderr) that contain `needle`.
@@ -393,7 +376,7 @@ fn garbage_on_fresh_connections_leaves_the_node_serving_and_its_history_intact()
     let mem = mem.finish();
 
     assert!(node.pid().is_some(), "the node is running");
-    assert_history_unchanged(&net, &archive);
+    net.assert_serves(CHECKER, 1, &archive);
     let [undecodable, cut, whole] = shapes;
     assert_eq!(undecodable + cut + whole, STRINGS);
     // Every undecodable string reached the decoder and closed its
@@ -500,7 +483,7 @@ fn lying_lengths_allocate_nothing_and_are_dropped_at_the_read_timeout() {
         mem.peak_kb,
         drops.len()
     );
-    assert_history_unchanged(&net, &archive);
+    net.assert_serves(CHECKER, 1, &archive);
     drops.sort();
     row(
         "Lying lengths",
@@ -626,7 +609,7 @@ fn an_oversized_message_is_cut_off_when_it_crosses_the_limit() {
         mem.baseline_kb,
         mem.peak_kb
     );
-    assert_history_unchanged(&net, &archive);
+    net.assert_serves(CHECKER, 1, &archive);
     write_failed.sort();
     let failed = match (write_failed.first(), write_failed.last()) {
         (Some(low), Some(high)) => format!(
@@ -753,7 +736,7 @@ fn invalid_equal_and_shorter_histories_are_ignored_and_the_connection_kept() {
     // Nothing was adopted late, either.
     peer.drain(Duration::from_millis(300));
     assert!(!peer.is_closed(), "the node closed the connection");
-    assert_history_unchanged(&net, &archive);
+    net.assert_serves(CHECKER, 1, &archive);
 
     // Not a connection whose archives are ignored anyway: a valid longer
     // history sent on it now is adopted.
@@ -877,7 +860,7 @@ fn slow_peers_do_not_delay_an_honest_peer_and_non_readers_are_closed() {
         "RSS {early_kb} kB after {early_requests} requests, peak {} kB after {total_requests}",
         mem.peak_kb
     );
-    assert_history_unchanged(&net, &archive);
+    net.assert_serves(CHECKER, 1, &archive);
     lifetimes.sort();
     row(
         "Slow peers",
@@ -1006,7 +989,7 @@ fn a_connection_flood_is_capped_and_established_peers_keep_working() {
         .recv_archive(WAIT)
         .expect("a newcomer after the flood is answered");
     assert!(raw == *archive);
-    assert_history_unchanged(&net, &archive);
+    net.assert_serves(CHECKER, 1, &archive);
     row(
         "Connection floods",
         &format!(
@@ -1129,7 +1112,7 @@ fn peer_list_poisoning_does_not_stall_the_node_and_dials_are_capped() {
     let held = held.load(Ordering::Relaxed);
     assert!(held > 0, "the node never reached the listeners that hold");
     assert!(!poisoner.is_closed());
-    assert_history_unchanged(&net, &archive);
+    net.assert_serves(CHECKER, 1, &archive);
     drop(blackholes);
     row(
         "Peer-list poisoning",

@@ -6,8 +6,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -15,7 +14,7 @@ use rexpect::process::WaitStatus;
 use tempfile::TempDir;
 
 use crate::support::pty::{PtyNode, Screen, keys};
-use crate::support::{Net, WAIT, fixture_bytes, poll, shared_cpu};
+use crate::support::{Net, WAIT, fixture_bytes, node_command, poll, shared_cpu};
 use wire::History;
 
 /// This module's id in the address plan of `support`.
@@ -961,15 +960,7 @@ fn a_closed_stdout_is_no_reason_to_panic() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 17);
     let dir = temp_dir();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_node"));
-    // SAFETY: prctl(2) only; async-signal-safe in the forked child.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = command
+    let mut child = node_command()
         .arg("--bind")
         .arg(net.addr(1).to_string())
         .arg("--port")

@@ -28,7 +28,7 @@ pub mod observe;
 mod peer;
 pub mod pty;
 
-pub use node::{Node, run_to_exit};
+pub use node::{Node, node_command, run_to_exit};
 pub use peer::{Peer, connect_from, plain};
 
 use std::fs;
@@ -149,6 +149,24 @@ impl Net {
     /// A raw client from `addr(from)` to the node at `addr(to)`.
     pub fn peer(&self, from: u8, to: u8) -> Peer {
         Peer::connect(self.addr(from), self.addr(to), self.port())
+    }
+
+    /// Asks the node at `addr(host)`, from `addr(from)`, for its archive:
+    /// it must be `archive`, byte for byte.
+    pub fn assert_serves(&self, from: u8, host: u8, archive: &[u8]) {
+        let mut peer = self.peer(from, host);
+        peer.send(&wire::Message::ArchiveRequest);
+        let (history, raw) = peer
+            .recv_archive(WAIT)
+            .expect("the node answers ArchiveRequest");
+        assert!(
+            raw == archive,
+            "the history of {}: {} chats in {} bytes; {} bytes expected",
+            self.addr(host),
+            history.len(),
+            raw.len(),
+            archive.len()
+        );
     }
 
     /// The history of the node at `addr(to)`, asked over the wire by a

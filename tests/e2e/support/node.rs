@@ -25,6 +25,20 @@ fn node_bin() -> &'static str {
     env!("CARGO_BIN_EXE_node")
 }
 
+/// A command running the `node` binary that dies with the test process,
+/// even when the test is killed before its handles drop.
+pub fn node_command() -> Command {
+    let mut command = Command::new(node_bin());
+    // SAFETY: prctl(2) only; async-signal-safe in the forked child.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    command
+}
+
 /// Runs `node ARGS` with stdin closed and waits (at most `timeout`, then
 /// kills it and panics) for it to exit on its own: for commands that end,
 /// such as bad flags or `verify`.
@@ -33,7 +47,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut child = Command::new(node_bin())
+    let mut child = node_command()
         .args(args)
         .env_remove("NODE_LOG")
         .stdin(Stdio::null())
@@ -160,17 +174,7 @@ impl Node {
         );
         self.runs += 1;
         let stderr = fs::File::create(self.stderr_path(self.runs)).expect("creating stderr log");
-        let mut command = Command::new(node_bin());
-        // The node dies with the test process, even when the test is killed
-        // before its handles drop.
-        // SAFETY: prctl(2) only; async-signal-safe in the forked child.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let mut child = command
+        let mut child = node_command()
             .arg("--bind")
             .arg(self.addr.to_string())
             .arg("--port")
