@@ -1,0 +1,106 @@
+//! Convergence and the cost of relaying, on a calm network.
+
+use std::time::Duration;
+
+use super::{Agreement, Sim};
+
+/// Every chat typed anywhere, in the final history exactly once.
+fn assert_all_chats_once(sim: &Sim, texts: &[String]) {
+    let history = sim.node(0).history();
+    for text in texts {
+        let count = history
+            .iter()
+            .filter(|c| c.text() == text.as_bytes())
+            .count();
+        assert_eq!(count, 1, "chat {text:?} is in the history {count} times");
+    }
+    assert_eq!(history.len(), texts.len());
+    miner::validate(history).expect("valid");
+}
+
+#[test]
+fn colliding_chats_all_land_once_and_every_node_agrees() {
+    for seed in [1, 2, 3] {
+        let n = 8;
+        let mut sim = Sim::new(n, |i| if i == 0 { vec![] } else { vec![i - 1] }, seed);
+        sim.run_for(Duration::from_secs(8));
+        let mut texts = Vec::new();
+        for round in 0..10 {
+            for node in 0..n {
+                let text = format!("chat {round} from node {node}");
+                sim.command(node, &text);
+                texts.push(text);
+            }
+            sim.run_for(Duration::from_millis(30));
+        }
+        assert!(
+            sim.run_until_settled(Duration::from_secs(600), Agreement::Identical)
+                .is_some(),
+            "seed {seed}: no convergence"
+        );
+        assert_all_chats_once(&sim, &texts);
+    }
+}
+
+/// Archives sent per chat when chats are mined one at a time.
+fn relay_cost(n: usize, chain: bool) -> (f64, f64) {
+    let mut sim = Sim::new(
+        n,
+        |i| {
+            if i == 0 {
+                vec![]
+            } else if chain {
+                vec![i - 1]
+            } else {
+                (0..i).collect()
+            }
+        },
+        9,
+    );
+    if chain {
+        sim.restrict(|i, j| i.abs_diff(j) == 1);
+    }
+    sim.run_for(Duration::from_secs(10));
+    assert!(sim.converged());
+    let chats = 20;
+    // Warm-up chats fill the history; then measure chats spaced apart.
+    let (archives, bytes) = (sim.archives, sim.archive_bytes);
+    let mut total_len = 0;
+    for k in 0..chats {
+        let node = (k * 7) % n;
+        sim.command(node, &format!("chat number {k}, from node {node}"));
+        sim.run_for(Duration::from_secs(2));
+        assert!(sim.converged());
+        total_len += sim.node(0).history().archive_len();
+    }
+    let per_chat = (sim.archives - archives) as f64 / chats as f64;
+    let history_share = (sim.archive_bytes - bytes) as f64 / total_len as f64;
+    (per_chat, history_share)
+}
+
+#[test]
+fn relaying_costs_about_one_archive_per_link_not_per_pair() {
+    let n = 10;
+    let (mesh, mesh_bytes) = relay_cost(n, false);
+    let (chain, chain_bytes) = relay_cost(n, true);
+    println!(
+        "relay, {n} nodes: full mesh {mesh:.1} archives per chat ({mesh_bytes:.1} x the archive's size), \
+         chain {chain:.1} ({chain_bytes:.1} x); naive relay in the mesh: {}",
+        (n - 1) * (n - 1)
+    );
+    // The origin sends to its n-1 peers and those skip each other: n-1
+    // archives, where relaying to all but the source costs (n-1)^2.
+    assert!(
+        mesh <= (n - 1) as f64 + 0.5,
+        "full mesh: {mesh} archives per chat"
+    );
+    // A chain cannot do better than one archive per link.
+    assert!(
+        chain <= (n - 1) as f64 + 0.5,
+        "chain: {chain} archives per chat"
+    );
+    assert!(
+        chain >= (n - 1) as f64 - 0.5,
+        "chain: {chain}: some node was skipped"
+    );
+}
