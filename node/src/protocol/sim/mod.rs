@@ -12,7 +12,7 @@
 //!   time, the node's actions carried out; churn: a node leaves (its
 //!   connections break), comes back with the history and own chats it had
 //!   (as from its data directory), or a new one joins with nothing.
-//! - `tests.rs`: convergence and relay cost on a calm network;
+//! - `tests.rs`: convergence and relay cost on calm networks;
 //!   `properties.rs`: properties under faults, each over many seeds.
 //!
 //! Every run is bounded: a test waits a bounded virtual time, and a
@@ -149,12 +149,7 @@ pub struct Sim {
 
 impl Sim {
     /// `n` nodes at 127.50.0.1.., each given `bootstrap(i)` as its peers,
-    /// on a calm network in one room ([`Faults::lan`]).
-    pub fn new(n: usize, bootstrap: impl Fn(usize) -> Vec<usize>, seed: u64) -> Sim {
-        Sim::with_faults(n, bootstrap, seed, Faults::lan())
-    }
-
-    /// `n` nodes as with [`new`](Self::new), on a network with `faults`.
+    /// on a network with `faults`.
     pub fn with_faults(
         n: usize,
         bootstrap: impl Fn(usize) -> Vec<usize>,

@@ -1,4 +1,5 @@
-//! Convergence and the cost of relaying, on a calm network.
+//! Convergence and the cost of relaying on calm networks (nothing lost or
+//! cut), in one room and over the world; and a split the node never heals.
 
 use std::time::Duration;
 
@@ -21,11 +22,21 @@ fn assert_all_chats_once(sim: &Sim, texts: &[String]) {
     miner::validate(history).expect("valid");
 }
 
+/// On a network in one room, and on one spread over the world.
+fn networks() -> [Faults; 2] {
+    [Faults::lan(), Faults::wan()]
+}
+
 #[test]
 fn colliding_chats_all_land_once_and_every_node_agrees() {
-    for seed in [1, 2, 3] {
+    for (seed, faults) in [1, 2, 3]
+        .into_iter()
+        .flat_map(|s| networks().map(|f| (s, f)))
+    {
         let n = 8;
-        let mut sim = Sim::new(n, |i| if i == 0 { vec![] } else { vec![i - 1] }, seed);
+        let chain = |i| if i == 0 { vec![] } else { vec![i - 1] };
+        let latency = faults.latency;
+        let mut sim = Sim::with_faults(n, chain, seed, faults);
         sim.run_for(Duration::from_secs(8));
         let mut texts = Vec::new();
         for round in 0..10 {
@@ -39,15 +50,15 @@ fn colliding_chats_all_land_once_and_every_node_agrees() {
         assert!(
             sim.run_until_settled(Duration::from_secs(600), Agreement::Identical)
                 .is_some(),
-            "seed {seed}: no convergence"
+            "seed {seed}, {latency:?}: no convergence"
         );
         assert_all_chats_once(&sim, &texts);
     }
 }
 
 /// Archives sent per chat when chats are mined one at a time.
-fn relay_cost(n: usize, chain: bool) -> (f64, f64) {
-    let mut sim = Sim::new(
+fn relay_cost(n: usize, chain: bool, faults: Faults) -> (f64, f64) {
+    let mut sim = Sim::with_faults(
         n,
         |i| {
             if i == 0 {
@@ -59,6 +70,7 @@ fn relay_cost(n: usize, chain: bool) -> (f64, f64) {
             }
         },
         9,
+        faults,
     );
     if chain {
         sim.restrict(|i, j| i.abs_diff(j) == 1);
@@ -84,28 +96,31 @@ fn relay_cost(n: usize, chain: bool) -> (f64, f64) {
 #[test]
 fn relaying_costs_about_one_archive_per_link_not_per_pair() {
     let n = 10;
-    let (mesh, mesh_bytes) = relay_cost(n, false);
-    let (chain, chain_bytes) = relay_cost(n, true);
-    println!(
-        "relay, {n} nodes: full mesh {mesh:.1} archives per chat ({mesh_bytes:.1} x the archive's size), \
-         chain {chain:.1} ({chain_bytes:.1} x); naive relay in the mesh: {}",
-        (n - 1) * (n - 1)
-    );
-    // The origin sends to its n-1 peers and those skip each other: n-1
-    // archives, where relaying to all but the source costs (n-1)^2.
-    assert!(
-        mesh <= (n - 1) as f64 + 0.5,
-        "full mesh: {mesh} archives per chat"
-    );
-    // A chain cannot do better than one archive per link.
-    assert!(
-        chain <= (n - 1) as f64 + 0.5,
-        "chain: {chain} archives per chat"
-    );
-    assert!(
-        chain >= (n - 1) as f64 - 0.5,
-        "chain: {chain}: some node was skipped"
-    );
+    for faults in networks() {
+        let latency = faults.latency;
+        let (mesh, mesh_bytes) = relay_cost(n, false, faults.clone());
+        let (chain, chain_bytes) = relay_cost(n, true, faults);
+        println!(
+            "relay, {n} nodes, {latency:?}: full mesh {mesh:.1} archives per chat ({mesh_bytes:.1} x \
+             the archive's size), chain {chain:.1} ({chain_bytes:.1} x); naive relay in the mesh: {}",
+            (n - 1) * (n - 1)
+        );
+        // The origin sends to its n-1 peers and those skip each other: n-1
+        // archives, where relaying to all but the source costs (n-1)^2.
+        assert!(
+            mesh <= (n - 1) as f64 + 0.5,
+            "{latency:?}, full mesh: {mesh} archives per chat"
+        );
+        // A chain cannot do better than one archive per link.
+        assert!(
+            chain <= (n - 1) as f64 + 0.5,
+            "{latency:?}, chain: {chain} archives per chat"
+        );
+        assert!(
+            chain >= (n - 1) as f64 - 0.5,
+            "{latency:?}, chain: {chain}: some node was skipped"
+        );
+    }
 }
 
 /// Two nodes holding forks of the same length, holding the same chats in
