@@ -142,6 +142,8 @@ pub struct Sim {
     pub steps: u64,
     /// Events it may handle before it fails as a livelock.
     pub max_steps: u64,
+    /// Links cut (at random, by a partition, or under a node that left).
+    pub cuts: u64,
     /// Archives sent, and their bytes.
     pub archive_bytes: u64,
     pub archives: u64,
@@ -184,6 +186,7 @@ impl Sim {
             miner: Miner::new(1),
             steps: 0,
             max_steps: MAX_STEPS,
+            cuts: 0,
             archive_bytes: 0,
             archives: 0,
         };
@@ -401,6 +404,9 @@ impl Sim {
     /// Cuts the link under `conn`: each end that knew of the connection is
     /// told it failed, once the news reaches it.
     fn cut(&mut self, conn: ConnId, reason: &str) {
+        if self.net.end(conn).is_some() {
+            self.cuts += 1;
+        }
         for (node, conn, after) in self.net.cut(conn) {
             let ending = Ending::Failed(reason.into());
             self.schedule(after, node, Event::Disconnected { conn, ending });

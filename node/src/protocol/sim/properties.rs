@@ -186,10 +186,22 @@ fn partition_heals(seed: u64, agreement: Agreement) -> Result<Run, String> {
         sim.command(node, &text);
     }
     sim.run_for(began + SPLIT - sim.elapsed);
+    // The split held: no chat crossed it (a check of the simulator).
+    for (i, node) in sim.live() {
+        let other = if a.contains(&i) { "side b" } else { "side a" };
+        if let Some(chat) = node
+            .history()
+            .iter()
+            .find(|c| c.text().starts_with(other.as_bytes()))
+        {
+            let text = String::from_utf8_lossy(chat.text());
+            return Err(format!("{text:?} crossed the partition to node {i}"));
+        }
+    }
     sim.heal();
     let took = settle(&mut sim, Duration::from_secs(10), agreement)?;
     check_histories(&sim, &typed, &typed)?;
-    let note = format!("{} events", sim.steps);
+    let note = format!("{} links cut; {} events", sim.cuts, sim.steps);
     Ok(Run { took, note })
 }
 
@@ -303,12 +315,13 @@ fn churn_converges(seed: u64, agreement: Agreement) -> Result<Run, String> {
     check_histories(&sim, &accepted, &typed)?;
     let note = format!(
         "{} leaves ({} keeping their data), {} restarts, {} joins; {} nodes up at the end; \
-         {} of {} chats accepted; {} events",
+         {} links cut; {} of {} chats accepted; {} events",
         tally.leaves,
         tally.kept,
         tally.restarts,
         tally.joins,
         sim.live().count(),
+        sim.cuts,
         accepted.len(),
         typed.len(),
         sim.steps
