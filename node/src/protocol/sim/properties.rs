@@ -4,6 +4,12 @@
 //! A chat typed at a node's prompt is *accepted*: the node has written it
 //! to its data directory, and promises it lands in the history exactly
 //! once. Every text typed is unique, so chats are compared by text.
+//!
+//! Each property has two forms. The one run by default asks that every
+//! node hold every accepted chat exactly once ([`Agreement::SameChats`]);
+//! the strict one, ignored until the node is fixed, also asks that every
+//! node hold one identical history ([`Agreement::Identical`]), and fails
+//! on a few seeds in a hundred (see its doc).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
