@@ -70,6 +70,16 @@ impl OwnChats {
         &self.chats
     }
 
+    /// What a restart finds of them on disk: each chat's text and its copies
+    /// known durable (the simulator restarts nodes from this).
+    #[cfg(test)]
+    pub fn durable_records(&self) -> Vec<(Vec<u8>, Vec<Digest>)> {
+        self.chats
+            .iter()
+            .map(|c| (c.text.clone(), c.copies[..c.durable].to_vec()))
+            .collect()
+    }
+
     /// A chat typed now; pending.
     pub fn queue(&mut self, text: Vec<u8>) -> OwnId {
         self.chats.push(OwnChat {

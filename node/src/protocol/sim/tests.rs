@@ -1,0 +1,159 @@
+//! Convergence and the cost of relaying on calm networks (nothing lost or
+//! cut), in one room and over the world; and a split the node never heals.
+
+use std::time::Duration;
+
+use wire::History;
+
+use super::{Agreement, Faults, Sim};
+use crate::protocol::tests::extend;
+
+/// Every chat typed anywhere, in the final history exactly once.
+fn assert_all_chats_once(sim: &Sim, texts: &[String]) {
+    let history = sim.node(0).history();
+    for text in texts {
+        let count = history
+            .iter()
+            .filter(|c| c.text() == text.as_bytes())
+            .count();
+        assert_eq!(count, 1, "chat {text:?} is in the history {count} times");
+    }
+    assert_eq!(history.len(), texts.len());
+    miner::validate(history).expect("valid");
+}
+
+/// On a network in one room, and on one spread over the world.
+fn networks() -> [Faults; 2] {
+    [Faults::lan(), Faults::wan()]
+}
+
+#[test]
+fn colliding_chats_all_land_once_and_every_node_agrees() {
+    for (seed, faults) in [1, 2, 3]
+        .into_iter()
+        .flat_map(|s| networks().map(|f| (s, f)))
+    {
+        let n = 8;
+        let chain = |i| if i == 0 { vec![] } else { vec![i - 1] };
+        let latency = faults.latency;
+        let mut sim = Sim::with_faults(n, chain, seed, faults);
+        sim.run_for(Duration::from_secs(8));
+        let mut texts = Vec::new();
+        for round in 0..10 {
+            for node in 0..n {
+                let text = format!("chat {round} from node {node}");
+                sim.command(node, &text);
+                texts.push(text);
+            }
+            sim.run_for(Duration::from_millis(30));
+        }
+        assert!(
+            sim.run_until_settled(Duration::from_secs(600), Agreement::Identical)
+                .is_some(),
+            "seed {seed}, {latency:?}: no convergence"
+        );
+        assert_all_chats_once(&sim, &texts);
+    }
+}
+
+/// Archives sent per chat when chats are mined one at a time.
+fn relay_cost(n: usize, chain: bool, faults: Faults) -> (f64, f64) {
+    let mut sim = Sim::with_faults(
+        n,
+        |i| {
+            if i == 0 {
+                vec![]
+            } else if chain {
+                vec![i - 1]
+            } else {
+                (0..i).collect()
+            }
+        },
+        9,
+        faults,
+    );
+    if chain {
+        sim.restrict(|i, j| i.abs_diff(j) == 1);
+    }
+    sim.run_for(Duration::from_secs(10));
+    assert!(sim.converged());
+    let chats = 20;
+    // Warm-up chats fill the history; then measure chats spaced apart.
+    let (archives, bytes) = (sim.archives, sim.archive_bytes);
+    let mut total_len = 0;
+    for k in 0..chats {
+        let node = (k * 7) % n;
+        sim.command(node, &format!("chat number {k}, from node {node}"));
+        sim.run_for(Duration::from_secs(2));
+        assert!(sim.converged());
+        total_len += sim.node(0).history().archive_len();
+    }
+    let per_chat = (sim.archives - archives) as f64 / chats as f64;
+    let history_share = (sim.archive_bytes - bytes) as f64 / total_len as f64;
+    (per_chat, history_share)
+}
+
+#[test]
+fn relaying_costs_about_one_archive_per_link_not_per_pair() {
+    let n = 10;
+    for faults in networks() {
+        let latency = faults.latency;
+        let (mesh, mesh_bytes) = relay_cost(n, false, faults.clone());
+        let (chain, chain_bytes) = relay_cost(n, true, faults);
+        println!(
+            "relay, {n} nodes, {latency:?}: full mesh {mesh:.1} archives per chat ({mesh_bytes:.1} x \
+             the archive's size), chain {chain:.1} ({chain_bytes:.1} x); naive relay in the mesh: {}",
+            (n - 1) * (n - 1)
+        );
+        // The origin sends to its n-1 peers and those skip each other: n-1
+        // archives, where relaying to all but the source costs (n-1)^2.
+        assert!(
+            mesh <= (n - 1) as f64 + 0.5,
+            "{latency:?}, full mesh: {mesh} archives per chat"
+        );
+        // A chain cannot do better than one archive per link.
+        assert!(
+            chain <= (n - 1) as f64 + 0.5,
+            "{latency:?}, chain: {chain} archives per chat"
+        );
+        assert!(
+            chain >= (n - 1) as f64 - 0.5,
+            "{latency:?}, chain: {chain}: some node was skipped"
+        );
+    }
+}
+
+/// Two nodes holding forks of the same length, holding the same chats in
+/// different orders (as a healed partition leaves them when each side's
+/// chats were mined again on the other's), and no chat of their own:
+/// they should end up on the one that wins the tie-break.
+///
+/// They never do (the finding behind the ignored strict properties in
+/// `properties.rs`): the loser keeps the winner as its rival
+/// (`archive.rs`), but acts on a rival only when it lacks chats of its
+/// own, so it never moves to it, and the winner ignores the loser. Which
+/// fork wins depends on digests that the miner draws at random, but the
+/// outcome does not: this fails every time.
+#[test]
+#[ignore = "fails: forks as long as each other holding the same chats never converge"]
+fn forks_as_long_as_each_other_with_the_same_chats_converge() {
+    let miner = miner::Miner::new(1);
+    let base = extend(&miner, &History::new(), &["first"]);
+    let forks = [
+        extend(&miner, &base, &["x", "y"]),
+        extend(&miner, &base, &["y", "x"]),
+    ];
+    let mut sim = Sim::with_data(
+        2,
+        |i| if i == 0 { vec![] } else { vec![0] },
+        5,
+        Faults::wan(),
+        |i| (forks[i].clone(), Vec::new()),
+    );
+    sim.run_for(Duration::from_secs(120));
+    assert!(
+        sim.converged(),
+        "two forks of the same chats stay split:\n{}",
+        sim.describe()
+    );
+}
