@@ -125,3 +125,19 @@ fn a_job_cancelled_before_it_starts_returns_at_once() {
     assert_eq!(stopped.stats.tries, 0);
     assert_eq!(miner.threads(), 2);
 }
+
+#[test]
+fn a_seeded_miner_of_one_thread_finds_the_same_chats_again() {
+    let mine = |seed| {
+        let miner = Miner::seeded(1, seed);
+        let mut history = History::new();
+        for text in [&b"one"[..], b"two", b"three"] {
+            let chat = miner.mine_next(&history, text);
+            history.push(&chat);
+        }
+        history
+    };
+    assert_eq!(mine(7), mine(7));
+    assert_ne!(mine(7), mine(8));
+    validate(&mine(7)).expect("valid");
+}

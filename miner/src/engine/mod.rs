@@ -5,7 +5,7 @@
 mod layout;
 mod scan;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -34,6 +34,9 @@ const TRIES_BETWEEN_STOP_CHECKS: u64 = 1 << 14;
 pub struct Miner {
     pool: rayon::ThreadPool,
     kernel: Kernel,
+    /// Where workers draw their code bytes from: the OS, or a seed (see
+    /// [`Miner::seeded`]) with the number of the job.
+    seed: Option<(u64, AtomicU64)>,
 }
 
 /// A flag that stops a mining job ([`Miner::mine`]); clones share the
@@ -144,7 +147,26 @@ impl Miner {
             .thread_name(|i| format!("miner-{i}"))
             .build()
             .expect("mining thread pool");
-        Miner { pool, kernel }
+        Miner {
+            pool,
+            kernel,
+            seed: None,
+        }
+    }
+
+    /// A miner of `threads` workers whose code bytes come from `seed` (and
+    /// the job's and the worker's number) instead of the OS. With one
+    /// thread, the same jobs in the same order find the same chats: for
+    /// simulations that replay a seed. With more, which worker finds first
+    /// still depends on timing.
+    ///
+    /// # Panics
+    /// As [`Miner::new`].
+    pub fn seeded(threads: usize, seed: u64) -> Miner {
+        Miner {
+            seed: Some((seed, AtomicU64::new(0))),
+            ..Miner::new(threads)
+        }
     }
 
     /// Mines `text` as the next chat of `history` at the network's
@@ -213,9 +235,17 @@ impl Miner {
         let started = Instant::now();
         let job = Job::new(prev, text, difficulty_bits);
         let found = OnceLock::new();
-        let tries = self
-            .pool
-            .broadcast(|_| Worker::new().run(&job, self.kernel, cancel, &found));
+        let seed = self
+            .seed
+            .as_ref()
+            .map(|(seed, jobs)| seed ^ jobs.fetch_add(1, Ordering::Relaxed).rotate_left(32));
+        let tries = self.pool.broadcast(|ctx| {
+            let worker = match seed {
+                Some(seed) => Worker::seeded(seed ^ ctx.index() as u64),
+                None => Worker::new(),
+            };
+            worker.run(&job, self.kernel, cancel, &found)
+        });
         let stats = JobStats {
             tries: tries.into_iter().sum(),
             elapsed: started.elapsed(),
@@ -238,6 +268,12 @@ impl Worker {
     fn new() -> Worker {
         let rng = Xoshiro256PlusPlus::try_from_rng(&mut SysRng).expect("randomness from the OS");
         Worker { rng }
+    }
+
+    fn seeded(seed: u64) -> Worker {
+        Worker {
+            rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+        }
     }
 
     /// Fresh random code bytes for one hot block: 16 bytes, of which the

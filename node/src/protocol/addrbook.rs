@@ -207,12 +207,14 @@ impl AddressBook {
     /// Queues the wanted addresses whose backoff is over and that have no
     /// connection (`connected` says which have one).
     pub fn redial_wanted(&mut self, now: Instant, connected: impl Fn(Ipv4Addr) -> bool) {
-        let due: Vec<Ipv4Addr> = self
+        let mut due: Vec<Ipv4Addr> = self
             .known
             .iter()
             .filter(|&(&a, k)| k.wanted && Self::due(k, now) && !connected(a))
             .map(|(&a, _)| a)
             .collect();
+        // In a known order, so that a simulation replays its seed.
+        due.sort_unstable();
         for addr in due {
             self.enqueue(addr);
         }

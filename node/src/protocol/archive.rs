@@ -1,21 +1,21 @@
-//! What the node does with a history a peer sends: adopt, keep as a rival,
-//! or ignore; and whom to relay it to.
+//! What the node does with a history a peer sends: adopt it, or ignore it;
+//! and whom to relay it to.
 //!
 //! # Which history wins
 //!
-//! A valid history replaces ours when it is longer, and only then
-//! (PROTOCOL.md): one as long as ours is ignored. But two histories of the
-//! same length that differ (two nodes mined on the same history at once)
-//! are a fork that, left alone, can keep the network split for good, each
-//! side holding its own chat. So forks of equal length are ranked by a
-//! tie-break every node of ours computes the same way: at the first chat
-//! where the two differ, the lower digest wins (digests are uniformly
-//! random, so the rule favours no one). A winning fork is kept aside as our
-//! *rival*, and relayed like a history we adopt. If it lacks chats of ours,
-//! we mine them again on top of it: the result is longer than both sides,
-//! so we, every node of ours and every foreign peer adopt it, and the
-//! network is one again. A node only ever ranks a fork above its rival when
-//! it wins against it too, so nothing flips back and forth.
+//! A valid history replaces ours when it is longer (PROTOCOL.md). But two
+//! histories of the same length that differ (two nodes mined on the same
+//! history at once) are a fork that, left alone, can keep the network
+//! split for good, each side holding its own chats, or the same chats in
+//! another order. So forks of equal length are ranked by a tie-break every
+//! node of ours computes the same way: at the first chat where the two
+//! differ, the lower digest wins (digests are uniformly random, so the rule
+//! favours no one). A winning fork of equal length is adopted and relayed
+//! like a longer one. This order is total and every node only ever moves to
+//! a better history, so nothing flips back and forth and our nodes end on
+//! the same one. Chats of ours the switch displaced are mined again on top
+//! of the winner: the result is longer than both sides, so foreign peers,
+//! which never take an equal-length fork, adopt it too.
 //!
 //! # Whom to relay to
 //!
@@ -92,15 +92,11 @@ impl Node {
         if candidate.len() < self.history.len() {
             return self.catch_up(conn);
         }
-        if tip == Tip::of(&self.history) || self.rival.as_ref().is_some_and(|r| Tip::of(r) == tip) {
+        if tip == Tip::of(&self.history) {
             return;
         }
-        if candidate.len() > self.history.len() {
+        if better(&candidate, &self.history) {
             self.adopt(now, conn, candidate, pushed);
-        } else if better(&candidate, &self.history)
-            && self.rival.as_ref().is_none_or(|r| better(&candidate, r))
-        {
-            self.take_rival(now, conn, candidate, pushed);
         } else {
             // Ours wins the tie: the peer may switch.
             self.catch_up(conn);
@@ -141,7 +137,6 @@ impl Node {
     ) -> (usize, usize) {
         let fork = self.history.common_prefix_len(&history);
         self.history = history;
-        self.rival = None;
         self.save(Save::History {
             history: self.history.clone(),
             from: fork,
@@ -192,33 +187,6 @@ impl Node {
             }
         }
         delivered
-    }
-
-    /// Keeps a fork as long as ours that wins the tie-break (this module's
-    /// comment): relays it, and mines our chats it lacks on top of it.
-    fn take_rival(&mut self, now: Instant, from: ConnId, rival: History, pushed: bool) {
-        let tip = Tip::of(&rival);
-        let delivered = self.delivered_by(now, from, pushed);
-        for conn in self.peers.relay_targets(tip, &delivered) {
-            self.send(conn, Payload::Archive(rival.clone()));
-            if let Some(peer) = self.peers.get_mut(conn) {
-                peer.sent = Some(tip);
-            }
-        }
-        let fork = self.history.common_prefix_len(&rival);
-        let contested = !self.own.missing_from(&rival, fork).is_empty();
-        info!(
-            "a fork as long as ours, from chat #{fork}, wins the tie-break{}",
-            if contested {
-                "; mining our chats it lacks on it"
-            } else {
-                ""
-            }
-        );
-        self.rival = Some(rival);
-        if contested {
-            self.restart_mining(now);
-        }
     }
 
     /// Whether nobody is known to deliver our current history to the peer

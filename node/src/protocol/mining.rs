@@ -37,8 +37,8 @@ pub struct Job {
     pub own: Vec<OwnId>,
     /// When it was started.
     pub started: Instant,
-    /// It mines on the rival fork with this tip, not on our history.
-    pub on_rival: Option<Tip>,
+    /// The tip of the history it mines on.
+    pub base: Tip,
 }
 
 /// The mining manager.
@@ -66,7 +66,7 @@ impl Mining {
         own: Vec<OwnId>,
         texts: Vec<Vec<u8>>,
         prev: Vec<u8>,
-        on_rival: Option<Tip>,
+        base: Tip,
         rng: &mut Xoshiro256PlusPlus,
     ) -> Action {
         let id = self.next_id;
@@ -75,7 +75,7 @@ impl Mining {
             id,
             own,
             started: now,
-            on_rival,
+            base,
         });
         // When many nodes have chats queued, they would otherwise all mine on
         // each new history at once and broadcast chats of which one stays.
@@ -141,35 +141,25 @@ impl Mining {
 }
 
 impl Node {
-    /// Starts mining, unless a job is running: first the own chats that a
-    /// winning rival fork lacks, on that fork (see `archive.rs`), then the
-    /// pending ones; else the pending ones on our history.
+    /// Starts mining our pending chats (up to [`MAX_BATCH`]) on our
+    /// history, unless a job is running.
     pub(super) fn schedule_mining(&mut self, now: Instant) {
         if self.mining.is_running() {
             return;
         }
-        let contested = self.rival.as_ref().and_then(|rival| {
-            let fork = self.history.common_prefix_len(rival);
-            let missing = self.own.missing_from(rival, fork);
-            (!missing.is_empty())
-                .then(|| (missing, rival.tail_for_append().to_vec(), Tip::of(rival)))
-        });
-        let (mut ids, prev, on_rival) = match contested {
-            Some((missing, prev, tip)) => (missing, prev, Some(tip)),
-            None => (Vec::new(), self.history.tail_for_append().to_vec(), None),
-        };
-        ids.extend(self.own.pending_ids());
-        ids.truncate(MAX_BATCH);
+        let ids: Vec<_> = self.own.pending_ids().take(MAX_BATCH).collect();
         if ids.is_empty() {
             return;
         }
+        let prev = self.history.tail_for_append().to_vec();
+        let base = Tip::of(&self.history);
         let texts = ids
             .iter()
             .map(|&id| self.own.all()[id].text.clone())
             .collect();
         let action = self
             .mining
-            .start(now, ids, texts, prev, on_rival, &mut self.rng);
+            .start(now, ids, texts, prev, base, &mut self.rng);
         self.outbox.push_back(action);
     }
 
@@ -181,9 +171,9 @@ impl Node {
         self.schedule_mining(now);
     }
 
-    /// A job ended: its chats extend our history, or the rival it was
-    /// mined on, which with them is longer than ours and replaces it. The
-    /// origin of chats sends them to every peer.
+    /// A job ended: its chats extend our history (the job was cancelled if
+    /// the history changed under it). The origin of chats sends them to
+    /// every peer.
     pub(super) fn on_mined(&mut self, now: Instant, id: u64, outcome: Mined, stats: JobStats) {
         let Some(job) = self.mining.finish(id) else {
             return;
@@ -192,14 +182,11 @@ impl Node {
             self.schedule_mining(now);
             return;
         };
-        let base = match job.on_rival {
-            None => Some(self.history.clone()),
-            Some(tip) => self.rival.take().filter(|r| Tip::of(r) == tip),
-        };
-        let Some(mut history) = base else {
+        if job.base != Tip::of(&self.history) {
             self.schedule_mining(now);
             return;
-        };
+        }
+        let mut history = self.history.clone();
         self.mining.record(stats);
         let first = history.len();
         for (&id, chat) in job.own.iter().zip(&chats) {

@@ -79,9 +79,6 @@ pub struct Config {
 pub struct Node {
     config: Config,
     history: History,
-    /// A valid fork as long as our history that wins the tie-break against
-    /// it: not adopted, but mined on (see `archive.rs`).
-    rival: Option<History>,
     own: OwnChats,
     peers: Peers,
     book: AddressBook,
@@ -121,7 +118,6 @@ impl Node {
             feed: Feed::new(history.len()),
             stored: history.len(),
             history,
-            rival: None,
             own,
             peers: Peers::default(),
             book,

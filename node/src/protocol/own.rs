@@ -138,34 +138,6 @@ impl OwnChats {
             .min()
     }
 
-    /// The own chats placed at `from` or later in our history of which
-    /// `other` (a fork from ours at `from`) holds no copy, in history
-    /// order.
-    pub fn missing_from(&self, other: &History, from: usize) -> Vec<OwnId> {
-        let ours: HashSet<Digest> = self
-            .chats
-            .iter()
-            .filter(|c| matches!(c.place, Place::InHistory(i) if i >= from))
-            .flat_map(|c| c.copies.iter().copied())
-            .collect();
-        let theirs = find_copies(other, from, &ours);
-        let mut missing: Vec<(usize, OwnId)> = self
-            .chats
-            .iter()
-            .enumerate()
-            .filter_map(|(id, c)| match c.place {
-                Place::InHistory(i)
-                    if i >= from && !c.copies.iter().any(|d| theirs.contains_key(d)) =>
-                {
-                    Some((i, id))
-                }
-                _ => None,
-            })
-            .collect();
-        missing.sort_unstable();
-        missing.into_iter().map(|(_, id)| id).collect()
-    }
-
     /// The history changed from chat `from` on: finds again every own chat
     /// that was pending or placed at `from` or later. Returns how many were
     /// placed before and are pending now (displaced).

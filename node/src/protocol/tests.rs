@@ -417,7 +417,7 @@ fn rival_chat(miner: &Miner, base: &History, than: &Chat, lower: bool) -> Chat {
 }
 
 #[test]
-fn an_equal_length_fork_is_ignored_and_a_winning_one_is_mined_on() {
+fn a_losing_equal_length_fork_is_ignored_and_a_winning_one_adopted_our_chat_mined_again() {
     let miner = Miner::new(1);
     let base = extend(&miner, &History::new(), &["base"]);
     let mut h = Harness::new(base.clone());
@@ -437,13 +437,17 @@ fn an_equal_length_fork_is_ignored_and_a_winning_one_is_mined_on() {
     assert_eq!(h.node.history(), &mine_side);
     assert!(archives_to(&actions).is_empty() && started_mining(&actions).is_empty());
 
-    // One that wins: still not adopted, but relayed, and our chat, which it
-    // lacks, is mined again on top of it.
+    // One that wins: adopted and relayed, and our chat, which it lacks, is
+    // mined again on top of it.
     let mut winning = base.clone();
     winning.push(&rival_chat(&miner, &base, &ours, true));
     let actions = h.receive(conn, Message::ArchiveResponse(winning.clone()));
-    assert_eq!(h.node.history(), &mine_side);
+    assert_eq!(h.node.history(), &winning);
     assert_eq!(archives_to(&actions), [other]);
+    assert_eq!(
+        shown(&actions)[0],
+        "1 chat from #1 on replaced by a longer history; 1 of yours will be mined again"
+    );
     let [(job, prev, text)] = &started_mining(&actions)[..] else {
         panic!("{actions:?}")
     };
@@ -452,7 +456,7 @@ fn an_equal_length_fork_is_ignored_and_a_winning_one_is_mined_on() {
         (winning.tail_for_append(), &texts("ours"))
     );
 
-    // Mined: the fork plus our chat is longer than both sides, and ours.
+    // Mined: the fork plus our chat is longer than both sides.
     let again = miner.mine_next(&winning, b"ours");
     let actions = h.mined(*job, &again);
     let mut merged = winning.clone();
@@ -463,21 +467,27 @@ fn an_equal_length_fork_is_ignored_and_a_winning_one_is_mined_on() {
     miner::validate(h.node.history()).expect("valid");
 }
 
+/// Two forks of one length with none of our chats (the same chats in
+/// another order, say) would keep the network split for good if the
+/// winner were not taken: it is.
 #[test]
-fn a_winning_fork_without_our_chats_leaves_our_history_alone() {
+fn a_winning_fork_without_our_chats_is_adopted_too() {
     let miner = Miner::new(1);
     let base = extend(&miner, &History::new(), &["base"]);
-    let ours = miner.mine_next(&base, b"someone's");
+    let someone = miner.mine_next(&base, b"someone's");
     let mut held = base.clone();
-    held.push(&ours);
+    held.push(&someone);
     let mut h = Harness::new(held.clone());
     let conn = h.connect(1, ip(2), Direction::Outbound);
     let mut winning = base.clone();
-    winning.push(&rival_chat(&miner, &base, &ours, true));
+    winning.push(&rival_chat(&miner, &base, &someone, true));
     let actions = h.answer(conn, &winning);
-    assert_eq!(h.node.history(), &held);
+    assert_eq!(h.node.history(), &winning);
     assert!(started_mining(&actions).is_empty());
-    assert_eq!(h.history_saves, Vec::<usize>::new());
+    assert_eq!(h.history_saves, [1]);
+    // And it does not go back.
+    h.answer(conn, &held);
+    assert_eq!(h.node.history(), &winning);
 }
 
 #[test]

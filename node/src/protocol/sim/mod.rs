@@ -90,17 +90,6 @@ enum Delivery {
     Cut { conn: ConnId },
 }
 
-/// How far the running nodes must agree for a network to count as settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Agreement {
-    /// Every node holds the same history: one order of the chats.
-    Identical,
-    /// Every node holds the same chats, each as often, in any order: no
-    /// chat lost or doubled anywhere, though forks as long as each other
-    /// may order them differently.
-    SameChats,
-}
-
 /// What a node keeps in its data directory: its history, and its own
 /// chats as `OwnChats::records` gives them.
 pub type Kept = (History, Vec<(Vec<u8>, Vec<Digest>)>);
@@ -183,7 +172,7 @@ impl Sim {
             start: Instant::now(),
             seed,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
-            miner: Miner::new(1),
+            miner: Miner::seeded(1, seed),
             steps: 0,
             max_steps: MAX_STEPS,
             cuts: 0,
@@ -608,35 +597,18 @@ impl Sim {
         live.all(|h| Some(h) == first)
     }
 
-    /// Whether every running node holds the same chats (by text, in any
-    /// order, as often).
-    pub fn same_chats(&self) -> bool {
-        let texts = |n: &Node| {
-            let mut texts: Vec<Vec<u8>> = n.history().iter().map(|c| c.text().to_vec()).collect();
-            texts.sort();
-            texts
-        };
-        let mut live = self.live().map(|(_, n)| texts(n));
-        let first = live.next();
-        live.all(|t| Some(t) == first)
-    }
-
-    /// The running nodes agree as far as `agreement` asks, and none has a
-    /// chat of its own to mine.
-    pub fn settled(&self, agreement: Agreement) -> bool {
-        let agreed = match agreement {
-            Agreement::Identical => self.converged(),
-            Agreement::SameChats => self.same_chats(),
-        };
-        agreed && self.live().all(|(_, n)| n.own().pending() == 0)
+    /// The running nodes hold one identical history, and none has a chat
+    /// of its own to mine.
+    pub fn settled(&self) -> bool {
+        self.converged() && self.live().all(|(_, n)| n.own().pending() == 0)
     }
 
     /// Runs until [`settled`](Self::settled), looking every 100 ms of
     /// virtual time, for at most `limit`: how long it took, or `None`.
-    pub fn run_until_settled(&mut self, limit: Duration, agreement: Agreement) -> Option<Duration> {
+    pub fn run_until_settled(&mut self, limit: Duration) -> Option<Duration> {
         let began = self.elapsed;
         loop {
-            if self.settled(agreement) {
+            if self.settled() {
                 return Some(self.elapsed - began);
             }
             if self.elapsed - began >= limit {
