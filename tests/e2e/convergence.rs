@@ -38,12 +38,31 @@ enum Step {
     Join,
 }
 
-/// Archives a node sent, from its `status`.
-fn archive_bytes_sent(node: &mut Node) -> u64 {
-    let status = node.status();
-    status["sent"]["bytes"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no sent bytes in {status}"))
+/// What nodes sent, from their `status`: archives by why, and bytes.
+#[derive(Default)]
+struct Sent {
+    bytes: u64,
+    mined: u64,
+    relayed: u64,
+    asked: u64,
+    catch_up: u64,
+}
+
+impl Sent {
+    /// Adds what `node` sent since it started.
+    fn add(&mut self, node: &mut Node) {
+        let status = node.status();
+        let field = |name: &str| {
+            status["sent"][name]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no sent {name} in {status}"))
+        };
+        self.bytes += field("bytes");
+        self.mined += field("mined");
+        self.relayed += field("relayed");
+        self.asked += field("asked");
+        self.catch_up += field("catch_up");
+    }
 }
 
 #[test]
@@ -115,7 +134,7 @@ fn every_accepted_chat_lands_once_and_all_nodes_agree() {
 
     let mut accepted: Vec<String> = Vec::new();
     let mut postponed: HashMap<usize, Vec<String>> = HashMap::new();
-    let mut bytes_sent = 0u64;
+    let mut sent = Sent::default();
     let began = Instant::now();
     for (at, step) in plan {
         std::thread::sleep(at.saturating_sub(began.elapsed()));
@@ -129,7 +148,7 @@ fn every_accepted_chat_lands_once_and_all_nodes_agree() {
                 accepted.push(text);
             }
             Step::Kill { node } => {
-                bytes_sent += archive_bytes_sent(&mut nodes[node]);
+                sent.add(&mut nodes[node]);
                 nodes[node].sigkill();
                 postponed.insert(node, Vec::new());
             }
@@ -189,19 +208,24 @@ fn every_accepted_chat_lands_once_and_all_nodes_agree() {
     );
 
     for node in &mut nodes {
-        bytes_sent += archive_bytes_sent(node);
+        sent.add(node);
     }
+    let per_chat = |count: u64| count as f64 / accepted.len() as f64;
     println!(
         "convergence: {} nodes (+1 late; each saw at least {meshed} peers before the first chat), {m} chats each, 2 killed and restarted: {} chats accepted, {} in the \
          final history; converged {:.2} s after the last chat; {:.0} archive bytes sent per chat ({:.1} x the \
-         final archive of {} bytes)",
+         final archive of {} bytes; archives per chat: {:.1} mined, {:.1} relayed, {:.1} asked, {:.1} to catch up)",
         n,
         accepted.len(),
         history.len(),
         converged_after.as_secs_f64(),
-        bytes_sent as f64 / accepted.len() as f64,
-        bytes_sent as f64 / accepted.len() as f64 / history.archive_len() as f64,
-        history.archive_len()
+        per_chat(sent.bytes),
+        per_chat(sent.bytes) / history.archive_len() as f64,
+        history.archive_len(),
+        per_chat(sent.mined),
+        per_chat(sent.relayed),
+        per_chat(sent.asked),
+        per_chat(sent.catch_up),
     );
 }
 

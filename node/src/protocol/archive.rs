@@ -47,7 +47,7 @@ use wire::{History, Message};
 use super::Node;
 use super::feed::Change;
 use super::io::{Archive, ConnId, Payload, Save, Tip};
-use super::report::Line;
+use super::report::{Line, Why};
 
 /// A peer's PeerList is trusted to say who it is connected to this long.
 const PEER_LIST_FRESH: Duration = Duration::from_secs(15);
@@ -109,7 +109,7 @@ impl Node {
     /// it.
     fn catch_up(&mut self, conn: ConnId) {
         if self.needs_history(conn) {
-            self.send_archive_to(conn);
+            self.send_archive_to(conn, Why::CatchUp);
         }
     }
 
@@ -167,7 +167,7 @@ impl Node {
             targets.len()
         );
         for conn in targets {
-            self.send_archive_to(conn);
+            self.send_archive_to(conn, Why::Relayed);
         }
     }
 
@@ -219,10 +219,13 @@ impl Node {
         }
     }
 
-    /// Sends our history to `conn`.
-    pub(super) fn send_archive_to(&mut self, conn: ConnId) {
+    /// Sends our history to `conn`, for `why`.
+    pub(super) fn send_archive_to(&mut self, conn: ConnId, why: Why) {
         let served = self.served();
         let tip = Tip::of(&served);
+        if self.peers.get(conn).is_some() {
+            self.sent.count(served.archive_len(), why);
+        }
         self.send(conn, Payload::Archive(served));
         if let Some(peer) = self.peers.get_mut(conn) {
             peer.sent = Some(tip);
@@ -235,7 +238,7 @@ impl Node {
         let tip = self.served_tip();
         for conn in self.peers.primaries() {
             if self.peers.get(conn).is_some_and(|p| !p.knows(tip)) {
-                self.send_archive_to(conn);
+                self.send_archive_to(conn, Why::Mined);
             }
         }
     }

@@ -227,10 +227,6 @@ impl Node {
     fn send(&mut self, conn: ConnId, payload: Payload) {
         if let Some(peer) = self.peers.get_mut(conn) {
             peer.bytes_out += payload.len() as u64;
-            if let Payload::Archive(_) = &payload {
-                self.sent.archives += 1;
-                self.sent.bytes += payload.len() as u64;
-            }
             self.outbox.push_back(Action::Send { conn, payload });
         }
     }

@@ -11,6 +11,7 @@ use wire::Message;
 use super::Node;
 use super::io::{Action, ConnId, Direction, Ending};
 use super::peers::{Peer, survives};
+use super::report::Why;
 
 /// A peer that dialed us and has said nothing is greeted after this.
 const GREET_SILENT_AFTER: Duration = Duration::from_secs(1);
@@ -192,7 +193,7 @@ impl Node {
                 }
                 self.dial();
             }
-            Message::ArchiveRequest => self.send_archive_to(conn),
+            Message::ArchiveRequest => self.send_archive_to(conn, Why::Asked),
             Message::ArchiveResponse(_) => {
                 unreachable!("archives come judged, as Event::Archive")
             }
@@ -279,7 +280,7 @@ impl Node {
                 peer.archive_asked_at = None;
             }
             if !self.history.is_empty() && self.needs_history(conn) {
-                self.send_archive_to(conn);
+                self.send_archive_to(conn, Why::CatchUp);
             }
         }
         self.book

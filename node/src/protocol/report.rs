@@ -166,6 +166,20 @@ pub struct DialRow {
     pub retry_in: Option<Duration>,
 }
 
+/// Why an archive was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Why {
+    /// Chats mined here, sent to every peer.
+    Mined,
+    /// A history adopted from a peer, sent on.
+    Relayed,
+    /// The peer asked (ArchiveRequest).
+    Asked,
+    /// The peer showed an older or losing history, or stayed silent on our
+    /// ArchiveRequest.
+    CatchUp,
+}
+
 /// Archives sent since start.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
@@ -173,6 +187,28 @@ pub struct Sent {
     pub archives: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// Of the archives, those sending chats mined here.
+    pub mined: u64,
+    /// Those sending on a history adopted from a peer.
+    pub relayed: u64,
+    /// Those answering an ArchiveRequest.
+    pub asked: u64,
+    /// Those sent to a peer behind us, on a losing fork, or silent.
+    pub catch_up: u64,
+}
+
+impl Sent {
+    /// Counts an archive of `bytes` sent for `why`.
+    pub fn count(&mut self, bytes: usize, why: Why) {
+        self.archives += 1;
+        self.bytes += bytes as u64;
+        *match why {
+            Why::Mined => &mut self.mined,
+            Why::Relayed => &mut self.relayed,
+            Why::Asked => &mut self.asked,
+            Why::CatchUp => &mut self.catch_up,
+        } += 1;
+    }
 }
 
 /// What the miner is doing.
@@ -412,7 +448,7 @@ fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
     };
     write!(
         f,
-        "address:   {}:{}\npeers:     {}\nhistory:   {} chats, last {last}\non disk:   {} chats\npending:   {} chats\nmining:    {mining}\nlast job:  {last_job}\nsent:      {} archives, {} bytes\nclosed:    {endings}\ndata dir:  {}",
+        "address:   {}:{}\npeers:     {}\nhistory:   {} chats, last {last}\non disk:   {} chats\npending:   {} chats\nmining:    {mining}\nlast job:  {last_job}\nsent:      {} archives ({} mined, {} relayed, {} asked, {} to catch up), {} bytes\nclosed:    {endings}\ndata dir:  {}",
         s.bind,
         s.port,
         s.peers,
@@ -420,6 +456,10 @@ fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
         s.stored,
         s.pending,
         s.sent.archives,
+        s.sent.mined,
+        s.sent.relayed,
+        s.sent.asked,
+        s.sent.catch_up,
         s.sent.bytes,
         s.data_dir
     )
