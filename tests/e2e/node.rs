@@ -585,3 +585,57 @@ fn a_peer_list_with_our_own_address_and_duplicates_connects_once_to_each_other_n
     assert!(b.peer_addrs().contains(&net.addr(1)), "{:?}", b.peers());
     assert!(!peer.is_closed());
 }
+
+/// A bootstrap peer nobody answers at: said once at the default log level,
+/// with when it is tried again; `peers` lists it among the addresses still
+/// tried; a limit that refuses a message is said with the flag that raises
+/// it.
+#[test]
+fn what_is_wrong_is_said_once_at_the_default_level() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 12);
+    let absent = net.addr(50);
+    let mut node = net.node(
+        1,
+        &[
+            "--peer",
+            &absent.to_string(),
+            "--log",
+            "warn",
+            "--max-message",
+            "4KiB",
+        ],
+    );
+    let said = |node: &support::Node| {
+        node.stderr()
+            .lines()
+            .filter(|l| l.contains(&format!("cannot reach bootstrap peer {absent}")))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    // Tried at 0 s, then after 1-1.5 s, 2-3 s: three failures in 5 s.
+    thread::sleep(Duration::from_secs(5));
+    let lines = said(&node);
+    assert_eq!(lines.len(), 1, "{}", node.stderr());
+    assert!(lines[0].contains("trying again in "), "{}", lines[0]);
+    let peers = node.ask(&serde_json::json!({"command": "peers"}));
+    let row = peers["dialing"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["addr"] == absent.to_string()))
+        .unwrap_or_else(|| panic!("{absent} not among the addresses tried: {peers}"));
+    assert!(row["failures"].as_u64() >= Some(2), "{row}");
+
+    // A PeerList of 2,000 addresses (8,005 bytes) over --max-message 4KiB.
+    let mut peer = net.peer(100, 1);
+    peer.send(&Message::PeerList(vec![net.addr(60); 2000]));
+    assert!(
+        support::poll(WAIT, || node
+            .stderr()
+            .contains("raise --max-message to take larger ones")
+            .then_some(()))
+        .is_some(),
+        "{}",
+        node.stderr()
+    );
+    assert_eq!(node.closed("undecodable"), 1);
+}

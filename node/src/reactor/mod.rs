@@ -585,6 +585,16 @@ impl Reactor {
             Some(End::Garbage(error)) => {
                 if let Some(conn) = self.conns.get_mut(&token) {
                     conn.notify(&format!("closing: {error}"), now);
+                    // A limit, not garbage: said at the default level, with
+                    // the flag that raises it.
+                    if let wire::DecodeError::TooLarge { max, .. } = error
+                        && let Some(suppressed) = self.log_limit.allow(now)
+                    {
+                        warn!(
+                            "refused a message of more than {max} bytes from {} (raise --max-message to take larger ones){suppressed}",
+                            conn.addr
+                        );
+                    }
                 }
                 self.teardown(token, Ending::Undecodable(error.to_string()), now);
             }
@@ -611,7 +621,13 @@ impl Reactor {
         if total <= self.limits.max_buffered {
             return;
         }
-        if let Some((&token, _)) = self.conns.iter().max_by_key(|(_, c)| c.held_bytes()) {
+        if let Some((&token, conn)) = self.conns.iter().max_by_key(|(_, c)| c.held_bytes()) {
+            if let Some(suppressed) = self.log_limit.allow(now) {
+                warn!(
+                    "dropped {}: messages in progress held more than {} bytes in all (raise --max-buffered to hold more){suppressed}",
+                    conn.addr, self.limits.max_buffered
+                );
+            }
             self.teardown(token, Ending::BuffersFull, now);
         }
     }
