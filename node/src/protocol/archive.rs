@@ -30,7 +30,11 @@
 //!   dialed it), so it is not a client that pushed once and left.
 //!
 //! Everyone else gets it. A history that came in answer to our request, or
-//! from a client, reaches everybody through us. The same test decides
+//! from a client, reaches everybody through us. When the source pushed it
+//! but its PeerList is unknown or stale (it has just connected, or
+//! restarted), we ask for the list and relay once it comes (or after
+//! [`RELAY_WAIT`]): otherwise every peer of a restarted node would relay
+//! its first chats to the whole network. The same test decides
 //! whether a peer that shows us an older or losing history is sent ours: it
 //! is not when it was sent ours already or our source delivers to it, so
 //! histories crossing in flight do not echo back and forth.
@@ -51,6 +55,19 @@ use super::report::{Line, Why};
 
 /// A peer's PeerList is trusted to say who it is connected to this long.
 const PEER_LIST_FRESH: Duration = Duration::from_secs(15);
+/// A relay waits at most this long for its source's PeerList.
+const RELAY_WAIT: Duration = Duration::from_millis(300);
+
+/// A relay waiting for the PeerList of the peer the history came from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct PendingRelay {
+    /// The source.
+    from: ConnId,
+    /// What we serve of the history to relay.
+    tip: Tip,
+    /// When to relay with what we know.
+    until: Instant,
+}
 
 /// Whether `candidate`, valid, should replace `current`: longer, or as long
 /// and winning the tie-break at the first chat where they differ.
@@ -158,6 +175,31 @@ impl Node {
         self.mining.adopted(displaced, self.own.pending());
         self.restart_mining(now);
         self.delivered_by_source = self.delivered_by(now, from, pushed);
+        self.pending_relay = None;
+        // A broadcaster whose PeerList we lack: worth asking before relaying.
+        let ask_first = pushed
+            && self.peers.get(from).is_some_and(|source| {
+                self.book.is_listening(source.addr)
+                    && source
+                        .peer_list
+                        .as_ref()
+                        .is_none_or(|(at, _)| now >= *at + PEER_LIST_FRESH)
+            });
+        if ask_first {
+            self.send_message(from, &Message::PeerRequest);
+            self.pending_relay = Some(PendingRelay {
+                from,
+                tip: self.served_tip(),
+                until: now + RELAY_WAIT,
+            });
+            return;
+        }
+        self.relay();
+    }
+
+    /// Sends our history to every peer that may lack it, by the rule in
+    /// this module's comment.
+    fn relay(&mut self) {
         let targets = self
             .peers
             .relay_targets(self.served_tip(), &self.delivered_by_source);
@@ -169,6 +211,26 @@ impl Node {
         for conn in targets {
             self.send_archive_to(conn, Why::Relayed);
         }
+    }
+
+    /// The relay waiting for `from`'s PeerList goes out: the list came
+    /// (`from` is its source), the source is gone, or the wait is over.
+    /// Dropped if our history changed meanwhile (the newer one was sent on
+    /// in its turn).
+    pub(super) fn release_relay(&mut self, now: Instant, from: Option<ConnId>) {
+        let Some(pending) = self.pending_relay else {
+            return;
+        };
+        let source_gone = self.peers.get(pending.from).is_none();
+        if from != Some(pending.from) && !source_gone && now < pending.until {
+            return;
+        }
+        self.pending_relay = None;
+        if pending.tip != self.served_tip() {
+            return;
+        }
+        self.delivered_by_source = self.delivered_by(now, pending.from, true);
+        self.relay();
     }
 
     /// The addresses a history from `from` reaches without us: the source

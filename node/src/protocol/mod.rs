@@ -87,6 +87,8 @@ pub struct Node {
     /// Addresses the peer our current history came from delivers it to
     /// (see the relay rule in `archive.rs`); empty for a history mined here.
     delivered_by_source: HashSet<Ipv4Addr>,
+    /// A relay waiting for its source's PeerList (see `archive.rs`).
+    pending_relay: Option<archive::PendingRelay>,
     timers: Timers,
     /// Archives sent since start: what relaying costs.
     sent: Sent,
@@ -123,6 +125,7 @@ impl Node {
             book,
             mining: Mining::default(),
             delivered_by_source: HashSet::new(),
+            pending_relay: None,
             timers: Timers::new(now),
             sent: Sent::default(),
             unacked: Vec::new(),
@@ -148,6 +151,12 @@ impl Node {
     #[cfg(test)]
     pub fn own(&self) -> &OwnChats {
         &self.own
+    }
+
+    /// The archives sent since start, and why.
+    #[cfg(test)]
+    pub fn sent(&self) -> Sent {
+        self.sent
     }
 
     /// The next action for the reactor, if any.

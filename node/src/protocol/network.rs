@@ -15,8 +15,10 @@ use super::report::Why;
 
 /// A peer that dialed us and has said nothing is greeted after this.
 const GREET_SILENT_AFTER: Duration = Duration::from_secs(1);
-/// Our PeerList goes to every peer at most this often when it changes.
-const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// Our PeerList goes to every peer at most this often when it changes:
+/// peers decide whom to relay to from it, and while it lacks a new peer of
+/// ours, each of them relays every history to that peer too.
+const ANNOUNCE_EVERY: Duration = Duration::from_millis(250);
 /// Every peer is asked for its PeerList this often (PROTOCOL.md).
 pub(super) const PEER_REQUEST_EVERY: Duration = Duration::from_secs(5);
 /// One random peer is asked for its archive this often, to heal a missed
@@ -98,6 +100,9 @@ impl Node {
         }
         self.peers
             .insert(conn, Peer::new(addr, direction, now, primary));
+        if primary {
+            self.timers.peers_changed = true;
+        }
         // A peer we dialed listens and is greeted at once. One that dialed
         // us may be a client that pushes one archive and hangs up without
         // reading: anything we sent first would turn its close into a reset
@@ -169,6 +174,7 @@ impl Node {
         if peer.primary {
             self.timers.peers_changed = true;
         }
+        self.release_relay(now, None);
         if let Some(backoff) = self.book.ended(peer.addr, lived, peer.primary, now) {
             debug!(
                 "{}: connection ended after {lived:?}, failure {} in a row; next try in {:?}",
@@ -191,6 +197,7 @@ impl Node {
                 if let Some(peer) = self.peers.get_mut(conn) {
                     peer.peer_list = Some((now, addrs));
                 }
+                self.release_relay(now, Some(conn));
                 self.dial();
             }
             Message::ArchiveRequest => self.send_archive_to(conn, Why::Asked),
@@ -283,6 +290,7 @@ impl Node {
                 self.send_archive_to(conn, Why::CatchUp);
             }
         }
+        self.release_relay(now, None);
         self.book
             .redial_wanted(now, |addr| self.peers.is_connected(addr));
         self.dial();

@@ -238,8 +238,13 @@ fn shown(actions: &[Action]) -> Vec<String> {
 #[test]
 fn a_new_peer_is_asked_for_its_archive_and_peers() {
     let greeting = [Message::ArchiveRequest, Message::PeerRequest];
+    // What the node asks (our PeerList, announced to everyone, aside).
     let messages = |actions: &[Action]| -> Vec<Message> {
-        sent(actions).into_iter().map(|(_, m)| m).collect()
+        sent(actions)
+            .into_iter()
+            .map(|(_, m)| m)
+            .filter(|m| !matches!(m, Message::PeerList(_)))
+            .collect()
     };
     // A peer we dialed: at once.
     let mut h = Harness::new(History::new());
@@ -443,7 +448,11 @@ fn a_losing_equal_length_fork_is_ignored_and_a_winning_one_adopted_our_chat_mine
     winning.push(&rival_chat(&miner, &base, &ours, true));
     let actions = h.receive(conn, Message::ArchiveResponse(winning.clone()));
     assert_eq!(h.node.history(), &winning);
-    assert_eq!(archives_to(&actions), [other]);
+    // Pushed by a peer whose PeerList we lack: asked for it first.
+    assert!(archives_to(&actions).is_empty());
+    assert!(sent(&actions).contains(&(conn, Message::PeerRequest)));
+    let relayed = h.receive(conn, Message::PeerList(vec![]));
+    assert_eq!(archives_to(&relayed), [other]);
     assert_eq!(
         shown(&actions)[0],
         "1 chat from #1 on replaced by a longer history; 1 of yours will be mined again"
@@ -465,6 +474,46 @@ fn a_losing_equal_length_fork_is_ignored_and_a_winning_one_adopted_our_chat_mine
     assert_eq!(h.node.own().pending(), 0);
     assert_eq!(archives_to(&actions), [conn, other]);
     miner::validate(h.node.history()).expect("valid");
+}
+
+/// A history pushed by a peer whose PeerList we lack (it has just
+/// connected, or restarted) waits for the list before it is relayed, so
+/// that the peers the source reaches itself are not sent it again; the
+/// wait is bounded.
+#[test]
+fn a_pushed_history_is_relayed_once_the_sources_peer_list_comes_or_the_wait_ends() {
+    let miner = Miner::new(1);
+    let base = extend(&miner, &History::new(), &["base"]);
+    let longer = extend(&miner, &base, &["news"]);
+    let longest = extend(&miner, &longer, &["more news"]);
+    let mut h = Harness::new(base.clone());
+    let source = h.connect(1, ip(2), Direction::Outbound);
+    let reached = h.connect(2, ip(3), Direction::Outbound);
+    let other = h.connect(3, ip(4), Direction::Outbound);
+    h.answer(source, &base);
+
+    // The list comes: the peer it names is left out.
+    let actions = h.receive(source, Message::ArchiveResponse(longer));
+    assert!(archives_to(&actions).is_empty());
+    assert!(sent(&actions).contains(&(source, Message::PeerRequest)));
+    let relayed = h.receive(source, Message::PeerList(vec![ip(3)]));
+    assert_eq!(archives_to(&relayed), [other]);
+
+    // The list is fresh now: the next push is relayed at once.
+    let actions = h.receive(source, Message::ArchiveResponse(longest.clone()));
+    assert_eq!(archives_to(&actions), [other]);
+
+    // A new source that never answers: relayed to all but it once the
+    // wait is over, not before.
+    let silent = h.connect(4, ip(5), Direction::Outbound);
+    h.answer(silent, &longest);
+    let newest = extend(&miner, &longest, &["newest"]);
+    let actions = h.receive(silent, Message::ArchiveResponse(newest));
+    assert!(archives_to(&actions).is_empty());
+    assert!(archives_to(&h.advance(Duration::from_millis(100))).is_empty());
+    let mut relayed = archives_to(&h.advance(Duration::from_millis(300)));
+    relayed.sort();
+    assert_eq!(relayed, [source, reached, other]);
 }
 
 /// Two forks of one length with none of our chats (the same chats in

@@ -45,6 +45,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A duplicate connection stays open at least this long, so that a peer
 /// which connects only to push one archive gets to send it.
 const DUPLICATE_GRACE: Duration = Duration::from_secs(2);
+/// Data a peer's TCP has not acknowledged for this long means the peer is
+/// gone (a split network, a host that vanished): the kernel closes the
+/// connection (TCP_USER_TIMEOUT) and the node dials again. Without it, a
+/// connection across a healed split waits out TCP's retransmission
+/// backoff (12 s and more after a 15 s split, up to 2 minutes) before
+/// anything crosses. Every connection carries a PeerRequest every 5 s, so
+/// a dead one is noticed within about 15 s.
+const UNACKNOWLEDGED_FOR: Duration = Duration::from_secs(10);
 /// A connection we close keeps at most this long to write what it was
 /// sent last (a Notification saying why).
 const LINGER: Duration = Duration::from_secs(2);
@@ -346,6 +354,7 @@ impl Reactor {
                 Ok(SocketAddr::V4(local)) => Some(local),
                 _ => None,
             };
+            let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKNOWLEDGED_FOR));
             let Some(token) = self.add_conn(
                 stream,
                 *remote.ip(),
@@ -477,6 +486,7 @@ impl Reactor {
         let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
         socket.set_nonblocking(true)?;
         socket.set_tcp_nodelay(true)?;
+        socket.set_tcp_user_timeout(Some(UNACKNOWLEDGED_FOR))?;
         let bind = SocketAddrV4::new(self.endpoint.bind, 0);
         socket.bind(&SocketAddr::V4(bind).into())?;
         let target = SocketAddrV4::new(addr, self.endpoint.port);
