@@ -28,12 +28,14 @@
 //! figures (lines beginning `partition:`). By environment, for the inner
 //! tests: PARTITION_SEED (the moments of the chats), PARTITION_NODE_ARGS
 //! (extra flags for the 8 nodes of test 1, e.g. `--read-timeout 5` or
-//! `--log debug`).
+//! `--log debug`), PARTITION_RTO_MAX_MS (caps the kernel's retransmission
+//! backoff in test 1's namespace, `net.ipv4.tcp_rto_max_ms`, Linux 6.15
+//! and later: shows what the heal waits on).
 //!
 //! Address plan (see `support`): module 6; inside a namespace of its own,
 //! each test still keeps to its addresses and port.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::env;
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -393,12 +395,17 @@ fn watch_nodes(
     }
 }
 
-/// Connections `node` has seen end since it started, of every kind.
-fn connections_ended(node: &mut Node) -> u64 {
-    let status = node.status();
-    status["endings"]
-        .as_object()
-        .map_or(0, |kinds| kinds.values().filter_map(Value::as_u64).sum())
+/// Connections the nodes have seen end since they started, by kind
+/// (`read timeout`, `failed`, ...), all nodes together.
+fn connections_ended(nodes: &mut [Node]) -> BTreeMap<String, u64> {
+    let mut ended = BTreeMap::new();
+    for node in nodes {
+        let status = node.status();
+        for (kind, count) in status["endings"].as_object().into_iter().flatten() {
+            *ended.entry(kind.clone()).or_default() += count.as_u64().unwrap_or(0);
+        }
+    }
+    ended
 }
 
 /// A node's state in one line, for reports: history, peers, the
@@ -521,6 +528,13 @@ fn ss_timers_parse() {
 #[ignore = "runs inside a network namespace, started by partition::split_heal_and_loss"]
 fn split_heal_and_loss_inside() {
     inside_namespace("split_heal_and_loss_inside");
+    // A diagnostic: the kernel's cap on its retransmission backoff, in
+    // this namespace only (Linux 6.15 and later).
+    if let Ok(cap) = env::var("PARTITION_RTO_MAX_MS") {
+        let knob = "/proc/sys/net/ipv4/tcp_rto_max_ms";
+        fs::write(knob, &cap).unwrap_or_else(|e| panic!("writing {cap} to {knob}: {e}"));
+        println!("partition: {knob} = {cap} in this namespace");
+    }
     let net = Net::new(FILE, 0);
     let seed = param("PARTITION_SEED", 0x5b117);
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
@@ -585,7 +599,7 @@ fn split_heal_and_loss_inside() {
         "table inet split {{\n  chain input {{\n    type filter hook input priority 0; policy accept;\n    ip saddr {a} ip daddr {b} counter drop\n    ip saddr {b} ip daddr {a} counter drop\n  }}\n}}\n"
     ));
     let split_at = Instant::now();
-    let ended_before: u64 = nodes.iter_mut().map(connections_ended).sum();
+    let ended_before = connections_ended(&mut nodes);
     let split_chats = type_chats(&mut nodes, &mut rng, "split");
     let dropped = nft_drops();
     let timers = retransmit_timers(&net, &group_a);
@@ -635,9 +649,13 @@ fn split_heal_and_loss_inside() {
             None => format!("{} not within {:?}", n.addr, HEAL_BOUND + HEAL_PATIENCE),
         })
         .collect();
-    let ended = nodes.iter_mut().map(connections_ended).sum::<u64>() - ended_before;
+    let mut ended = connections_ended(&mut nodes);
+    for (kind, count) in &mut ended {
+        *count -= ended_before.get(kind).copied().unwrap_or(0);
+    }
+    ended.retain(|_, count| *count > 0);
     println!(
-        "partition: connections the nodes ended from the split until every node held every chat: {ended}"
+        "partition: connections the nodes ended from the split until every node held every chat: {ended:?}"
     );
     let slowest_heal = reached.iter().flatten().max().map(|&at| at - healed);
     let heal_repair = reached
