@@ -28,7 +28,7 @@ use wire::{History, Message, MessageType};
 
 use crate::support::misbehave::{
     Accepted, Alias, End, HalfClosed, Listener, ReconnectLoop, SelfAlias, dials_logged, half_close,
-    race,
+    half_close_and_hold, race,
 };
 use crate::support::observe::{Honest, MaxSampler};
 use crate::support::{Net, Node, Peer, WAIT, fixture_bytes, own_cpu, poll, shared_cpu};
@@ -331,6 +331,7 @@ fn reconnect_loops_leave_the_node_responsive_and_are_dialed_back_within_the_back
         })
     };
 
+    let sockets_before = node.sockets();
     let (cpu_before, started) = (node.cpu_time(), Instant::now());
     let silent = ReconnectLoop::start(net.addr(silent_host), node_at, &[], LOOP);
     let asking = ReconnectLoop::start(net.addr(asking_host), node_at, &[0x01], LOOP);
@@ -343,6 +344,7 @@ fn reconnect_loops_leave_the_node_responsive_and_are_dialed_back_within_the_back
     // Afterwards: the node settles.
     let (cpu_after, share_after) = cpu_share(&node, AFTER);
     let window = started.elapsed();
+    let sockets_after = node.sockets();
     let silent_dials = silent_listener.finish();
     let asking_dials = asking_listener.finish();
 
@@ -350,7 +352,7 @@ fn reconnect_loops_leave_the_node_responsive_and_are_dialed_back_within_the_back
     let share_loop = secs(cpu_loop) / secs(looped);
     let per_connection = cpu_loop / u32::try_from(connections.max(1)).unwrap_or(u32::MAX);
     println!(
-        "loops: {silent:?} silent, {asking:?} asking, in {looped:?}; node CPU {cpu_loop:?} ({:.0} % of a core, {:.1} µs a connection), {cpu_after:?} in the {AFTER:?} after; dials back: {} and {} in {window:?}; honest: {} answers, worst {:.1} ms, median {:.1} ms; newcomers: {newcomers}, worst {:.1} ms",
+        "loops: {silent:?} silent, {asking:?} asking, in {looped:?}; node CPU {cpu_loop:?} ({:.0} % of a core, {:.1} µs a connection), {cpu_after:?} in the {AFTER:?} after; sockets held {sockets_before} before, {sockets_after} after; dials back: {} and {} in {window:?}; honest: {} answers, worst {:.1} ms, median {:.1} ms; newcomers: {newcomers}, worst {:.1} ms",
         share_loop * 100.0,
         per_connection.as_secs_f64() * 1e6,
         silent_dials.len(),
@@ -380,10 +382,16 @@ fn reconnect_loops_leave_the_node_responsive_and_are_dialed_back_within_the_back
         share_loop < 1.0 && per_connection < Duration::from_micros(200),
         "the node used {cpu_loop:?} of CPU in {looped:?} for {connections} connections"
     );
-    // And idle once the loops stop (no dials or work left spinning).
+    // And idle once the loops stop (no dials or work left spinning), with
+    // no connection of theirs kept: one the node keeps open to finish a
+    // reply goes when the reply cannot be written (the loop hung up).
     assert!(
         share_after < IDLE_CPU_SHARE,
         "the node used {cpu_after:?} of CPU in the {AFTER:?} after the loops"
+    );
+    assert!(
+        sockets_after <= sockets_before,
+        "the node held {sockets_before} sockets before the loops, {sockets_after} {AFTER:?} after"
     );
     // Dialed back at most as the backoff allows: at 0, 1, 3 and 7 s at
     // the earliest in the window, so 4 at most.
@@ -743,6 +751,51 @@ fn half_closed_peers_get_their_answers_then_our_close() {
         &format!(
             "01 03 01 03 03 then shutdown: {several_ok}/3 answered, then EOF; a pushed 2,000-chat archive then shutdown: adopted, then EOF after {:.1} ms",
             ms(pushed.after)
+        ),
+    );
+}
+
+/// Half-closed peers that never read keep the node writing its reply
+/// until the read timeout; in a flood, at most `--max-inbound` of them keep
+/// a socket of the node's, the oldest giving way.
+#[test]
+fn half_closed_peers_that_never_read_hold_at_most_max_inbound_sockets() {
+    const TEST: &str = "half_closed_peers_that_never_read_hold_at_most_max_inbound_sockets";
+    const MAX_INBOUND: usize = 8;
+    const HOLDERS: u8 = 30;
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 7);
+    let archive = fixture_bytes("history-100k.bin");
+    let node = node_holding(
+        &net,
+        1,
+        &["--max-inbound", &MAX_INBOUND.to_string()],
+        &archive,
+        100_000,
+    );
+    let sockets_before = node.sockets();
+    let held: Vec<_> = (0..HOLDERS)
+        .map(|i| half_close_and_hold(net.addr(100 + i), at(&net, 1), &[0x03]))
+        .collect();
+    // Each asked for 7.6 MB and reads none of it: the node keeps each
+    // connection to finish the reply (for --read-timeout, 30 s), but not
+    // all of them.
+    thread::sleep(Duration::from_secs(1));
+    let sockets = node.sockets();
+    println!(
+        "{HOLDERS} half-closed peers that never read, --max-inbound {MAX_INBOUND}: the node holds {sockets} sockets ({sockets_before} before)"
+    );
+    assert!(
+        sockets <= sockets_before + MAX_INBOUND,
+        "{HOLDERS} half-closed peers that never read: the node holds {sockets} sockets ({sockets_before} before, --max-inbound {MAX_INBOUND})"
+    );
+    net.assert_serves(CHECKER, 1, &archive);
+    drop(held);
+    row(
+        "3 half-close",
+        TEST,
+        &format!(
+            "{HOLDERS} half-closed peers that never read, --max-inbound {MAX_INBOUND}: {sockets} sockets held ({sockets_before} before)"
         ),
     );
 }

@@ -280,6 +280,7 @@ fn a_history_that_is_not_longer_or_not_valid_is_ignored_and_the_connection_kept(
     a.chat("mine 1");
     a.chat("mine 2");
     a.expect_line(|l| l.starts_with("#1 mine 2 (mined: "), SPREAD, "mining");
+    net.wait_serves(99, 1, 2);
 
     // A corrupted copy of the vector: longer, but its chat 4 is invalid.
     let mut bad = bytes.clone();

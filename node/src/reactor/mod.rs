@@ -110,6 +110,9 @@ pub struct Reactor {
     /// Our outbound sockets by their local address: an inbound connection
     /// from one of these is this node talking to itself.
     dialing_from: HashMap<SocketAddrV4, Token>,
+    /// Connections kept open after their end to finish a reply, oldest
+    /// first (some may be closed already): at most `max_inbound` are kept.
+    lingering: VecDeque<Token>,
     node: Node,
     /// Events waiting for the state machine.
     events: VecDeque<Event>,
@@ -183,6 +186,7 @@ impl Reactor {
             conns: HashMap::new(),
             next_token: FIRST_CONN,
             dialing_from: HashMap::new(),
+            lingering: VecDeque::new(),
             node,
             events: VecDeque::new(),
             workers,
@@ -390,6 +394,11 @@ impl Reactor {
                 local: local.map_or(self.endpoint.bind, |l| *l.ip()),
                 direction: Direction::Inbound,
             });
+            // Read at once, before the next accept: a peer that has already
+            // spoken is not taken for a silent one and evicted, and one
+            // that has already hung up frees its room, when a burst of
+            // connections fills the inbound slots.
+            self.read(token, now);
         }
     }
 
@@ -647,6 +656,11 @@ impl Reactor {
             return;
         };
         if let Err(e) = conn.flush(now) {
+            // A closing connection that cannot be written to is done: kept,
+            // it would be flushed, and fail, on every turn of the loop.
+            if let State::Closing { .. } = conn.state {
+                return self.close(token);
+            }
             return self.teardown(token, Ending::Failed(format!("write failed: {e}")), now);
         }
         self.update_interest(token);
@@ -737,9 +751,30 @@ impl Reactor {
             Some(wait) => {
                 conn.state = State::Closing {
                     deadline: now + wait,
-                }
+                };
+                self.lingering.push_back(token);
+                self.bound_lingering();
             }
             None => self.close(token),
+        }
+    }
+
+    /// Keeps at most `max_inbound` connections lingering: peers that ask and
+    /// hang up without reading, in a flood, would otherwise hold a socket
+    /// each for the whole linger. The oldest go first.
+    fn bound_lingering(&mut self) {
+        if self.lingering.len() <= self.limits.max_inbound {
+            return;
+        }
+        let conns = &self.conns;
+        self.lingering.retain(|token| {
+            conns
+                .get(token)
+                .is_some_and(|c| matches!(c.state, State::Closing { .. }))
+        });
+        while self.lingering.len() > self.limits.max_inbound {
+            let oldest = self.lingering.pop_front().expect("longer than the limit");
+            self.close(oldest);
         }
     }
 

@@ -9,6 +9,8 @@
 //!   test can assert how often a node dialed it in a time window.
 //! - [`half_close`]: a client that sends requests, shuts down its write
 //!   side (`shutdown(SHUT_WR)`, as netcat does) and reads what comes.
+//! - [`half_close_and_hold`]: a client that sends a request, shuts down
+//!   its write side, and then neither reads nor closes.
 //! - [`NonReaders`]: clients that send requests and never read.
 //! - [`ReconnectLoop`]: a client that connects, sends a few bytes or none,
 //!   and closes, in a loop as fast as it can.
@@ -397,6 +399,23 @@ pub fn half_close(
         end,
         after: shut.elapsed(),
     }
+}
+
+/// A client that asks and then holds the connection: connects from `from`
+/// to `to` with a 4 KB receive buffer (so that a reply of more stalls in
+/// the node), sends `request`, shuts down its write side, and returns the
+/// socket, never read, for the caller to keep open as long as it likes.
+/// Panics if it cannot connect or write.
+pub fn half_close_and_hold(from: Ipv4Addr, to: SocketAddrV4, request: &[u8]) -> TcpStream {
+    let mut stream = connect_from(from, to, |s| s.set_recv_buffer_size(4096))
+        .unwrap_or_else(|e| panic!("connecting {from} -> {to}: {e}"));
+    stream
+        .write_all(request)
+        .unwrap_or_else(|e| panic!("{from} -> {to}: write failed: {e}"));
+    stream
+        .shutdown(Shutdown::Write)
+        .unwrap_or_else(|e| panic!("{from} -> {to}: shutdown failed: {e}"));
+    stream
 }
 
 /// Clients that never read: one connection from each address, each

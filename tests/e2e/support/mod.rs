@@ -174,4 +174,23 @@ impl Net {
     pub fn archive(&self, from: u8, to: u8) -> History {
         Peer::archive(self.addr(from), self.addr(to), self.port())
     }
+
+    /// Waits (at most [`WAIT`]) until the node at `addr(to)` serves `len`
+    /// chats: a chat of ours is shown when mined but served only once it is
+    /// on disk.
+    pub fn wait_serves(&self, from: u8, to: u8, len: usize) {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let served = self.archive(from, to).len();
+            if served == len {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} serves {served} chats, not {len}",
+                self.addr(to)
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
 }

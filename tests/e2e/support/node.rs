@@ -140,6 +140,18 @@ impl Node {
         self.child.as_ref().map(Child::id)
     }
 
+    /// The sockets the running node holds open (entries of `/proc/PID/fd`
+    /// that link to `socket:[…]`): listeners, connections, and connections
+    /// kept to finish a reply.
+    pub fn sockets(&self) -> usize {
+        let pid = self.pid().expect("the node is running");
+        fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap_or_else(|e| panic!("reading /proc/{pid}/fd: {e}"))
+            .filter_map(|entry| fs::read_link(entry.ok()?.path()).ok())
+            .filter(|target| target.to_string_lossy().starts_with("socket:"))
+            .count()
+    }
+
     /// The CPU time the running node has used so far, user and system, all
     /// its threads: `utime` + `stime` of `/proc/PID/stat` (fields 14 and
     /// 15, in clock ticks of `sysconf(_SC_CLK_TCK)`, usually 10 ms).
