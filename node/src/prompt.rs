@@ -97,10 +97,15 @@ fn editor(history_file: &Path) -> rustyline::Result<LineEditor> {
 }
 
 /// Parses one line and posts the command (or why it is none); false once
-/// the event loop is gone.
+/// no more lines are to be read: the line was `quit` (the editor would
+/// draw over the terminal being put back, and piped lines after it are not
+/// for this node), or the event loop is gone.
 fn post_line(mailer: &Mailer, line: &[u8]) -> bool {
     match command::parse(line) {
-        Ok(Some(command)) => post_command(mailer, command),
+        Ok(Some(command)) => {
+            let quit = matches!(command, Command::Quit);
+            post_command(mailer, command) && !quit
+        }
         Ok(None) => true,
         Err(bad) => mailer.post(Mail::Refused(bad.to_string())),
     }
@@ -130,10 +135,7 @@ fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer, state
                         );
                     }
                 }
-                // After `quit`, no new line is read: the editor would draw
-                // over the terminal being put back.
-                let quit = matches!(command::parse(line.as_bytes()), Ok(Some(Command::Quit)));
-                if !post_line(&mailer, line.as_bytes()) || quit {
+                if !post_line(&mailer, line.as_bytes()) {
                     return;
                 }
             }

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use wire::Message;
 
 use crate::support::{
-    self, Net, Peer, VECTOR_TEXTS, WAIT, fixture_bytes, run_to_exit, shared_cpu, texts, vector,
+    self, Net, Peer, VECTOR_TEXTS, WAIT, fixture_bytes, run_to_exit, run_with_input, shared_cpu,
+    texts, vector,
 };
 
 /// This module's id in the address plan of `support`.
@@ -496,6 +497,51 @@ fn a_data_directory_in_use_exits_1() {
     assert_eq!(net.archive(100, 1).len(), 0);
     let _ = Peer::try_connect(net.addr(101), net.addr(2), net.port())
         .expect_err("nothing listens on the second address");
+}
+
+/// Commands piped in, as a script feeds them: answered in order, and
+/// nothing read after `quit` (the end of the input is not announced).
+#[test]
+fn piped_commands_are_answered_in_order_and_quit_ends_the_input() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 13);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = run_with_input(
+        [
+            "--bind",
+            &net.addr(1).to_string(),
+            "--port",
+            &net.port().to_string(),
+            "--data-dir",
+            &dir.path().display().to_string(),
+            "--threads",
+            "1",
+        ],
+        b"help hist\nbogus\nquit\nchat after quit\n",
+        WAIT,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no line starting {prefix:?}: {stdout}"))
+    };
+    assert!(at("hist [N]") < at("unknown command"), "{stdout}");
+    assert!(
+        at("unknown command") < at("stopped; the history is saved"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("input closed"), "{stdout}");
+    // The chat after quit was never read: nothing pending, nothing mined.
+    let status = run_to_exit(
+        ["status", "--data-dir", &dir.path().display().to_string()],
+        WAIT,
+    );
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(status.contains("pending:   0 chats"), "{status}");
 }
 
 #[test]

@@ -314,14 +314,17 @@ impl Reactor {
                         self.start_checks(token);
                     }
                 }
-                // After the replies to the commands before it.
+                // Both after the replies to the commands before them.
                 Mail::Refused(text) => {
                     self.settle(Instant::now());
                     self.workers.screen.print(&text);
                 }
-                Mail::InputEnded => self.workers.screen.print(
-                    "input closed: the node keeps running without a prompt until SIGINT or SIGTERM",
-                ),
+                Mail::InputEnded => {
+                    self.settle(Instant::now());
+                    self.workers.screen.print(
+                        "input closed: the node keeps running without a prompt until SIGINT or SIGTERM",
+                    );
+                }
                 Mail::Hangup => {
                     info!("the terminal hung up: stopping");
                     self.running = false;

@@ -47,14 +47,30 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_with_input(args, b"", timeout)
+}
+
+/// [`run_to_exit`] with `input` piped to stdin (then closed), as a script
+/// would feed the node its commands.
+pub fn run_with_input<I, S>(args: I, input: &[u8], timeout: Duration) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let mut child = node_command()
         .args(args)
         .env_remove("NODE_LOG")
-        .stdin(Stdio::null())
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starting node");
+    let mut stdin = child.stdin.take().expect("a piped stdin");
+    let input = input.to_vec();
+    // On a thread: a node that stops reading must not block the test.
+    thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         thread::spawn(move || {
             let mut bytes = Vec::new();
