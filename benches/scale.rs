@@ -13,9 +13,9 @@
 //!   + 10 MB and 1.5 x + 20 MB.
 //!
 //! Sizes: the 100,000-chat fixture, and a 1,000,000-chat history the bench
-//! mines itself (about 2.5 minutes on two cores, once) and caches under
+//! mines itself (once; 6 minutes on two busy cores here) and caches under
 //! `target/bench-cache/`. `SCALE_SIZES=100000,1000000,10000000` picks
-//! others (10 M takes about 25 minutes to mine, once).
+//! others (10 M takes ten times as long to mine, once).
 //!
 //! `cargo bench -p node --bench scale`
 

@@ -145,7 +145,8 @@ pub struct NodeArgs {
 
     /// Most inbound connections at once. When full, a newcomer replaces the
     /// oldest inbound connection that has not sent a message yet, or is
-    /// turned away.
+    /// turned away. Also the most connections kept open after their end to
+    /// finish a reply (the oldest is closed first).
     #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_inbound: usize,
 
