@@ -247,18 +247,10 @@ fn play_close_on(
     let mut frames = FrameDecoder::with_limits(wire::DEFAULT_MAX_MESSAGE, usize::MAX);
     let mut buf = vec![0; 64 * 1024];
     while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-        let n = match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(_) => break,
+        let n = match read_once(&mut stream, &mut buf) {
+            Got::Bytes(n) => n,
+            Got::Again => continue,
+            Got::Eof | Got::Broken(_) => break,
         };
         let mut input = &buf[..n];
         loop {
@@ -279,6 +271,32 @@ fn play_close_on(
         }
     }
     (got, None)
+}
+
+/// What one read of a socket with a read timeout gave.
+enum Got {
+    Bytes(usize),
+    /// The other side closed: end of stream.
+    Eof,
+    /// Nothing yet (the timeout, or a signal): read again.
+    Again,
+    Broken(io::Error),
+}
+
+fn read_once(stream: &mut TcpStream, buf: &mut [u8]) -> Got {
+    match stream.read(buf) {
+        Ok(0) => Got::Eof,
+        Ok(n) => Got::Bytes(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+            ) =>
+        {
+            Got::Again
+        }
+        Err(e) => Got::Broken(e),
+    }
 }
 
 /// How a connection ended, seen from the client's side.
@@ -367,18 +385,11 @@ pub fn half_close(
             break End::Open;
         }
         stream.set_read_timeout(Some(left)).expect("a read timeout");
-        let n = match stream.read(&mut buf) {
-            Ok(0) => break End::Eof,
-            Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) =>
-            {
-                continue;
-            }
-            Err(e) => break End::Broken(e.to_string()),
+        let n = match read_once(&mut stream, &mut buf) {
+            Got::Bytes(n) => n,
+            Got::Again => continue,
+            Got::Eof => break End::Eof,
+            Got::Broken(e) => break End::Broken(e.to_string()),
         };
         received.extend_from_slice(&buf[..n]);
         let mut input = &buf[..n];
