@@ -6,9 +6,19 @@ use std::fmt;
 
 /// A chat's text as a terminal can show it: chats from other peers may
 /// hold any byte (PROTOCOL.md), so every byte outside printable ASCII is
-/// escaped (`\n`, `\x07`, ...).
+/// escaped (`\n`, `\x07`, ...), and a backslash is doubled so that an
+/// escape cannot be forged; quotes and the rest of printable ASCII are
+/// shown as typed.
 pub fn printable(text: &[u8]) -> String {
-    text.escape_ascii().to_string()
+    let mut shown = String::with_capacity(text.len());
+    for &byte in text {
+        match byte {
+            b'\\' => shown.push_str("\\\\"),
+            b' '..=b'~' => shown.push(char::from(byte)),
+            _ => shown.extend(byte.escape_ascii().map(char::from)),
+        }
+    }
+    shown
 }
 
 /// Why a text cannot be sent as a chat, in words for the user.
@@ -87,5 +97,6 @@ mod tests {
     #[test]
     fn any_byte_is_shown_escaped() {
         assert_eq!(printable(b"a\nb\xff"), "a\\nb\\xff");
+        assert_eq!(printable(br#"it's "quoted" \n"#), r#"it's "quoted" \\n"#);
     }
 }

@@ -147,6 +147,22 @@ fn hist_follow_prints_every_chat_as_it_enters_the_history() {
         texts.push(event["text"].as_str().expect("a text").to_string());
     }
     assert_eq!(texts, ["one", "two"]);
+    // A raw client that asks to follow and shuts down its side (as a pipe
+    // into socat does) follows all the same.
+    let mut raw = UnixStream::connect(node.data_dir().join("control.sock")).expect("connecting");
+    raw.set_read_timeout(Some(WAIT)).expect("timeout");
+    raw.write_all(b"{\"command\":\"hist\",\"n\":0,\"follow\":true}\n")
+        .expect("writing");
+    raw.shutdown(std::net::Shutdown::Write).expect("shutdown");
+    let mut raw = BufReader::new(raw);
+    let mut line = String::new();
+    raw.read_line(&mut line).expect("the hist answer");
+    assert_eq!(json(&line)["reply"], "hist");
+    node.chat("three");
+    line.clear();
+    raw.read_line(&mut line).expect("an event");
+    assert_eq!(json(&line)["text"], "three", "{line}");
+    drop(raw);
     // The client follows until the node stops.
     node.sigterm();
     let ended = poll(WAIT, || {
@@ -229,16 +245,45 @@ fn bad_clients_of_the_socket_get_an_error_and_stall_nothing() {
     BufReader::new(&unknown).read_line(&mut line).expect("read");
     assert_eq!(json(&line)["reply"], "error");
 
-    // A request longer than 64 KiB: an error, then the close.
-    let mut long = UnixStream::connect(&socket).expect("connecting");
-    long.set_read_timeout(Some(WAIT)).expect("timeout");
-    let _ = long.write_all(&vec![b'a'; 200 << 10]);
-    let mut answer = String::new();
-    let _ = long.read_to_string(&mut answer);
-    assert!(
-        answer.contains("request longer than 65536 bytes"),
-        "{answer}"
-    );
+    // A request longer than 64 KiB, with or without its newline: an error,
+    // then the close, without a reset that would lose the error.
+    for long_line in [vec![b'a'; 200 << 10], {
+        let mut line = vec![b' '; (64 << 10) + 1];
+        line.extend_from_slice(b"{\"command\":\"status\"}\n");
+        line
+    }] {
+        let mut long = UnixStream::connect(&socket).expect("connecting");
+        long.set_read_timeout(Some(WAIT)).expect("timeout");
+        long.write_all(&long_line).expect("writing");
+        let mut answer = String::new();
+        long.read_to_string(&mut answer)
+            .expect("the error, then the end of the stream");
+        assert!(
+            answer.contains("request longer than 65536 bytes"),
+            "{answer}"
+        );
+    }
+
+    // Many requests in one write, then the end of the stream: every one
+    // answered, in order, then the close (more than the node reads at
+    // once: reading resumes as requests are answered).
+    const PIPELINED: usize = 3000;
+    let mut many = UnixStream::connect(&socket).expect("connecting");
+    many.set_read_timeout(Some(WAIT)).expect("timeout");
+    let requests = b"{\"command\":\"hist\",\"n\":0}\n".repeat(PIPELINED);
+    let writer = {
+        let mut many = many.try_clone().expect("clone");
+        thread::spawn(move || {
+            many.write_all(&requests).expect("writing");
+            many.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        })
+    };
+    let mut answers = String::new();
+    many.read_to_string(&mut answers)
+        .expect("every answer, then the end of the stream");
+    writer.join().expect("the writer");
+    assert_eq!(answers.lines().count(), PIPELINED);
+    assert!(answers.lines().all(|l| json(l)["reply"] == "hist"));
 
     // Clients that ask and never read: dropped once their answers stall
     // for the read timeout; meanwhile an honest client is answered at once.

@@ -293,12 +293,22 @@ fn difference(model: &Model, history: &[String]) -> Option<String> {
     })
 }
 
-/// A history's chat texts as the screen shows them (bytes outside
-/// printable ASCII escaped, and so the backslash).
+/// A history's chat texts as the screen shows them: bytes outside
+/// printable ASCII escaped as Rust escapes them, the backslash doubled,
+/// the rest (quotes included) as they are.
 fn shown_texts(history: &History) -> Vec<String> {
     history
         .iter()
-        .map(|c| c.text().escape_ascii().to_string())
+        .map(|c| {
+            c.text()
+                .iter()
+                .map(|&b| match b {
+                    b'\\' => "\\\\".to_string(),
+                    b' '..=b'~' => char::from(b).to_string(),
+                    _ => b.escape_ascii().to_string(),
+                })
+                .collect()
+        })
         .collect()
 }
 

@@ -1,11 +1,15 @@
 //! The control socket's server side, inside the event loop: non-blocking,
 //! bounded per client. A request line longer than [`MAX_REQUEST`] gets an
-//! error and the connection closes; a line that is no request gets an
-//! error and the next line is read; a client that reads nothing is closed
-//! when its answers have not moved for the read timeout, or when it
-//! follows the history and [`MAX_BACKLOG`] bytes wait for it. Answers to
-//! one client come in the order of its requests: the next request is read
-//! once the previous one is answered.
+//! error and the connection closes (what the client sent is drained
+//! first, so that the close does not reset the connection and lose the
+//! error); a line that is no request gets an error and the next line is
+//! read; a client that reads nothing is closed when its answers have not
+//! moved for the read timeout, or when it follows the history and
+//! [`MAX_BACKLOG`] bytes wait for it. Answers to one client come in the
+//! order of its requests: the next request is read once the previous one
+//! is answered, however many the client sent at once. A client that shuts
+//! down its side has its requests answered, and a follower keeps following
+//! until it hangs up.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
@@ -22,8 +26,10 @@ use serde::Serialize;
 use super::Request;
 use crate::protocol::{Event, Line, Origin, Reply};
 
-/// The longest request line.
+/// The longest request line, without its newline.
 pub const MAX_REQUEST: usize = 64 << 10;
+/// Bytes read and dropped at most per turn from a client being closed.
+const MAX_DRAIN: usize = 1 << 20;
 /// Bytes of followed history that may wait for a client before it is
 /// dropped.
 pub const MAX_BACKLOG: usize = 8 << 20;
@@ -50,8 +56,11 @@ struct Client {
     /// Close once the output is written.
     closing: bool,
     /// The client sent all it will (it closed or shut down its side): its
-    /// requests are still answered, then it is closed.
+    /// requests are still answered, then it is closed (a follower, once it
+    /// hangs up).
     eof: bool,
+    /// The client closed its side for reading too: nothing more reaches it.
+    hung_up: bool,
     last_progress: Instant,
     wants_write: bool,
 }
@@ -121,6 +130,7 @@ impl ControlServer {
                     following: false,
                     closing: false,
                     eof: false,
+                    hung_up: false,
                     last_progress: now,
                     wants_write: false,
                 },
@@ -128,24 +138,26 @@ impl ControlServer {
         }
     }
 
-    /// The client `token` is readable or writable: reads its requests
-    /// (commands for the node go to `events`) and writes its answers.
+    /// The client `token` is readable or writable (or `hung_up`: it closed
+    /// its side for reading too): reads its requests (commands for the node
+    /// go to `events`) and writes its answers.
     pub fn serve(
         &mut self,
         registry: &Registry,
         token: Token,
+        hung_up: bool,
         now: Instant,
         events: &mut Vec<Event>,
     ) {
         let Some(client) = self.clients.get_mut(&token) else {
             return;
         };
-        let mut broken = client.fill().is_err();
-        client.take_requests(token, events);
+        client.hung_up |= hung_up;
+        let mut broken = client.pump(token, events).is_err();
         if client.flush(now).is_err() {
             broken = true;
         }
-        client.take_requests(token, events);
+        broken |= client.pump(token, events).is_err();
         self.settle(registry, token, broken);
     }
 
@@ -168,8 +180,8 @@ impl ControlServer {
         if std::mem::take(&mut client.follow_next) {
             client.following = true;
         }
-        client.take_requests(token, events);
-        let broken = client.flush(now).is_err();
+        let mut broken = client.pump(token, events).is_err();
+        broken |= client.flush(now).is_err();
         self.settle(registry, token, broken);
     }
 
@@ -214,7 +226,10 @@ impl ControlServer {
         let Some(client) = self.clients.get_mut(&token) else {
             return;
         };
-        let done = (client.closing || client.eof) && !client.waiting && client.output.is_empty();
+        let sent_all = !client.waiting && client.output.is_empty();
+        let done = client.hung_up
+            || (client.closing && sent_all)
+            || (client.eof && !client.following && sent_all);
         if broken || done {
             return self.drop_client(registry, token);
         }
@@ -248,13 +263,31 @@ impl Drop for ControlServer {
 }
 
 impl Client {
+    /// Reads and takes requests until no more can be taken now: reading
+    /// stops while a request's length waits, and goes on as requests are
+    /// taken (the socket says nothing more about bytes it already
+    /// signalled). An error when the socket broke.
+    fn pump(&mut self, token: Token, events: &mut Vec<Event>) -> io::Result<()> {
+        loop {
+            self.fill()?;
+            let before = self.input.len();
+            self.take_requests(token, events);
+            if self.input.len() == before || self.eof || self.closing {
+                return Ok(());
+            }
+        }
+    }
+
     /// Reads what the client sent (at most a request's length beyond what
-    /// waits); an error when the socket broke.
+    /// waits); from a client being closed, reads and drops up to
+    /// [`MAX_DRAIN`]. An error when the socket broke.
     fn fill(&mut self) -> io::Result<()> {
         let mut buf = [0; 4096];
-        while !self.eof && !self.closing && self.input.len() <= MAX_REQUEST {
+        let mut drained = 0;
+        while !self.eof && self.input.len() <= MAX_REQUEST && drained <= MAX_DRAIN {
             match self.stream.read(&mut buf) {
                 Ok(0) => self.eof = true,
+                Ok(n) if self.closing => drained += n,
                 Ok(n) => self.input.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -273,12 +306,16 @@ impl Client {
             && self.output.len() < MAX_UNREAD_ANSWERS
         {
             // At the end of its stream, a last line needs no newline.
-            let end = match self.input.iter().position(|&b| b == b'\n') {
-                None if self.eof && !self.input.is_empty() => Some(self.input.len() - 1),
+            let within = &self.input[..self.input.len().min(MAX_REQUEST + 1)];
+            let end = match within.iter().position(|&b| b == b'\n') {
+                None if self.eof && !self.input.is_empty() && self.input.len() <= MAX_REQUEST => {
+                    Some(self.input.len() - 1)
+                }
                 end => end,
             };
             let Some(end) = end else {
                 if self.input.len() > MAX_REQUEST {
+                    self.input.clear();
                     self.send(&Reply::Error {
                         error: format!("request longer than {MAX_REQUEST} bytes; closing"),
                     });

@@ -175,7 +175,11 @@ impl Node {
             self.timers.peers_changed = true;
         }
         self.release_relay(now, None);
-        if let Some(backoff) = self.book.ended(peer.addr, lived, peer.primary, now) {
+        // A duplicate that goes while another connection carries the peer
+        // says nothing of whether the peer can be reached.
+        if self.peers.is_connected(peer.addr) {
+            debug!("{}: one of two connections ended", peer.addr);
+        } else if let Some(backoff) = self.book.ended(peer.addr, lived, peer.primary, now) {
             debug!(
                 "{}: connection ended after {lived:?}, failure {} in a row; next try in {:?}",
                 peer.addr, backoff.failures, backoff.wait

@@ -265,6 +265,52 @@ fn a_new_peer_is_asked_for_its_archive_and_peers() {
     assert_eq!(messages(&h.advance(Duration::from_millis(600))), greeting);
 }
 
+/// The `peers` answer: the addresses still being tried.
+fn dialing(h: &mut Harness) -> Vec<report::DialRow> {
+    let actions = h.handle(Event::Command {
+        from: Origin::Control(1),
+        command: Command::Peers,
+    });
+    actions
+        .into_iter()
+        .find_map(|a| match a {
+            Action::Reply {
+                reply: Reply::Peers { dialing, .. },
+                ..
+            } => Some(dialing),
+            _ => None,
+        })
+        .expect("a peers reply")
+}
+
+/// Two nodes that dial each other keep one connection: the other one's
+/// end is no failure of the address, which is not tried again.
+#[test]
+fn the_end_of_a_duplicate_connection_is_no_failure() {
+    for (first, second) in [
+        (Direction::Outbound, Direction::Inbound),
+        (Direction::Inbound, Direction::Outbound),
+    ] {
+        let mut h = Harness::with_config(config(ip(1), vec![ip(2)]), History::new());
+        h.connected(1, ip(2), ip(1), first);
+        h.connected(2, ip(2), ip(1), second);
+        for id in [1, 2] {
+            h.handle(Event::Disconnected {
+                conn: ConnId(id),
+                ending: Ending::ClosedByUs,
+            });
+            if dialing(&mut h).is_empty() {
+                // The first to end was the duplicate; the second is a
+                // real loss, counted.
+                assert_eq!(id, 1, "{first:?} then {second:?}");
+                continue;
+            }
+            assert_eq!(id, 2, "{first:?} then {second:?}: {:?}", dialing(&mut h));
+            assert_eq!(dialing(&mut h)[0].failures, 1);
+        }
+    }
+}
+
 #[test]
 fn an_empty_history_is_answered_with_count_zero() {
     let mut h = Harness::new(History::new());

@@ -237,9 +237,13 @@ impl Reactor {
                     token if self.workers.control.has(token) => {
                         let mut events = Vec::new();
                         let registry = self.poll.registry();
-                        self.workers
-                            .control
-                            .serve(registry, token, now, &mut events);
+                        self.workers.control.serve(
+                            registry,
+                            token,
+                            event.is_write_closed(),
+                            now,
+                            &mut events,
+                        );
                         self.events.extend(events);
                     }
                     token => {
