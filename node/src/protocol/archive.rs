@@ -97,7 +97,7 @@ impl Node {
         };
         let pushed = peer.archive_asked_at.take().is_none();
         let candidate = match archive {
-            Archive::Invalid(invalid) => return self.reject(conn, &invalid),
+            Archive::Invalid(invalid) => return self.reject(now, conn, &invalid),
             Archive::Shorter(tip) => {
                 peer.has = Some(tip);
                 return self.catch_up(conn);
@@ -132,11 +132,16 @@ impl Node {
 
     /// Ignores an invalid history; tells the peer why only if it can take a
     /// Notification (PROTOCOL.md), and keeps the connection either way.
-    fn reject(&mut self, conn: ConnId, invalid: &InvalidChat) {
+    fn reject(&mut self, now: Instant, conn: ConnId, invalid: &InvalidChat) {
         let Some(peer) = self.peers.get(conn) else {
             return;
         };
-        info!("ignoring an invalid history from {}: {invalid}", peer.addr);
+        if let Some(suppressed) = self.log_limit.allow(now) {
+            info!(
+                "ignoring an invalid history from {}: {invalid}{suppressed}",
+                peer.addr
+            );
+        }
         if peer.notifies {
             let text = format!("history ignored: {invalid}");
             self.send_message(conn, &Message::Notification(text.into_bytes()));

@@ -211,7 +211,13 @@ impl Node {
             Message::Notification(text) => {
                 if let Some(peer) = self.peers.get_mut(conn) {
                     peer.notifies = true;
-                    info!("notification from {}: {}", peer.addr, text.escape_ascii());
+                    if let Some(suppressed) = self.log_limit.allow(now) {
+                        info!(
+                            "notification from {}: {}{suppressed}",
+                            peer.addr,
+                            text.escape_ascii()
+                        );
+                    }
                 }
             }
         }
