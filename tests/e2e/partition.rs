@@ -26,7 +26,8 @@
 //!
 //! `cargo test -p node --test e2e partition:: -- --nocapture` prints the
 //! figures (lines beginning `partition:`). By environment, for the inner
-//! tests: PARTITION_SEED (the moments of the chats), PARTITION_NODE_ARGS
+//! tests: PARTITION_SEED (the moments of the chats), PARTITION_SPLIT_S
+//! (how long test 1's split lasts, 15 s by default), PARTITION_NODE_ARGS
 //! (extra flags for the 8 nodes of test 1, e.g. `--read-timeout 5` or
 //! `--log debug`), PARTITION_RTO_MAX_MS (caps the kernel's retransmission
 //! backoff in test 1's namespace, `net.ipv4.tcp_rto_max_ms`, Linux 6.15
@@ -601,6 +602,9 @@ fn split_heal_and_loss_inside() {
     let split_at = Instant::now();
     let ended_before = connections_ended(&mut nodes);
     let split_chats = type_chats(&mut nodes, &mut rng, "split");
+    // A longer split, by hand: the chats come in its first PHASE.
+    let split_for = Duration::from_secs(param("PARTITION_SPLIT_S", PHASE.as_secs()));
+    thread::sleep((split_at + split_for).saturating_duration_since(Instant::now()));
     let dropped = nft_drops();
     let timers = retransmit_timers(&net, &group_a);
     let states: Vec<String> = nodes.iter_mut().map(describe).collect();

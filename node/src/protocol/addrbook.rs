@@ -11,6 +11,16 @@
 //! (refused, reset, closed by the peer or by us): a peer that accepts and
 //! closes is dialed at most 6 times in 30 s, not thousands of times a
 //! second.
+//!
+//! A dial that gets no answer at all (it times out, or the host or network
+//! is unreachable) says the path is down, not that the peer refuses: a
+//! split network. Such an address is tried again at least every
+//! [`UNANSWERED_MAX`] (times the jitter) for its first [`QUICK_RETRY_FOR`]
+//! of failing, so that a healed split is crossed within seconds; each of
+//! those tries is one SYN and its retransmissions. The peers we lost are
+//! wanted back for as long as [`GIVE_UP_AFTER`], at most [`MAX_WANTED`] of
+//! them (the longest failing gives way): a split of hours still heals, and
+//! dead addresses do not pile up.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -30,9 +40,15 @@ const MAX_BACKOFF: Duration = Duration::from_secs(120);
 /// A connection that lives this long is healthy: the address's failures
 /// are forgotten when it ends. One that ends sooner is a failure.
 pub const HEALTHY_AFTER: Duration = Duration::from_secs(10);
-/// A lost peer (not a bootstrap one) is given up after this many failures
-/// in a row (about half an hour of tries).
-const GIVE_UP_AFTER: u32 = 16;
+/// The longest backoff after a dial that got no answer, while the address
+/// has been failing for less than [`QUICK_RETRY_FOR`].
+const UNANSWERED_MAX: Duration = Duration::from_secs(4);
+/// How long unanswered dials are retried quickly.
+const QUICK_RETRY_FOR: Duration = Duration::from_secs(15 * 60);
+/// A lost peer (not a bootstrap one) is given up after failing this long.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
+/// Most lost peers (not bootstrap ones) wanted back at once.
+const MAX_WANTED: usize = 64;
 
 #[derive(Debug, Default)]
 struct Known {
@@ -46,6 +62,8 @@ struct Known {
     wanted: bool,
     bootstrap: bool,
     failures: u32,
+    /// The first failure of the current run of failures.
+    failing_since: Option<Instant>,
     retry_at: Option<Instant>,
 }
 
@@ -170,31 +188,52 @@ impl AddressBook {
             return None;
         }
         let backoff = if lived < HEALTHY_AFTER {
-            Some(self.failed(addr, now))
+            Some(self.failed(addr, now, false))
         } else {
             let known = self.known.entry(addr).or_default();
             known.failures = 0;
+            known.failing_since = None;
             known.retry_at = None;
             None
         };
         let known = self.known.entry(addr).or_default();
-        if primary && known.listening {
+        if primary && known.listening && !known.wanted {
             known.wanted = true;
+            self.bound_wanted();
         }
         backoff
     }
 
-    /// Counts a failure of `addr` and sets its next try.
-    fn failed(&mut self, addr: Ipv4Addr, now: Instant) -> Backoff {
+    /// At most [`MAX_WANTED`] lost peers are wanted back: past it, the one
+    /// failing the longest is given up.
+    fn bound_wanted(&mut self) {
+        let lost = || self.known.iter().filter(|(_, k)| k.wanted && !k.bootstrap);
+        if lost().count() <= MAX_WANTED {
+            return;
+        }
+        let longest = lost()
+            .min_by_key(|(addr, k)| (k.failing_since.is_none(), k.failing_since, **addr))
+            .map(|(&addr, _)| addr);
+        if let Some(known) = longest.and_then(|addr| self.known.get_mut(&addr)) {
+            known.wanted = false;
+        }
+    }
+
+    /// Counts a failure of `addr` and sets its next try; `unanswered`: the
+    /// dial got no answer (see the module's comment).
+    fn failed(&mut self, addr: Ipv4Addr, now: Instant, unanswered: bool) -> Backoff {
         let jitter = self.rng.random_range(1.0..1.5);
         let known = self.known.entry(addr).or_default();
         known.failures = known.failures.saturating_add(1);
-        let wait = FIRST_BACKOFF
-            .saturating_mul(1 << (known.failures - 1).min(16))
-            .mul_f64(jitter)
-            .min(MAX_BACKOFF);
+        let failing_for = now.saturating_duration_since(*known.failing_since.get_or_insert(now));
+        let doubled = FIRST_BACKOFF.saturating_mul(1 << (known.failures - 1).min(16));
+        let wait = if unanswered && failing_for < QUICK_RETRY_FOR {
+            doubled.min(UNANSWERED_MAX).mul_f64(jitter)
+        } else {
+            doubled.mul_f64(jitter).min(MAX_BACKOFF)
+        };
         known.retry_at = Some(now + wait);
-        if !known.bootstrap && known.failures >= GIVE_UP_AFTER {
+        if !known.bootstrap && failing_for >= GIVE_UP_AFTER {
             known.wanted = false;
         }
         Backoff {
@@ -248,10 +287,16 @@ impl AddressBook {
         }
     }
 
-    /// A dial of `addr` failed (refused, unreachable, timed out).
-    pub fn dial_failed(&mut self, addr: Ipv4Addr, now: Instant) -> Option<Backoff> {
+    /// A dial of `addr` failed: refused, or `unanswered` (timed out, host
+    /// or network unreachable).
+    pub fn dial_failed(
+        &mut self,
+        addr: Ipv4Addr,
+        now: Instant,
+        unanswered: bool,
+    ) -> Option<Backoff> {
         self.connecting.remove(&addr);
-        (self.dialable(addr) && self.room_for(addr)).then(|| self.failed(addr, now))
+        (self.dialable(addr) && self.room_for(addr)).then(|| self.failed(addr, now, unanswered))
     }
 
     /// The addresses being dialed, queued, or waiting to be dialed again
@@ -303,7 +348,7 @@ mod tests {
         book.offer(Ipv4Addr::UNSPECIFIED, false, now);
         assert_eq!(book.next_dials(), [ip(2), ip(3)]);
         assert_eq!(book.next_dials(), Vec::<Ipv4Addr>::new());
-        book.dial_failed(ip(2), now);
+        book.dial_failed(ip(2), now, false);
         assert_eq!(book.next_dials(), [ip(4)]);
         book.dial_succeeded(ip(3));
         assert_eq!(book.next_dials(), [ip(5)]);
@@ -318,7 +363,7 @@ mod tests {
         book.probe(ip(2), now);
         book.probe(ip(2), now);
         assert_eq!(book.next_dials(), [ip(2)]);
-        book.dial_failed(ip(2), now);
+        book.dial_failed(ip(2), now, false);
         book.probe(ip(2), now + Duration::from_secs(600));
         assert_eq!(book.next_dials(), Vec::<Ipv4Addr>::new());
         assert!(!book.is_listening(ip(2)));
@@ -330,7 +375,7 @@ mod tests {
         let mut book = AddressBook::new(ip(1), &[ip(2)], 8, 7);
         let mut waits = Vec::new();
         for _ in 0..10 {
-            waits.push(book.dial_failed(ip(2), now).expect("dialable").wait);
+            waits.push(book.dial_failed(ip(2), now, false).expect("dialable").wait);
         }
         for (k, wait) in waits.iter().enumerate() {
             let base = FIRST_BACKOFF * (1 << k);
@@ -341,6 +386,78 @@ mod tests {
             );
         }
         assert_eq!(waits[9], MAX_BACKOFF);
+    }
+
+    /// Unanswered dials (a split network) are retried every few seconds
+    /// for a while, then as slowly as refused ones; a refused dial never
+    /// gets the quick retries.
+    #[test]
+    fn unanswered_dials_are_retried_quickly_for_a_while() {
+        let start = Instant::now();
+        let mut book = AddressBook::new(ip(1), &[ip(2), ip(3)], 8, 3);
+        let mut now = start;
+        let mut quick = Vec::new();
+        while now < start + QUICK_RETRY_FOR {
+            let wait = book.dial_failed(ip(2), now, true).expect("dialable").wait;
+            quick.push(wait);
+            now += wait + Duration::from_secs(5);
+        }
+        assert!(quick.len() > 50, "{} tries in 15 minutes", quick.len());
+        assert!(
+            quick.iter().all(|w| *w < UNANSWERED_MAX.mul_f64(1.5)),
+            "{quick:?}"
+        );
+        let after = book.dial_failed(ip(2), now, true).expect("dialable").wait;
+        assert_eq!(after, MAX_BACKOFF);
+        let mut refused = Duration::ZERO;
+        for _ in 0..10 {
+            refused = book
+                .dial_failed(ip(3), start, false)
+                .expect("dialable")
+                .wait;
+        }
+        assert_eq!(refused, MAX_BACKOFF);
+    }
+
+    /// Lost peers are wanted back for a day, at most [`MAX_WANTED`] of
+    /// them: the one failing the longest gives way.
+    #[test]
+    fn lost_peers_are_wanted_back_for_a_day_and_at_most_max_wanted() {
+        let start = Instant::now();
+        let mut book = AddressBook::new(ip(1), &[], 128, 5);
+        let lost = |book: &mut AddressBook, addr: Ipv4Addr, at: Instant| {
+            book.dial_succeeded(addr);
+            book.ended(addr, HEALTHY_AFTER, true, at);
+            book.dial_failed(addr, at, true);
+        };
+        let wanted = |book: &AddressBook| {
+            let mut w: Vec<Ipv4Addr> = book
+                .known
+                .iter()
+                .filter(|(_, k)| k.wanted)
+                .map(|(&a, _)| a)
+                .collect();
+            w.sort();
+            w
+        };
+        for i in 0..=MAX_WANTED as u32 {
+            lost(
+                &mut book,
+                Ipv4Addr::from(0x7f0a_0000 + i),
+                start + Duration::from_secs(i.into()),
+            );
+        }
+        let now = wanted(&book);
+        assert_eq!(now.len(), MAX_WANTED);
+        assert!(
+            !now.contains(&Ipv4Addr::from(0x7f0a_0000)),
+            "the longest failing gives way"
+        );
+        let first = Ipv4Addr::from(0x7f0a_0001);
+        book.dial_failed(first, start + GIVE_UP_AFTER - Duration::from_secs(1), true);
+        assert!(wanted(&book).contains(&first));
+        book.dial_failed(first, start + GIVE_UP_AFTER + Duration::from_secs(1), true);
+        assert!(!wanted(&book).contains(&first));
     }
 
     #[test]

@@ -93,6 +93,9 @@ pub enum Ending {
     ClosedByUs,
     /// The socket failed (a reset, a refused write).
     Failed(String),
+    /// A dial got no answer: it timed out, or the host or network is
+    /// unreachable.
+    Unanswered(String),
     /// The peer sent bytes that are no message; the decoder's words.
     Undecodable(String),
     /// A message did not finish in time.
@@ -118,6 +121,7 @@ impl Ending {
             Ending::ClosedByPeer => "closed by peer",
             Ending::ClosedByUs => "closed by us",
             Ending::Failed(_) => "failed",
+            Ending::Unanswered(_) => "unanswered",
             Ending::Undecodable(_) => "undecodable",
             Ending::ReadTimeout => "read timeout",
             Ending::WriteTimeout => "write timeout",
@@ -133,7 +137,9 @@ impl Ending {
 impl fmt::Display for Ending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Ending::Failed(reason) | Ending::Undecodable(reason) => f.write_str(reason),
+            Ending::Failed(reason) | Ending::Unanswered(reason) | Ending::Undecodable(reason) => {
+                f.write_str(reason)
+            }
             Ending::ReadTimeout => f.write_str("read timeout: a message did not finish in time"),
             Ending::WriteTimeout => f.write_str("write timeout: the peer reads nothing"),
             Ending::RepliesUnread => f.write_str("the peer leaves its replies unread"),
@@ -204,6 +210,9 @@ pub enum Event {
         addr: Ipv4Addr,
         /// In words.
         reason: String,
+        /// No answer came (timed out, host or network unreachable): the
+        /// path is down, not the peer refusing.
+        unanswered: bool,
     },
     /// A whole message other than an ArchiveResponse arrived.
     Received {

@@ -178,7 +178,11 @@ impl Node {
                 inbound,
                 addr,
             } => self.on_self_dialed(outbound, inbound, addr),
-            Event::ConnectFailed { addr, reason } => self.on_connect_failed(now, addr, &reason),
+            Event::ConnectFailed {
+                addr,
+                reason,
+                unanswered,
+            } => self.on_connect_failed(now, addr, &reason, unanswered),
             Event::Received {
                 conn,
                 message,

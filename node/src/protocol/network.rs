@@ -128,15 +128,21 @@ impl Node {
         self.dial();
     }
 
-    pub(super) fn on_connect_failed(&mut self, now: Instant, addr: Ipv4Addr, reason: &str) {
+    pub(super) fn on_connect_failed(
+        &mut self,
+        now: Instant,
+        addr: Ipv4Addr,
+        reason: &str,
+        unanswered: bool,
+    ) {
         debug!("connecting to {addr} failed: {reason}");
-        if let Some(backoff) = self.book.dial_failed(addr, now)
+        if let Some(backoff) = self.book.dial_failed(addr, now, unanswered)
             && backoff.bootstrap
             && backoff.failures == 1
         {
             warn!(
-                "cannot reach bootstrap peer {addr}: {reason}; trying again in {:.1} s, then less \
-                 and less often (see 'peers')",
+                "cannot reach bootstrap peer {addr}: {reason}; trying again in {:.1} s, and on \
+                 until it answers (see 'peers')",
                 backoff.wait.as_secs_f64()
             );
         }

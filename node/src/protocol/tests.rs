@@ -640,6 +640,7 @@ fn peer_lists_list_peers_and_drive_capped_dialing() {
     let actions = h.handle(Event::ConnectFailed {
         addr: ip(10),
         reason: "refused".into(),
+        unanswered: false,
     });
     assert!(matches!(actions[..], [Action::Connect { addr }] if addr == ip(13)));
 }
@@ -771,6 +772,7 @@ fn bootstrap_peers_are_retried_with_doubling_jittered_backoff() {
                 h.handle(Event::ConnectFailed {
                     addr,
                     reason: "refused".into(),
+                    unanswered: false,
                 });
             }
         }

@@ -474,10 +474,16 @@ impl Reactor {
     }
 
     fn connect(&mut self, addr: Ipv4Addr, now: Instant) {
-        let failed = |reason: String| Event::ConnectFailed { addr, reason };
         let stream = match self.start_connect(addr) {
             Ok(stream) => stream,
-            Err(e) => return self.events.push_back(failed(e.to_string())),
+            Err(e) => {
+                let ending = dial_ending(&e);
+                return self.events.push_back(Event::ConnectFailed {
+                    addr,
+                    unanswered: matches!(ending, Ending::Unanswered(_)),
+                    reason: ending.to_string(),
+                });
+            }
         };
         let local = match stream.local_addr() {
             Ok(SocketAddr::V4(local)) => Some(local),
@@ -492,7 +498,11 @@ impl Reactor {
                     self.dialing_from.insert(local, token);
                 }
             }
-            None => self.events.push_back(failed("cannot register".into())),
+            None => self.events.push_back(Event::ConnectFailed {
+                addr,
+                reason: "cannot register".into(),
+                unanswered: false,
+            }),
         }
     }
 
@@ -555,9 +565,7 @@ impl Reactor {
         conn.read_ready = false;
         match conn.stream.take_error() {
             Ok(None) => {}
-            Ok(Some(e)) | Err(e) => {
-                return self.teardown(token, Ending::Failed(e.to_string()), now);
-            }
+            Ok(Some(e)) | Err(e) => return self.teardown(token, dial_ending(&e), now),
         }
         match conn.stream.peer_addr() {
             Ok(_) => {}
@@ -745,6 +753,7 @@ impl Reactor {
                 self.events.push_back(Event::ConnectFailed {
                     addr: conn.addr,
                     reason: ending.to_string(),
+                    unanswered: matches!(ending, Ending::Unanswered(_)),
                 });
             }
             _ if conn.reported => self.events.push_back(Event::Disconnected {
@@ -803,7 +812,7 @@ impl Reactor {
         for (&token, conn) in &self.conns {
             let ending = match conn.state {
                 State::Connecting { deadline } if now >= deadline => {
-                    Some(Ending::Failed("connect timed out".into()))
+                    Some(Ending::Unanswered("connect timed out".into()))
                 }
                 State::Connecting { .. } | State::Closing { .. } => None,
                 State::Open => {
@@ -890,6 +899,17 @@ impl Reactor {
             },
             Action::Shutdown => self.running = false,
         }
+    }
+}
+
+/// How a dial's error ends it: no answer at all (timed out, host or
+/// network unreachable: the path is down), or anything else.
+fn dial_ending(e: &io::Error) -> Ending {
+    match e.kind() {
+        io::ErrorKind::TimedOut
+        | io::ErrorKind::HostUnreachable
+        | io::ErrorKind::NetworkUnreachable => Ending::Unanswered(e.to_string()),
+        _ => Ending::Failed(e.to_string()),
     }
 }
 

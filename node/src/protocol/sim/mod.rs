@@ -338,6 +338,7 @@ impl Sim {
                         } => Some(Event::ConnectFailed {
                             addr,
                             reason: "connection reset".into(),
+                            unanswered: false,
                         }),
                         _ => None,
                     };
@@ -509,17 +510,18 @@ impl Sim {
         let me = self.slots[i].addr;
         let target = self.by_addr.get(&addr).copied();
         let rtt = 2 * self.net.base(me, addr);
-        let failed = |reason: &str| Event::ConnectFailed {
+        let failed = |reason: &str, unanswered| Event::ConnectFailed {
             addr,
             reason: reason.into(),
+            unanswered,
         };
         let Some(j) = target.filter(|&j| {
             self.is_up(j) && self.allowed.as_ref().is_none_or(|allowed| allowed(i, j))
         }) else {
-            return self.schedule(rtt, i, failed("connection refused"));
+            return self.schedule(rtt, i, failed("connection refused", false));
         };
         if self.net.separated(i, j) {
-            return self.schedule(CONNECT_TIMEOUT, i, failed("connection timed out"));
+            return self.schedule(CONNECT_TIMEOUT, i, failed("connection timed out", true));
         }
         let (out, out_at, inb, in_at) = self.net.open(self.elapsed, (i, me), (j, addr));
         let connected = |conn, addr, local, direction| Delivery::Connected {
