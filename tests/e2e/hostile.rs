@@ -850,13 +850,16 @@ fn slow_peers_do_not_delay_an_honest_peer_and_non_readers_are_closed() {
         "{stalled} write timeouts counted"
     );
     // Memory does not grow with the requests: several times more were sent
-    // after the first second than before it, and the RSS barely moved.
+    // after the first second than before it (hundreds of millions: a byte
+    // kept per request would be hundreds of MB), and the RSS moved by a
+    // few MB at most (connections reopened meanwhile, allocator arenas;
+    // 5 MB seen on a loaded machine).
     assert!(
         total_requests >= 2 * early_requests,
         "{total_requests} requests in all, {early_requests} in the first second"
     );
     assert!(
-        mem.peak_kb.saturating_sub(early_kb) <= 4 * 1024,
+        mem.peak_kb.saturating_sub(early_kb) <= 8 * 1024,
         "RSS {early_kb} kB after {early_requests} requests, peak {} kB after {total_requests}",
         mem.peak_kb
     );
@@ -1094,13 +1097,16 @@ fn peer_list_poisoning_does_not_stall_the_node_and_dials_are_capped() {
         holder.join().expect("a holder");
     }
 
+    // One more may show: a socket dump is not atomic, so a dial closed and
+    // the next one opened while it runs both appear in it (as for the
+    // inbound cap in the flood test).
     assert!(
-        max_in_flight <= MAX_CONNECTING,
+        max_in_flight <= MAX_CONNECTING + 1,
         "{max_in_flight} dials in flight at once (--max-connecting {MAX_CONNECTING})"
     );
     // The check sees dials at all: the blackholes fill every slot.
-    assert_eq!(
-        max_in_flight, MAX_CONNECTING,
+    assert!(
+        max_in_flight >= MAX_CONNECTING,
         "the node never had {MAX_CONNECTING} dials in flight ({samples} samples)"
     );
     let worst = answers.worst();
