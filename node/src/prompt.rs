@@ -9,8 +9,12 @@
 //! Lines typed ahead or pasted several at once are all carried out, in
 //! order (the editor keeps what it read beyond a line for the next one).
 //! When stdin is a pipe and ends, the node goes on without a prompt.
+//!
+//! No line is held past [`MAX_LINE`] bytes (a pipe may send a line that
+//! never ends), and bytes a terminal sends that are not UTF-8 are refused
+//! with a message: neither stops the node.
 
-use std::io::{self, BufRead, IsTerminal};
+use std::io::{self, BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
@@ -30,6 +34,9 @@ use crate::screen::{EditorState, Screen};
 
 /// Commands kept in the history file.
 const HISTORY_SIZE: usize = 1000;
+/// The longest line read from a pipe: far more than any command (a chat
+/// is at most 255 bytes); the rest of a longer one is skipped.
+const MAX_LINE: usize = 4096;
 
 /// Ctrl-C: clear the line, or, on an empty one, interrupt (stop).
 struct ClearOrInterrupt;
@@ -143,6 +150,15 @@ fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer, state
                 post_command(&mailer, Command::Quit);
                 return;
             }
+            // A byte that is not UTF-8 (a Latin-1 terminal's 'é'): the
+            // line is dropped, the prompt goes on.
+            Err(ReadlineError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                let refused = "the terminal sent bytes that are not UTF-8; the line is dropped \
+                               (only printable ASCII can be sent)";
+                if !mailer.post(Mail::Refused(refused.into())) {
+                    return;
+                }
+            }
             Err(_) => {
                 mailer.post(Mail::Hangup);
                 return;
@@ -156,15 +172,48 @@ fn plain_lines(mailer: Mailer) {
     let mut line = Vec::new();
     loop {
         line.clear();
-        match stdin.read_until(b'\n', &mut line) {
+        let read = (&mut stdin)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut line);
+        match read {
             Ok(0) | Err(_) => {
                 mailer.post(Mail::InputEnded);
                 return;
+            }
+            Ok(n) if n > MAX_LINE && line.last() != Some(&b'\n') => {
+                let refused = format!("a line longer than {MAX_LINE} bytes; skipped");
+                if !mailer.post(Mail::Refused(refused)) || !skip_line(&mut stdin) {
+                    mailer.post(Mail::InputEnded);
+                    return;
+                }
             }
             Ok(_) => {
                 if !post_line(&mailer, &line) {
                     return;
                 }
+            }
+        }
+    }
+}
+
+/// Reads and drops the rest of a line, in bounded pieces; false when the
+/// input ended first.
+fn skip_line(input: &mut impl BufRead) -> bool {
+    loop {
+        let Ok(buf) = input.fill_buf() else {
+            return false;
+        };
+        if buf.is_empty() {
+            return false;
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                input.consume(end + 1);
+                return true;
+            }
+            None => {
+                let all = buf.len();
+                input.consume(all);
             }
         }
     }

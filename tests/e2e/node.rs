@@ -495,8 +495,9 @@ fn a_data_directory_in_use_exits_1() {
         .expect_err("nothing listens on the second address");
 }
 
-/// Commands piped in, as a script feeds them: answered in order, and
-/// nothing read after `quit` (the end of the input is not announced).
+/// Commands piped in, as a script feeds them: answered in order, a line
+/// too long to be a command skipped, and nothing read after `quit` (the end
+/// of the input is not announced).
 #[test]
 fn piped_commands_are_answered_in_order_and_quit_ends_the_input() {
     let _cpu = shared_cpu();
@@ -513,7 +514,13 @@ fn piped_commands_are_answered_in_order_and_quit_ends_the_input() {
             "--threads",
             "1",
         ],
-        b"help hist\nbogus\nquit\nchat after quit\n",
+        &[
+            &b"help hist\nbogus\n"[..],
+            // A line that goes on and on: skipped, not held.
+            &vec![b'x'; 1 << 20],
+            b"\nquit\nchat after quit\n",
+        ]
+        .concat(),
         WAIT,
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -526,6 +533,10 @@ fn piped_commands_are_answered_in_order_and_quit_ends_the_input() {
             .unwrap_or_else(|| panic!("no line starting {prefix:?}: {stdout}"))
     };
     assert!(at("hist [N]") < at("unknown command"), "{stdout}");
+    assert!(
+        at("unknown command") < at("a line longer than 4096 bytes; skipped"),
+        "{stdout}"
+    );
     assert!(
         at("unknown command") < at("stopped; the history is saved"),
         "{stdout}"

@@ -699,6 +699,33 @@ fn lines_after(screen: &Screen, from: usize, matches: impl Fn(&str) -> bool) -> 
         .collect()
 }
 
+/// A byte that is not UTF-8 (a Latin-1 terminal's 'é') drops the line
+/// with a message; the node and its prompt go on.
+#[test]
+fn bytes_that_are_not_utf8_drop_the_line_and_the_prompt_goes_on() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 19);
+    let dir = temp_dir();
+    let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
+    wait_editing(&node);
+    node.send(b"chat caf\xe9\r");
+    node.wait_line("the refusal", |l| {
+        l.starts_with("the terminal sent bytes that are not UTF-8")
+    });
+    wait_editing(&node);
+    node.type_line("status");
+    node.wait_line("the answer to 'status'", |l| l.starts_with("address:"));
+    assert!(
+        node.wait_exit(Duration::from_millis(200)).is_none(),
+        "still running"
+    );
+    wait_editing(&node);
+    node.type_line("quit");
+    let status = node.expect_exit("quit");
+    assert_exited(status, 0, &node, "quit");
+    assert_mode_restored(&node, "quit");
+}
+
 #[test]
 fn ctrl_c_clears_the_line_being_typed_and_stops_on_an_empty_one() {
     let _cpu = shared_cpu();
