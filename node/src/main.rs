@@ -40,6 +40,13 @@ use terminal::TerminalGuard;
 const PROMPT_HISTORY: &str = "prompt-history";
 
 fn main() -> ExitCode {
+    // A file-size limit (`ulimit -f`) must fail the write that crosses it
+    // (EFBIG: reported, and the node goes on) instead of killing the
+    // process, as SIGXFSZ does by default.
+    // SAFETY: signal(2) setting a disposition, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = cli::parse(std::env::args_os());
     let node = cli.node;
     match cli.command {

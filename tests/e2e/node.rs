@@ -551,6 +551,41 @@ fn piped_commands_are_answered_in_order_and_quit_ends_the_input() {
     assert!(status.contains("pending:   0 chats"), "{status}");
 }
 
+/// Under a file-size limit (`ulimit -f`, set here on the running node), the
+/// write that crosses it fails: the chat is answered `not_saved` (mined all
+/// the same) and the node goes on; it is not killed by SIGXFSZ.
+#[test]
+fn a_file_size_limit_fails_a_save_and_the_node_goes_on() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 14);
+    let mut node = net.node(1, &[]);
+    node.chat("before the limit");
+    let limit = libc::rlimit {
+        rlim_cur: 2048,
+        rlim_max: 2048,
+    };
+    let pid = node.pid().expect("running") as libc::pid_t;
+    // SAFETY: prlimit(2) on our own child, with a valid rlimit.
+    let set = unsafe { libc::prlimit(pid, libc::RLIMIT_FSIZE, &limit, std::ptr::null_mut()) };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let mut replies = Vec::new();
+    for i in 0..100 {
+        let reply = node.ask(&serde_json::json!({"command": "chat", "text": format!("chat {i}")}));
+        let saved = reply["reply"] == "saved";
+        replies.push(reply);
+        if !saved {
+            break;
+        }
+    }
+    let last = replies.last().expect("a reply");
+    assert_eq!(last["reply"], "not_saved", "{replies:?}");
+    assert!(
+        node.wait_exit(Duration::from_millis(300)).is_none(),
+        "the node stopped"
+    );
+    assert_eq!(node.status()["reply"], "status");
+}
+
 #[test]
 fn without_stdin_the_node_runs_until_sigint_and_quit_stops_it() {
     let _cpu = shared_cpu();

@@ -60,6 +60,29 @@ fn a_history_far_larger_than_max_message_is_adopted_served_and_kept() {
     );
 }
 
+/// A peer whose first message is a large archive, pushed slowly (1 MB a
+/// second, 7.3 MB, with `--read-timeout 2`): it is streaming, not silent,
+/// and has the read timeout plus a second per 64 KiB to finish.
+#[test]
+fn a_slow_first_push_of_a_large_history_is_not_taken_for_silence() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 3);
+    let archive = fixture_bytes("history-100k.bin");
+    let mut node = net.node(1, &["--read-timeout", "2"]);
+    let follower = node.follow();
+    let mut pusher = net.peer(100, 1);
+    for piece in archive.chunks(100_000) {
+        pusher.send_raw(piece);
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        follower.len_at(100_000, Duration::from_secs(30)).is_some(),
+        "not adopted: {}",
+        node.status()
+    );
+    assert_eq!(node.closed("silent"), 0, "{}", node.status());
+}
+
 /// A large archive with a broken chat in its middle: the storing ends at
 /// that chat, the rest is read and dropped, the connection stays, and the
 /// history is unchanged (an invalid history is ignored as a whole, its

@@ -249,6 +249,12 @@ impl Conn {
         })
     }
 
+    /// Nothing has come from the peer: no whole message, none started (a
+    /// peer pushing a large archive first is not silent while it streams).
+    pub fn silent(&self) -> bool {
+        !self.spoke && self.message_started.is_none()
+    }
+
     /// True between messages, with nothing left unread.
     pub fn idle(&self) -> bool {
         self.intake.is_idle() && self.unread.is_empty()

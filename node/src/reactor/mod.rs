@@ -821,7 +821,7 @@ impl Reactor {
                     } else if conn.stalled_since().is_some_and(|t| now >= t + timeout) {
                         Some(Ending::WriteTimeout)
                     } else if conn.direction == Direction::Inbound
-                        && !conn.spoke
+                        && conn.silent()
                         && now >= conn.opened + timeout
                     {
                         Some(Ending::Silent)
