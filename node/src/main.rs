@@ -213,9 +213,17 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let print_rest = screen.stop();
     drop(terminal);
     print_rest();
-    ran.map_err(|e| format!("event loop failed: {e}"))?;
+    let pending = ran.map_err(|e| format!("event loop failed: {e}"))?;
+    let kept = match pending {
+        0 => String::new(),
+        1 => "; 1 chat of yours is not mined yet: it is kept there and mined at the next start"
+            .to_string(),
+        n => format!(
+            "; {n} chats of yours are not mined yet: they are kept there and mined at the next start"
+        ),
+    };
     say(&format!(
-        "stopped; the history is saved in {}",
+        "stopped; the history is saved in {}{kept}",
         data_dir.display()
     ));
     Ok(())

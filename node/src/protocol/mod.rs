@@ -148,7 +148,6 @@ impl Node {
     }
 
     /// Our own chats.
-    #[cfg(test)]
     pub fn own(&self) -> &OwnChats {
         &self.own
     }

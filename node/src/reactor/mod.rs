@@ -200,11 +200,12 @@ impl Reactor {
     }
 
     /// Runs until `quit`, SIGINT, SIGTERM or SIGHUP; then lets the store
-    /// thread write what is queued.
+    /// thread write what is queued. Returns how many chats typed here are
+    /// not in the history yet (kept on disk, mined at the next start).
     ///
     /// # Errors
     /// `poll`'s, other than an interrupted wait.
-    pub fn run(mut self) -> io::Result<()> {
+    pub fn run(mut self) -> io::Result<usize> {
         let mut events = Events::with_capacity(1024);
         let mut next_tick = Instant::now() + TICK;
         self.settle(Instant::now());
@@ -276,7 +277,7 @@ impl Reactor {
         }
         let Workers { store, .. } = self.workers;
         store.finish();
-        Ok(())
+        Ok(self.node.own().pending())
     }
 
     fn on_signals(&mut self) {
