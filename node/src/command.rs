@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::text::check_sendable;
+use crate::text::chat_text;
 
 /// The default number of chats `hist` shows.
 pub const DEFAULT_HIST: usize = 20;
@@ -12,7 +12,7 @@ pub const DEFAULT_HIST: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Queue a chat for mining; the text is already checked
-    /// ([`check_sendable`]).
+    /// ([`chat_text`]).
     Chat(Vec<u8>),
     /// Show the last N chats.
     Hist(usize),
@@ -150,13 +150,9 @@ pub fn parse(line: &[u8]) -> Result<Option<Command>, BadCommand> {
         }
     };
     match word {
-        b"chat" => {
-            // The text is everything after "chat ", as typed (only the line's
-            // surrounding whitespace is dropped).
-            check_sendable(rest)
-                .map(|()| Some(Command::Chat(rest.to_vec())))
-                .map_err(|e| BadCommand(e.to_string()))
-        }
+        b"chat" => chat_text(rest)
+            .map(|text| Some(Command::Chat(text.to_vec())))
+            .map_err(|e| BadCommand(e.to_string())),
         b"hist" => {
             let arg = rest.trim_ascii();
             if arg.is_empty() {

@@ -21,6 +21,17 @@ pub fn printable(text: &[u8]) -> String {
     shown
 }
 
+/// The text of a chat as typed (at the prompt, by `node chat`, in a
+/// control request): surrounding spaces dropped, then [`check_sendable`].
+/// One rule everywhere, so that the same words make the same chat.
+///
+/// # Errors
+/// [`Unsendable`], when what is left cannot be sent (empty included).
+pub fn chat_text(typed: &[u8]) -> Result<&[u8], Unsendable> {
+    let text = typed.trim_ascii();
+    check_sendable(text).map(|()| text)
+}
+
 /// Why a text cannot be sent as a chat, in words for the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsendable(String);
@@ -92,6 +103,12 @@ mod tests {
                 .0
                 .contains("control character (0x07) at byte 1")
         );
+    }
+
+    #[test]
+    fn a_typed_chat_loses_its_surrounding_spaces_and_spaces_alone_are_empty() {
+        assert_eq!(chat_text(b"  a  b \t").unwrap(), b"a  b");
+        assert!(chat_text(b"   ").unwrap_err().0.contains("empty"));
     }
 
     #[test]
