@@ -19,7 +19,7 @@ mod own_log;
 mod writer;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use wire::History;
@@ -221,22 +221,44 @@ fn recover(path: &Path, file: &mut File, notes: &mut Vec<String>) -> Result<Hist
     })?;
     let read = history.wire_len() + cut;
     if let Err(invalid) = miner::validate(&history) {
-        notes.push(format!(
-            "{}: {invalid}; keeping the {} chats before it",
-            path.display(),
-            invalid.index
-        ));
         history.truncate(invalid.index);
-    }
-    let dropped = read - history.wire_len();
-    if dropped > 0 {
+        // A damaged chat (a flipped bit, a bad disk) may have valid ones
+        // after it: their bytes are kept aside, not only cut.
+        let kept = keep_aside(path, file, MAGIC.len() + history.wire_len());
         notes.push(format!(
-            "{}: recovered {} chats; dropped {dropped} bytes after them (an interrupted write)",
+            "{}: {invalid}; keeping the {} chats before it (peers have the rest; the \
+             {} bytes from it on {kept})",
+            path.display(),
+            invalid.index,
+            read - history.wire_len(),
+        ));
+    } else if cut > 0 {
+        notes.push(format!(
+            "{}: recovered {} chats; dropped {cut} bytes after them (an interrupted write)",
             path.display(),
             history.len()
         ));
     }
     Ok(history)
+}
+
+/// Copies `file` from `offset` on to a file beside `path`; in words, where
+/// it went (or why it could not).
+fn keep_aside(path: &Path, file: &mut File, offset: usize) -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let aside = path.with_extension(format!("dropped-{secs}"));
+    let copied = (|| {
+        file.seek(SeekFrom::Start(offset as u64))?;
+        let mut out = File::create(&aside)?;
+        io::copy(file, &mut out)?;
+        out.sync_all()
+    })();
+    match copied {
+        Ok(()) => format!("are in {}", aside.display()),
+        Err(e) => format!("could not be kept in {}: {e}", aside.display()),
+    }
 }
 
 #[cfg(test)]
@@ -310,10 +332,20 @@ mod tests {
         let (_, rec) = DataDir::open(dir.path()).unwrap();
         assert_eq!(rec.history.len(), 600);
         assert!(
-            rec.notes[0].contains("chat 600 is invalid"),
+            rec.notes.len() == 1 && rec.notes[0].contains("chat 600 is invalid"),
             "{:?}",
             rec.notes
         );
+        // The bytes from the damaged chat on are kept aside, as they were.
+        let aside: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().contains(".dropped-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "{:?}", rec.notes);
+        assert!(rec.notes[0].contains(&aside[0].display().to_string()));
+        let from = MAGIC.len() + full.chat_range(600).start;
+        assert_eq!(fs::read(&aside[0]).unwrap(), bytes[from..]);
     }
 
     #[test]
