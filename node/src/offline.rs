@@ -64,8 +64,8 @@ impl From<io::Error> for Unreadable {
 pub fn verify(path: &Path) -> ExitCode {
     let (name, mut input): (String, Box<dyn Read>) = match open(path) {
         Ok(opened) => opened,
-        Err(e) => {
-            eprintln!("node verify: {}: {e}", path.display());
+        Err(why) => {
+            eprintln!("node verify: {why}");
             return ExitCode::from(UNREADABLE);
         }
     };
@@ -92,7 +92,7 @@ pub fn verify(path: &Path) -> ExitCode {
 
 /// The input `path` names: stdin for `-`, a data directory's history file,
 /// or the file itself.
-fn open(path: &Path) -> io::Result<(String, Box<dyn Read>)> {
+fn open(path: &Path) -> Result<(String, Box<dyn Read>), String> {
     if path == Path::new("-") {
         return Ok(("stdin".into(), Box::new(io::stdin().lock())));
     }
@@ -101,8 +101,14 @@ fn open(path: &Path) -> io::Result<(String, Box<dyn Read>)> {
     } else {
         path.to_path_buf()
     };
-    let reader = File::open(&file)?;
-    Ok((file.display().to_string(), Box::new(reader)))
+    match File::open(&file) {
+        Ok(reader) => Ok((file.display().to_string(), Box::new(reader))),
+        Err(e) if path.is_dir() && e.kind() == io::ErrorKind::NotFound => Err(format!(
+            "{}: no {HISTORY_FILE} in this directory (not a node's data directory?)",
+            path.display()
+        )),
+        Err(e) => Err(format!("{}: {e}", file.display())),
+    }
 }
 
 enum Verdict {
@@ -201,7 +207,13 @@ fn describe_message(kind: MessageType) -> &'static str {
     }
 }
 
+/// Says what was read, for a valid history: how many chats and the last.
+/// An invalid one is only named (chats are checked in batches, so the
+/// count read so far would say nothing).
 fn finish(out: &mut dyn Write, checker: &Checker, verdict: Verdict) -> Verdict {
+    if let Verdict::Invalid(_) = verdict {
+        return verdict;
+    }
     let _ = writeln!(out, "chats: {}", checker.chats);
     let _ = match &checker.last {
         Some(text) => writeln!(out, "last chat: {}", printable(text)),

@@ -42,7 +42,7 @@ fn a_corrupted_copy_names_the_first_invalid_chat() {
     let out = stdout(&output);
     assert!(
         out.starts_with(
-            "read: an ArchiveResponse, 5 chats claimed\nchats: 5\nlast chat: nova msg\ninvalid: chat 2 is invalid: its MD5 field is 00002e68"
+            "read: an ArchiveResponse, 5 chats claimed\ninvalid: chat 2 is invalid: its MD5 field is 00002e68"
         ),
         "{out}"
     );
@@ -78,6 +78,11 @@ fn a_missing_file_or_another_message_is_an_error() {
         verify(&dir.path().join("absent.bin")).status.code(),
         Some(2)
     );
+    // A directory that is no data directory: said so, not "No such file".
+    let output = verify(dir.path());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("no history.bin in this directory"), "{err}");
+    assert_eq!(output.status.code(), Some(2));
     let file = dir.path().join("request.bin");
     std::fs::write(&file, [3]).unwrap();
     let output = verify(&file);
