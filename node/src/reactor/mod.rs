@@ -200,7 +200,8 @@ impl Reactor {
     }
 
     /// Runs until `quit`, SIGINT, SIGTERM or SIGHUP; then lets the store
-    /// thread write what is queued.
+    /// thread write what is queued, and tells the control socket's
+    /// followers that the node stopped.
     ///
     /// # Errors
     /// `poll`'s, other than an interrupted wait.
@@ -274,8 +275,12 @@ impl Reactor {
             self.settle(now);
             self.flush_all(now);
         }
-        let Workers { store, .. } = self.workers;
+        let Workers {
+            store, mut control, ..
+        } = self.workers;
+        control.unlink();
         store.finish();
+        control.stop();
         Ok(())
     }
 
