@@ -50,6 +50,7 @@ pub enum Command {
     },
     /// Write the history of a data directory (--data-dir, or the default
     /// one of --bind) as an ArchiveResponse, to share or check it.
+    #[command(arg = client_bind())]
     Export {
         /// Where to write it; `-` (the default) for stdout, unless stdout
         /// is a terminal.
@@ -59,6 +60,7 @@ pub enum Command {
     /// Ask the running node of a data directory (--data-dir, or the default
     /// one of --bind) for its status; with no node running, read the data
     /// directory and say so.
+    #[command(arg = client_bind())]
     Status {
         /// One JSON document (docs/CONTROL.md).
         #[arg(long)]
@@ -66,14 +68,17 @@ pub enum Command {
     },
     /// Ask the running node for its connections and the addresses it is
     /// still trying.
+    #[command(arg = client_bind())]
     Peers {
         /// One JSON document (docs/CONTROL.md).
         #[arg(long)]
         json: bool,
     },
-    /// The last N chats of the history (20 by default); with --follow, then
-    /// every chat entering it, until interrupted. With no node running, read
-    /// the data directory and say so.
+    /// The last N chats of the history (20 by default, at most 100000); with
+    /// --follow, then every chat entering it, until the node stops (exit
+    /// status 0) or goes away (1). With no node running, read the data
+    /// directory and say so.
+    #[command(arg = client_bind())]
     Hist {
         /// How many chats.
         #[arg(value_name = "N", default_value_t = crate::command::DEFAULT_HIST)]
@@ -87,6 +92,7 @@ pub enum Command {
     },
     /// Send a chat through the running node: mined and sent to every peer.
     /// Returns once the node has saved it (it survives a crash).
+    #[command(arg = client_bind())]
     Chat {
         /// The text (the words are joined with spaces): 1 to 255 bytes of
         /// printable ASCII.
@@ -96,6 +102,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// `--bind` as the subcommands that work on a data directory take it: the
+/// value goes to [`NodeArgs::bind`] as from before the subcommand (clap
+/// hands a global argument's value between the levels), only the help
+/// differs.
+fn client_bind() -> clap::Arg {
+    clap::Arg::new("bind")
+        .long("bind")
+        .value_name("IP")
+        .value_parser(clap::value_parser!(Ipv4Addr))
+        .help(
+            "Selects the data directory when --data-dir is not given: the default one of \
+             the node bound to IP [default: 0.0.0.0]. Nothing listens on it or connects \
+             from it here",
+        )
 }
 
 /// The node's flags.
@@ -157,7 +179,7 @@ pub struct NodeArgs {
     /// Level of the node's log (connection and protocol events): error,
     /// warn, info, debug or trace. On stderr (above the prompt on a
     /// terminal), or in --log-file.
-    #[arg(long, value_name = "LEVEL", env = "NODE_LOG", default_value = "warn")]
+    #[arg(long, value_name = "LEVEL", env = "NODE_LOG", default_value = "warn", value_parser = parse_log_level)]
     pub log: log::LevelFilter,
 
     /// Append the log to this file instead of stderr (same levels).
@@ -226,6 +248,13 @@ fn parse_threads(text: &str) -> Result<usize, String> {
     }
 }
 
+/// A log level by name, any case; the error lists the names.
+fn parse_log_level(text: &str) -> Result<log::LevelFilter, String> {
+    text.parse().map_err(|_| {
+        "a level (of --log, or NODE_LOG) is error, warn, info, debug, trace or off".to_string()
+    })
+}
+
 fn parse_read_timeout(text: &str) -> Result<Duration, String> {
     let secs: f64 = text
         .parse()
@@ -276,6 +305,8 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     #[test]
@@ -291,10 +322,45 @@ mod tests {
     }
 
     #[test]
+    fn log_levels_are_named_in_the_error() {
+        assert_eq!(parse_log_level("DEBUG"), Ok(log::LevelFilter::Debug));
+        assert!(
+            parse_log_level("bogus")
+                .unwrap_err()
+                .contains("error, warn, info")
+        );
+    }
+
+    #[test]
     fn read_timeouts_are_above_zero_and_at_most_a_day() {
         assert_eq!(parse_read_timeout("2.5"), Ok(Duration::from_millis(2500)));
         for bad in ["0", "-1", "1e30", "inf", "NaN", "soon"] {
             assert!(parse_read_timeout(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_subcommands_take_bind_anywhere_and_say_what_it_does_for_them() {
+        Cli::command().debug_assert();
+        for args in [
+            &["node", "--bind", "127.0.0.9", "status"][..],
+            &["node", "status", "--bind", "127.0.0.9"],
+            &["node", "hist", "5", "--bind", "127.0.0.9", "--follow"],
+        ] {
+            let cli = parse(args);
+            assert_eq!(cli.node.bind, Ipv4Addr::new(127, 0, 0, 9), "{args:?}");
+        }
+        assert_eq!(parse(["node", "peers"]).node.bind, Ipv4Addr::UNSPECIFIED);
+        let help = |command: &mut clap::Command| command.render_help().to_string();
+        let mut cli = Cli::command();
+        assert!(help(&mut cli).contains("to listen on and to connect from"));
+        for name in ["status", "peers", "hist", "chat", "export"] {
+            let text = help(cli.find_subcommand_mut(name).expect("a subcommand"));
+            assert!(
+                text.contains("Selects the data directory"),
+                "{name}: {text}"
+            );
+            assert!(!text.contains("to listen on"), "{name}: {text}");
         }
     }
 

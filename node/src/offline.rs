@@ -20,6 +20,8 @@ use crate::text::printable;
 const INVALID: u8 = 1;
 /// Exit status of a file that cannot be read or decoded.
 const UNREADABLE: u8 = 2;
+/// Exit status of a usage error, as for a bad flag.
+const USAGE: u8 = 2;
 /// Chats checked at once (in SIMD lanes, on every core).
 const BATCH: usize = 4096;
 /// Bytes read at a time.
@@ -348,8 +350,14 @@ impl<'a> Blocks<'a> {
 }
 
 /// `node export`: the history of the data directory `dir` as an
-/// ArchiveResponse, to `output` (`-`: stdout). Exit 0, or 1 with a reason.
+/// ArchiveResponse, to `output` (`-`: stdout). Exit 0; 2 when stdout is a
+/// terminal and no `--output` is given (binary is no use there); 1 when the
+/// history cannot be read or written. A reason on stderr.
 pub fn export(dir: &Path, output: &Path) -> ExitCode {
+    if output == Path::new("-") && io::stdout().is_terminal() {
+        eprintln!("node export: stdout is a terminal: give --output FILE, or redirect it");
+        return ExitCode::from(USAGE);
+    }
     match write_export(dir, output) {
         Ok(chats) => {
             eprintln!("exported {chats} chats from {}", dir.display());
@@ -371,9 +379,6 @@ fn write_export(dir: &Path, output: &Path) -> Result<usize, String> {
         history.truncate(invalid.index);
     }
     let mut sink: Box<dyn Write> = if output == Path::new("-") {
-        if io::stdout().is_terminal() {
-            return Err("stdout is a terminal: give --output FILE, or redirect it".into());
-        }
         Box::new(io::stdout().lock())
     } else {
         Box::new(

@@ -1,27 +1,36 @@
 //! The control interface (docs/CONTROL.md): the client subcommands against
-//! a running node and a stopped one, the socket's mode, a node run as a
-//! service (no stdin, a log file), and bad clients of the socket.
+//! a running node, a stopped one (SIGSTOP), a killed one, and none; the
+//! socket's mode and its bounds; a node run as a service (no stdin, a log
+//! file); chats that are not UTF-8; and bad clients of the socket.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::process::{Command, Stdio};
+use std::process::{Child, Stdio};
+use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use wire::{History, Message};
 
-use crate::support::{Net, Node, WAIT, poll, run_to_exit, shared_cpu};
+use crate::support::pty::PtyNode;
+use crate::support::{Net, Node, WAIT, node_command, poll, run_to_exit, shared_cpu};
 
 const FILE: u8 = 7;
 
 /// `node ARGS --data-dir DIR` to its end: exit code, stdout, stderr.
 fn client(node: &Node, args: &[&str]) -> (Option<i32>, String, String) {
+    client_within(node, args, WAIT)
+}
+
+/// [`client`], waiting at most `timeout` for the end.
+fn client_within(node: &Node, args: &[&str], timeout: Duration) -> (Option<i32>, String, String) {
     let dir = node.data_dir();
     let mut all: Vec<&str> = args.to_vec();
     let dir = dir.display().to_string();
     all.extend(["--data-dir", &dir]);
-    let out = run_to_exit(&all, WAIT);
+    let out = run_to_exit(&all, timeout);
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -31,6 +40,83 @@ fn client(node: &Node, args: &[&str]) -> (Option<i32>, String, String) {
 
 fn json(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A `node hist ... --follow` process, its stdout read line by line on a
+/// thread; killed on drop.
+struct Following {
+    child: Child,
+    lines: Receiver<String>,
+}
+
+impl Following {
+    /// `node hist ARGS --follow --data-dir DIR`, stderr piped.
+    fn start(node: &Node, args: &[&str]) -> Following {
+        let mut child = node_command()
+            .arg("hist")
+            .args(args)
+            .args(["--follow", "--data-dir"])
+            .arg(node.data_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the client");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            let mut stdout = BufReader::new(stdout);
+            let mut line = Vec::new();
+            while stdout.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+                let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                if tx.send(text).is_err() {
+                    return;
+                }
+                line.clear();
+            }
+        });
+        Following { child, lines }
+    }
+
+    /// The next line of its stdout (panics after [`WAIT`]).
+    fn line(&self) -> String {
+        self.lines
+            .recv_timeout(WAIT)
+            .expect("a line from hist --follow")
+    }
+
+    /// Its exit code and stderr, once it has exited by itself (panics
+    /// after [`WAIT`]); every line it printed is then in [`Following::line`].
+    fn exit(mut self) -> (Option<i32>, String) {
+        let status = poll(WAIT, || self.child.try_wait().expect("waiting"))
+            .expect("hist --follow did not exit");
+        let mut err = String::new();
+        let _ = self
+            .child
+            .stderr
+            .take()
+            .expect("piped")
+            .read_to_string(&mut err);
+        (status.code(), err)
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The history made of chats with these texts, mined.
+fn mined(texts: &[&[u8]]) -> History {
+    let miner = miner::Miner::new(1);
+    let mut history = History::new();
+    for text in texts {
+        let chat = miner.mine_next(&history, text);
+        history.push(&chat);
+    }
+    history
 }
 
 #[test]
@@ -64,6 +150,11 @@ fn the_client_subcommands_talk_to_the_running_node_and_read_a_stopped_one() {
     assert_eq!(hist["chats"][1]["index"], 1);
     let (_, out, _) = client(&node, &["hist", "1"]);
     assert_eq!(out.trim(), "#1 second");
+    let (code, out, _) = client(&node, &["hist", "0"]);
+    assert_eq!(
+        (code, out.trim()),
+        (Some(0), "0 chats asked (the history holds 2)")
+    );
 
     let (code, out, _) = client(&node, &["status", "--json"]);
     assert_eq!(code, Some(0));
@@ -102,6 +193,8 @@ fn the_client_subcommands_talk_to_the_running_node_and_read_a_stopped_one() {
     assert_eq!(code, Some(0));
     assert_eq!(json(&out)["running"], false);
     assert!(err.contains("not running"), "{err}");
+    let (_, out, _) = client(&node, &["hist", "0"]);
+    assert_eq!(out.trim(), "0 chats asked (the history holds 2)");
     for args in [&["chat", "x"][..], &["peers"]] {
         let (code, out, err) = client(&node, args);
         assert_eq!(code, Some(1), "{args:?}");
@@ -120,29 +213,14 @@ fn hist_follow_prints_every_chat_as_it_enters_the_history() {
     let mut node = net.node(1, &[]);
     node.chat("before");
     assert!(poll(WAIT, || (node.status()["history"] == 1).then_some(())).is_some());
-    let mut follow = Command::new(env!("CARGO_BIN_EXE_node"))
-        .args(["hist", "1", "--follow", "--json", "--data-dir"])
-        .arg(node.data_dir())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting the client");
-    let stdout = follow.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let reader = thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    let first = json(&rx.recv_timeout(WAIT).expect("the hist answer"));
+    let follow = Following::start(&node, &["1", "--json"]);
+    let first = json(&follow.line());
     assert_eq!(first["chats"][0]["text"], "before");
     node.chat("one");
     node.chat("two");
     let mut texts = Vec::new();
     while texts.len() < 2 {
-        let event = json(&rx.recv_timeout(WAIT).expect("an event"));
+        let event = json(&follow.line());
         assert_eq!(event["event"], "chat", "{event}");
         texts.push(event["text"].as_str().expect("a text").to_string());
     }
@@ -162,14 +240,224 @@ fn hist_follow_prints_every_chat_as_it_enters_the_history() {
     line.clear();
     raw.read_line(&mut line).expect("an event");
     assert_eq!(json(&line)["text"], "three", "{line}");
-    drop(raw);
-    // The client follows until the node stops.
+    // The client follows until the node stops, and so does the raw one:
+    // the node's last event says it stopped.
     node.sigterm();
-    let ended = poll(WAIT, || {
-        follow.try_wait().expect("waiting").map(|s| s.code())
+    line.clear();
+    raw.read_line(&mut line).expect("the last event");
+    assert_eq!(json(&line), serde_json::json!({"event": "stopped"}));
+    line.clear();
+    assert_eq!(raw.read_line(&mut line).expect("the end"), 0, "{line}");
+    assert_eq!(json(&follow.line())["text"], "three");
+    assert_eq!(
+        json(&follow.line()),
+        serde_json::json!({"event": "stopped"})
+    );
+    let (code, err) = follow.exit();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn hist_follow_fails_when_the_node_goes_away_without_its_last_event() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 4);
+    let mut node = net.node(1, &[]);
+    node.chat("before");
+    let follow = Following::start(&node, &["1"]);
+    assert_eq!(follow.line(), "#0 before");
+    node.sigkill();
+    let (code, err) = follow.exit();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the node went away"), "{err}");
+}
+
+#[test]
+fn a_chat_that_is_not_utf8_is_shown_with_its_exact_bytes() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 5);
+    let mut node = net.node(1, &[]);
+    let follow = Following::start(&node, &["0"]);
+    assert_eq!(follow.line(), "the history is empty");
+    let history = mined(&[b"plain", b"raw \xff\xfe bytes", b"caf\xc3\xa9"]);
+    net.peer(100, 1)
+        .send(&Message::ArchiveResponse(history.clone()));
+    assert!(node.wait_history_len(3));
+    // As the prompt shows them: each byte outside printable ASCII escaped.
+    let shown = [r"#0 plain", r"#1 raw \xff\xfe bytes", r"#2 caf\xc3\xa9"];
+    for want in shown {
+        assert_eq!(follow.line(), want);
+    }
+    let (code, out, _) = client(&node, &["hist"]);
+    assert_eq!(
+        (code, out.lines().collect::<Vec<_>>()),
+        (Some(0), shown.to_vec())
+    );
+    let (_, out, _) = client(&node, &["hist", "--json"]);
+    let chats = &json(&out)["chats"];
+    assert_eq!(chats[1]["text"], "raw \u{fffd}\u{fffd} bytes");
+    assert_eq!(chats[1]["text_hex"], "72617720fffe206279746573");
+    // UTF-8, even beyond ASCII: no hex.
+    assert_eq!(chats[2]["text"], "caf\u{e9}");
+    assert!(chats[0].get("text_hex").is_none() && chats[2].get("text_hex").is_none());
+
+    net.peer(100, 1).send(&Message::ArchiveResponse({
+        let mut longer = history;
+        longer.push(&miner::Miner::new(1).mine_next(&longer, b"\x80 last"));
+        longer
+    }));
+    assert_eq!(follow.line(), r"#3 \x80 last");
+    let (_, out, _) = client(&node, &["status"]);
+    assert!(out.contains(r#"last "\x80 last""#), "{out}");
+    let (_, out, _) = client(&node, &["status", "--json"]);
+    assert_eq!(json(&out)["last_hex"], "80206c617374");
+    // The same from the data directory of the stopped node.
+    node.sigterm();
+    assert_eq!(follow.line(), "the node stopped");
+    let (code, err) = follow.exit();
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = client(&node, &["hist", "2"]);
+    assert_eq!(out, "#2 caf\\xc3\\xa9\n#3 \\x80 last\n");
+    let (_, out, _) = client(&node, &["status", "--json"]);
+    assert_eq!(json(&out)["last_hex"], "80206c617374");
+}
+
+#[test]
+fn clients_of_a_node_that_does_not_answer_give_up_in_bounded_time() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 6);
+    let mut node = net.node(1, &[]);
+    node.chat("hello");
+    /// Resumes the node, whatever happens to the test.
+    struct Resume<'a>(&'a Node);
+    impl Drop for Resume<'_> {
+        fn drop(&mut self) {
+            self.0.signal(libc::SIGCONT);
+        }
+    }
+    node.signal(libc::SIGSTOP);
+    let resume = Resume(&node);
+    // All at once, each waiting its own 10 s.
+    let started = Instant::now();
+    let asked: Vec<_> = [
+        &["status"][..],
+        &["peers", "--json"],
+        &["hist", "1", "--follow"],
+    ]
+    .into_iter()
+    .map(|args| {
+        let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        all.extend(["--data-dir".into(), node.data_dir().display().to_string()]);
+        thread::spawn(move || {
+            let out = run_to_exit(&all, Duration::from_secs(40));
+            (
+                all,
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        })
+    })
+    .collect();
+    let want = format!(
+        "node: the node at {} did not answer within 10 s",
+        node.data_dir().display()
+    );
+    for asked in asked {
+        let (args, code, err) = asked.join().expect("a client");
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert_eq!(err.trim(), want, "{args:?}");
+    }
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(10) && waited < Duration::from_secs(30),
+        "{waited:?}"
+    );
+    drop(resume);
+    // Resumed, the node answers again.
+    let (code, out, _) = client(&node, &["hist", "1"]);
+    assert_eq!((code, out.trim()), (Some(0), "#0 hello"));
+    node.sigkill();
+}
+
+#[test]
+fn the_socket_serves_a_bounded_number_of_clients_and_chats() {
+    const MAX_CLIENTS: usize = 32;
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 7);
+    let mut node = net.node(1, &[]);
+    node.chat("hello");
+    let socket = node.data_dir().join("control.sock");
+    let status = br#"{"command":"status"}"#.to_vec();
+    let answer = |stream: &UnixStream| {
+        let mut line = String::new();
+        BufReader::new(stream)
+            .read_line(&mut line)
+            .expect("an answer");
+        json(&line)
+    };
+    let open = || {
+        let mut stream = UnixStream::connect(&socket).expect("connecting");
+        stream.set_read_timeout(Some(WAIT)).expect("timeout");
+        stream
+            .write_all(&[&status[..], b"\n"].concat())
+            .expect("writing");
+        stream
+    };
+    let mut held: Vec<UnixStream> = (0..MAX_CLIENTS)
+        .map(|_| {
+            let stream = open();
+            assert_eq!(answer(&stream)["reply"], "status");
+            stream
+        })
+        .collect();
+    let refused = answer(&open());
+    assert_eq!(refused["reply"], "error", "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(error.contains("too many control clients: 32"), "{error}");
+    let (code, out, _) = client(&node, &["status"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("too many control clients"), "{out}");
+    // One leaves: a newcomer is served.
+    drop(held.pop());
+    let served = poll(WAIT, || {
+        let reply = answer(&open());
+        (reply["reply"] == "status").then_some(())
     });
-    assert_eq!(ended, Some(Some(0)));
-    let _ = reader.join();
+    assert!(served.is_some(), "no client served after one left");
+    drop(held);
+
+    // At most 100,000 chats in one answer.
+    let (code, out, _) = client(&node, &["hist", "100001", "--follow"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        out.contains("100001 chats asked, at most 100000") && out.contains("node export"),
+        "{out}"
+    );
+    let refused = node.ask(&serde_json::json!({"command": "hist", "n": 100_001}));
+    assert_eq!(refused["reply"], "error", "{refused}");
+    let (code, out, _) = client(&node, &["hist", "100000"]);
+    assert_eq!((code, out.trim()), (Some(0), "#0 hello"));
+}
+
+#[test]
+fn export_to_a_terminal_is_a_usage_error() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 8);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut export = PtyNode::spawn(net.addr(1), net.port(), dir.path(), &["export"]);
+    let status = export.expect_exit("export to a terminal");
+    assert!(
+        matches!(status, rexpect::process::WaitStatus::Exited(_, 2)),
+        "{status:?}"
+    );
+    let screen = export.screen();
+    assert!(
+        screen
+            .lines
+            .iter()
+            .any(|l| l == "node export: stdout is a terminal: give --output FILE, or redirect it"),
+        "{screen}"
+    );
 }
 
 #[test]

@@ -140,6 +140,8 @@ fn the_history_survives_sigterm_and_sigkill() {
     a.expect_line(|l| l.starts_with("#2 three (mined: "), SPREAD, "mining");
     let mut want = a.hist();
     assert_eq!(want, ["one", "two", "three"]);
+    // Served once on disk (a moment after the "mined" line).
+    net.wait_serves(99, 1, 3);
     let before = net.archive(100, 1);
 
     // A clean stop.

@@ -11,10 +11,13 @@ pub mod server;
 use serde::{Deserialize, Serialize};
 
 use crate::command::{Command, DEFAULT_HIST};
-use crate::text::check_sendable;
+use crate::text::chat_text;
 
 /// The control socket's file in a data directory.
 pub const SOCKET_FILE: &str = "control.sock";
+/// The most chats of one `hist` answer: a node holds the whole answer until
+/// its client reads it (`node export` writes any length).
+pub const MAX_HIST: usize = 100_000;
 
 /// A request, one JSON object a line, tagged `"command"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,7 +30,7 @@ pub enum Request {
     /// `{"command":"hist","n":20,"follow":false}`: the last `n` chats;
     /// with `follow`, then every change of the history as it happens.
     Hist {
-        /// Chats (20 if absent).
+        /// Chats (20 if absent), at most [`MAX_HIST`].
         #[serde(default = "default_hist")]
         n: usize,
         /// Keep the connection and send every chat entering the history.
@@ -50,16 +53,38 @@ impl Request {
     /// The node's command for this request.
     ///
     /// # Errors
-    /// Why a chat's text cannot be sent, in words.
+    /// Why it cannot be carried out, in words: a chat's text cannot be
+    /// sent, or `hist` asks for more than [`MAX_HIST`] chats.
     pub fn command(&self) -> Result<Command, String> {
         Ok(match self {
             Request::Status => Command::Status,
             Request::Peers => Command::Peers,
-            Request::Hist { n, .. } => Command::Hist(*n),
-            Request::Chat { text } => {
-                check_sendable(text.as_bytes()).map_err(|e| e.to_string())?;
-                Command::Chat(text.as_bytes().to_vec())
+            Request::Hist { n, .. } if *n > MAX_HIST => {
+                return Err(format!(
+                    "hist refused: {n} chats asked, at most {MAX_HIST} are sent in one answer; \
+                     'node export' writes the whole history"
+                ));
             }
+            Request::Hist { n, .. } => Command::Hist(*n),
+            Request::Chat { text } => Command::Chat(
+                chat_text(text.as_bytes())
+                    .map_err(|e| e.to_string())?
+                    .to_vec(),
+            ),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hist_asks_for_at_most_max_hist_chats() {
+        let hist = |n| Request::Hist { n, follow: true }.command();
+        assert_eq!(hist(MAX_HIST), Ok(Command::Hist(MAX_HIST)));
+        let refused = hist(MAX_HIST + 1).unwrap_err();
+        assert!(refused.contains("at most 100000"), "{refused}");
+        assert!(refused.contains("node export"), "{refused}");
     }
 }

@@ -9,7 +9,9 @@
 //! order of its requests: the next request is read once the previous one
 //! is answered, however many the client sent at once. A client that shuts
 //! down its side has its requests answered, and a follower keeps following
-//! until it hangs up.
+//! until it hangs up. At most [`MAX_CLIENTS`] are served at once: a
+//! newcomer past them gets an error and is closed. When the node stops,
+//! followers get a last event saying so ([`ControlServer::stop`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
@@ -36,11 +38,18 @@ pub const MAX_BACKLOG: usize = 8 << 20;
 /// Bytes of answers waiting for a client past which its next requests
 /// wait too (a client that asks and never reads holds little).
 const MAX_UNREAD_ANSWERS: usize = 1 << 20;
+/// Clients served at once: each may hold an answer of up to
+/// [`super::MAX_HIST`] chats, or [`MAX_BACKLOG`] bytes of followed history.
+pub const MAX_CLIENTS: usize = 32;
+/// How long a stopping node tries to hand its followers what waits for
+/// them and the last event.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// The listening socket and its clients.
 pub struct ControlServer {
     listener: UnixListener,
-    path: PathBuf,
+    /// The socket's file, until it is removed.
+    path: Option<PathBuf>,
     clients: HashMap<Token, Client>,
 }
 
@@ -81,7 +90,7 @@ impl ControlServer {
         fs::set_permissions(path, fs::Permissions::from_mode(0o600))?;
         Ok(ControlServer {
             listener,
-            path: path.to_path_buf(),
+            path: Some(path.to_path_buf()),
             clients: HashMap::new(),
         })
     }
@@ -111,6 +120,10 @@ impl ControlServer {
                     return;
                 }
             };
+            if self.clients.len() >= MAX_CLIENTS {
+                refuse(&mut stream);
+                continue;
+            }
             let token = Token(*next_token);
             *next_token += 1;
             if registry
@@ -220,6 +233,40 @@ impl ControlServer {
         }
     }
 
+    /// The node is stopping: removes the socket's file, so that no new
+    /// client reaches a node that will not answer (and, the data
+    /// directory's lock once released, no later node's file is removed).
+    pub fn unlink(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// The node has stopped (its history saved): each follower gets what
+    /// waits for it and a last event, [`Line::Stopped`], as far as its
+    /// socket takes them within [`STOP_GRACE`]; then every client is
+    /// closed, and the server with them.
+    pub fn stop(mut self) {
+        self.unlink();
+        let deadline = Instant::now() + STOP_GRACE;
+        self.clients
+            .retain(|_, c| c.following && !c.closing && !c.hung_up);
+        for client in self.clients.values_mut() {
+            client.send(&Line::Stopped);
+        }
+        loop {
+            let now = Instant::now();
+            self.clients
+                .retain(|_, c| c.flush(now).is_ok() && !c.output.is_empty());
+            if self.clients.is_empty() || now >= deadline {
+                return;
+            }
+            // Out of the event loop now: a short nap instead of a wait for
+            // WRITABLE.
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// After a round with a client: close it when it is done, and ask for
     /// WRITABLE only while output waits.
     fn settle(&mut self, registry: &Registry, token: Token, broken: bool) {
@@ -256,9 +303,23 @@ impl ControlServer {
     }
 }
 
+/// Tells a newcomer past [`MAX_CLIENTS`] why it is closed. The socket is
+/// fresh: its buffer takes the line at once.
+fn refuse(stream: &mut UnixStream) {
+    debug!("control client refused: {MAX_CLIENTS} served already");
+    let error = Reply::Error {
+        error: format!(
+            "too many control clients: {MAX_CLIENTS} are served at once; try again later"
+        ),
+    };
+    let mut line = serde_json::to_vec(&error).expect("replies serialize");
+    line.push(b'\n');
+    let _ = stream.write(&line);
+}
+
 impl Drop for ControlServer {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        self.unlink();
     }
 }
 

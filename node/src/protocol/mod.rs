@@ -43,7 +43,7 @@ use mining::Mining;
 use network::Timers;
 pub use own::{Digest, OwnChats};
 use peers::Peers;
-pub use report::{HistChat, Line, Offline, Reply, Sent, Status};
+pub use report::{Line, Offline, Reply, Sent, Status};
 
 /// A failure to save is said on the screen at most this often.
 const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -323,19 +323,7 @@ impl Node {
                 self.schedule_mining(now);
                 return;
             }
-            Command::Hist(n) => {
-                let first = self.history.len().saturating_sub(n);
-                let chats = (first..self.history.len())
-                    .map(|index| HistChat {
-                        index,
-                        text: self.history.chat(index).expect("in range").text().to_vec(),
-                    })
-                    .collect();
-                Reply::Hist {
-                    chats,
-                    running: true,
-                }
-            }
+            Command::Hist(n) => Reply::hist(&self.history, n, true),
             Command::Peers => Reply::Peers {
                 peers: self.peers.rows(now),
                 dialing: self.book.rows(now),

@@ -52,7 +52,7 @@ pub enum Line {
         /// Its index in the history.
         index: usize,
         /// Its text, as received.
-        #[serde(with = "chat_text")]
+        #[serde(flatten, with = "chat_text")]
         text: Vec<u8>,
         /// Set when mined here just now.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -83,6 +83,11 @@ pub enum Line {
         /// The line.
         text: String,
     },
+    /// Control socket only, the last event a follower gets: the node
+    /// stopped cleanly, its history saved. A follower's connection that
+    /// ends without it ended otherwise (the node was killed, or dropped the
+    /// follower).
+    Stopped,
 }
 
 impl fmt::Display for Line {
@@ -118,6 +123,7 @@ impl fmt::Display for Line {
                 }
             }
             Line::Notice { text } => f.write_str(text),
+            Line::Stopped => f.write_str("the node stopped"),
         }
     }
 }
@@ -215,7 +221,7 @@ impl Sent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mining {
     /// The text of the first chat of the job.
-    #[serde(with = "chat_text")]
+    #[serde(flatten, with = "chat_text")]
     pub text: Vec<u8>,
     /// Chats in the job.
     pub chats: usize,
@@ -238,7 +244,7 @@ pub struct Status {
     /// Chats of the history on disk.
     pub stored: usize,
     /// The last chat's text.
-    #[serde(with = "opt_chat_text")]
+    #[serde(flatten, with = "last_chat_text")]
     pub last: Option<Vec<u8>>,
     /// Chats of ours not in the history.
     pub pending: usize,
@@ -262,7 +268,7 @@ pub struct HistChat {
     /// Its index in the history.
     pub index: usize,
     /// Its text.
-    #[serde(with = "chat_text")]
+    #[serde(flatten, with = "chat_text")]
     pub text: Vec<u8>,
 }
 
@@ -274,7 +280,7 @@ pub struct Offline {
     /// Chats in its history.
     pub history: usize,
     /// The last chat's text.
-    #[serde(with = "opt_chat_text")]
+    #[serde(flatten, with = "last_chat_text")]
     pub last: Option<Vec<u8>>,
     /// Chats typed there and not in its history.
     pub pending: usize,
@@ -299,6 +305,9 @@ pub enum Reply {
     Hist {
         /// The chats, oldest first.
         chats: Vec<HistChat>,
+        /// Chats in the whole history (0 from a node that did not say).
+        #[serde(default)]
+        history: usize,
         /// False when read from the data directory of a stopped node.
         running: bool,
     },
@@ -325,8 +334,28 @@ pub enum Reply {
     },
 }
 
-fn ago(elapsed: Duration) -> String {
-    let s = elapsed.as_secs();
+impl Reply {
+    /// The answer to `hist`: the last `n` chats of `history`.
+    pub fn hist(history: &wire::History, n: usize, running: bool) -> Reply {
+        let first = history.len().saturating_sub(n);
+        let chats = (first..history.len())
+            .map(|index| HistChat {
+                index,
+                text: history.chat(index).expect("in range").text().to_vec(),
+            })
+            .collect();
+        Reply::Hist {
+            chats,
+            history: history.len(),
+            running,
+        }
+    }
+}
+
+/// A duration in whole seconds, minutes or hours, rounded down: `5s`,
+/// `2m05s`, `1h07m`.
+fn span(duration: Duration) -> String {
+    let s = duration.as_secs();
     match s {
         0..60 => format!("{s}s"),
         60..3600 => format!("{}m{:02}s", s / 60, s % 60),
@@ -342,7 +371,10 @@ impl fmt::Display for Reply {
                 f,
                 "not saved: {reason}; the chat is mined all the same, but kept in memory only"
             ),
-            Reply::Hist { chats, .. } if chats.is_empty() => f.write_str("the history is empty"),
+            Reply::Hist { chats, history, .. } if chats.is_empty() => match history {
+                0 => f.write_str("the history is empty"),
+                n => write!(f, "0 chats asked (the history holds {n})"),
+            },
             Reply::Hist { chats, .. } => {
                 let mut out = String::new();
                 for chat in chats {
@@ -388,7 +420,7 @@ fn write_peers(f: &mut fmt::Formatter<'_>, peers: &[PeerRow], dialing: &[DialRow
                 "{:<16} {:<9} {:>10} {:>12} {:>12}",
                 peer.addr.to_string(),
                 direction,
-                format!("{} ago", ago(peer.connected_for)),
+                format!("{} ago", span(peer.connected_for)),
                 peer.bytes_in,
                 peer.bytes_out
             );
@@ -402,7 +434,11 @@ fn write_peers(f: &mut fmt::Formatter<'_>, peers: &[PeerRow], dialing: &[DialRow
         for dial in dialing {
             let when = match dial.retry_in {
                 None => "connecting now".to_string(),
-                Some(wait) => format!("next try in {}", ago(wait)),
+                // Rounded up: a wait of 0.9 s is not "0s".
+                Some(wait) => {
+                    let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    format!("next try in {}", span(Duration::from_secs(whole)))
+                }
             };
             let _ = writeln!(
                 out,
@@ -465,34 +501,101 @@ fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
     )
 }
 
-/// A chat's text in JSON: a string; bytes that are not UTF-8 (other peers
-/// may send any) become U+FFFD (`node export` gives the exact bytes).
+/// A chat's text in JSON, as two fields: `text`, a string in which bytes
+/// that are not UTF-8 (other peers may send any) become U+FFFD; and, only
+/// when there are such bytes, `text_hex`, the exact bytes in lowercase hex.
+/// Read back, `text_hex` wins, so a client gets the exact bytes.
 mod chat_text {
+    use serde::de::Error;
+    use serde::ser::SerializeMap;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(text: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&String::from_utf8_lossy(text))
+        let mut fields = s.serialize_map(None)?;
+        super::text_fields(&mut fields, ("text", "text_hex"), text)?;
+        fields.end()
+    }
+
+    #[derive(Deserialize)]
+    struct Fields {
+        text: String,
+        #[serde(default)]
+        text_hex: Option<String>,
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        String::deserialize(d).map(String::into_bytes)
+        let Fields { text, text_hex } = Fields::deserialize(d)?;
+        super::exact_text(text, text_hex).map_err(D::Error::custom)
     }
 }
 
-/// An optional chat text in JSON: a string or `null`.
-mod opt_chat_text {
+/// The last chat's text in JSON: `last` and `last_hex`, as `text` and
+/// `text_hex` of [`chat_text`]; `last` is `null` for none.
+mod last_chat_text {
+    use serde::de::Error;
+    use serde::ser::SerializeMap;
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(text: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        let mut fields = s.serialize_map(None)?;
         match text {
-            Some(text) => s.serialize_str(&String::from_utf8_lossy(text)),
-            None => s.serialize_none(),
+            Some(text) => super::text_fields(&mut fields, ("last", "last_hex"), text)?,
+            None => fields.serialize_entry("last", &())?,
         }
+        fields.end()
+    }
+
+    #[derive(Deserialize)]
+    struct Fields {
+        last: Option<String>,
+        #[serde(default)]
+        last_hex: Option<String>,
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
-        Option::<String>::deserialize(d).map(|t| t.map(String::into_bytes))
+        let Fields { last, last_hex } = Fields::deserialize(d)?;
+        last.map(|text| super::exact_text(text, last_hex))
+            .transpose()
+            .map_err(D::Error::custom)
     }
+}
+
+/// Writes `text` as the string field `keys.0`, and as hex in `keys.1` when
+/// it is not UTF-8.
+fn text_fields<M: serde::ser::SerializeMap>(
+    fields: &mut M,
+    keys: (&str, &str),
+    text: &[u8],
+) -> Result<(), M::Error> {
+    match std::str::from_utf8(text) {
+        Ok(text) => fields.serialize_entry(keys.0, text),
+        Err(_) => {
+            fields.serialize_entry(keys.0, &String::from_utf8_lossy(text))?;
+            let hex: String = text.iter().map(|b| format!("{b:02x}")).collect();
+            fields.serialize_entry(keys.1, &hex)
+        }
+    }
+}
+
+/// A chat's exact bytes from its JSON fields: those of `hex` when given,
+/// else those of `text`.
+///
+/// # Errors
+/// `hex` is not pairs of hex digits.
+fn exact_text(text: String, hex: Option<String>) -> Result<Vec<u8>, String> {
+    let Some(hex) = hex else {
+        return Ok(text.into_bytes());
+    };
+    let digit = |c: u8| char::from(c).to_digit(16);
+    let bytes = hex.as_bytes();
+    if bytes.len() % 2 != 0 {
+        return Err(format!("{hex:?} is not hex: odd length"));
+    }
+    bytes
+        .chunks(2)
+        .map(|pair| Some((digit(pair[0])? << 4 | digit(pair[1])?) as u8))
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| format!("{hex:?} is not hex"))
 }
 
 /// A duration in JSON: seconds, a number.
@@ -531,5 +634,113 @@ mod opt_secs {
                 .map_err(serde::de::Error::custom),
             None => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(value: &impl Serialize) -> String {
+        serde_json::to_string(value).expect("serializes")
+    }
+
+    #[test]
+    fn a_text_that_is_not_utf8_carries_its_exact_bytes_in_hex() {
+        let chat = HistChat {
+            index: 3,
+            text: b"caf\xc3\xa9 \xff\xfe".to_vec(),
+        };
+        let sent = json(&chat);
+        assert_eq!(
+            sent,
+            r#"{"index":3,"text":"café \ufffd\ufffd","text_hex":"636166c3a920fffe"}"#
+                .replace(r"\ufffd", "\u{fffd}")
+        );
+        assert_eq!(serde_json::from_str::<HistChat>(&sent).unwrap(), chat);
+        // UTF-8 as it is: no hex.
+        let plain = HistChat {
+            index: 0,
+            text: "café".into(),
+        };
+        assert_eq!(json(&plain), r#"{"index":0,"text":"café"}"#);
+        assert_eq!(
+            serde_json::from_str::<HistChat>(&json(&plain)).unwrap(),
+            plain
+        );
+        for bad in ["fff", "zz", "+f"] {
+            let text = format!(r#"{{"index":0,"text":"?","text_hex":"{bad}"}}"#);
+            assert!(serde_json::from_str::<HistChat>(&text).is_err(), "{bad}");
+        }
+
+        // In an event, and as the last chat of a status.
+        let event = Line::Chat {
+            index: 1,
+            text: b"\xff".to_vec(),
+            mined: None,
+        };
+        let sent = json(&event);
+        assert!(sent.contains(r#""text_hex":"ff""#), "{sent}");
+        assert_eq!(serde_json::from_str::<Line>(&sent).unwrap(), event);
+        assert_eq!(event.to_string(), r"#1 \xff");
+        let offline = Reply::Offline(Offline {
+            data_dir: "d".into(),
+            history: 1,
+            last: Some(b"\xfe!".to_vec()),
+            pending: 0,
+        });
+        let sent = json(&offline);
+        assert!(sent.contains(r#""last_hex":"fe21""#), "{sent}");
+        assert_eq!(serde_json::from_str::<Reply>(&sent).unwrap(), offline);
+        assert!(offline.to_string().contains(r#"last "\xfe!""#), "{offline}");
+        let none = Reply::Offline(Offline {
+            last: None,
+            history: 0,
+            ..match offline {
+                Reply::Offline(o) => o,
+                _ => unreachable!(),
+            }
+        });
+        let sent = json(&none);
+        assert!(sent.contains(r#""last":null,"#), "{sent}");
+        assert!(!sent.contains("last_hex"), "{sent}");
+        assert_eq!(serde_json::from_str::<Reply>(&sent).unwrap(), none);
+    }
+
+    #[test]
+    fn hist_tells_no_chat_asked_from_an_empty_history() {
+        let empty = |history| Reply::Hist {
+            chats: Vec::new(),
+            history,
+            running: true,
+        };
+        assert_eq!(empty(0).to_string(), "the history is empty");
+        assert_eq!(empty(5).to_string(), "0 chats asked (the history holds 5)");
+    }
+
+    #[test]
+    fn the_wait_before_a_dial_is_rounded_up() {
+        let row = |secs: f64| DialRow {
+            addr: Ipv4Addr::LOCALHOST,
+            failures: 2,
+            retry_in: Some(Duration::from_secs_f64(secs)),
+        };
+        let peers = |dialing: Vec<DialRow>| {
+            Reply::Peers {
+                peers: Vec::new(),
+                dialing,
+            }
+            .to_string()
+        };
+        let shown = peers(vec![row(0.99), row(4.0), row(59.2)]);
+        assert!(shown.contains("next try in 1s (2 failed"), "{shown}");
+        assert!(shown.contains("next try in 4s"), "{shown}");
+        assert!(shown.contains("next try in 1m00s"), "{shown}");
+    }
+
+    #[test]
+    fn the_last_event_of_a_stopping_node_is_stopped() {
+        assert_eq!(json(&Line::Stopped), r#"{"event":"stopped"}"#);
+        assert_eq!(Line::Stopped.to_string(), "the node stopped");
     }
 }

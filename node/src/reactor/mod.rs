@@ -200,8 +200,9 @@ impl Reactor {
     }
 
     /// Runs until `quit`, SIGINT, SIGTERM or SIGHUP; then lets the store
-    /// thread write what is queued. Returns how many chats typed here are
-    /// not in the history yet (kept on disk, mined at the next start).
+    /// thread write what is queued, and tells the control socket's
+    /// followers that the node stopped. Returns how many chats typed here
+    /// are not in the history yet (kept on disk, mined at the next start).
     ///
     /// # Errors
     /// `poll`'s, other than an interrupted wait.
@@ -275,8 +276,12 @@ impl Reactor {
             self.settle(now);
             self.flush_all(now);
         }
-        let Workers { store, .. } = self.workers;
+        let Workers {
+            store, mut control, ..
+        } = self.workers;
+        control.unlink();
         store.finish();
+        control.stop();
         Ok(self.node.own().pending())
     }
 

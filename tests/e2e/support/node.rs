@@ -389,9 +389,10 @@ impl Node {
     }
 
     /// The node's whole history: the chat texts in order (index `i` at
-    /// position `i`), asked over the control socket.
+    /// position `i`), asked over the control socket (which sends at most
+    /// 100,000 chats: the indexes tell a longer history).
     pub fn hist(&mut self) -> Vec<String> {
-        let reply = self.ask(&serde_json::json!({"command": "hist", "n": u32::MAX}));
+        let reply = self.ask(&serde_json::json!({"command": "hist", "n": 100_000}));
         let chats = reply["chats"]
             .as_array()
             .unwrap_or_else(|| panic!("node {}: not a hist reply: {reply}", self.addr));
