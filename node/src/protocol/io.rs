@@ -214,6 +214,14 @@ pub enum Event {
         /// path is down, not the peer refusing.
         unanswered: bool,
     },
+    /// An inbound peer we have not heard from has begun sending a message
+    /// (told once per connection): it is not silent, and is greeted once
+    /// the message is whole, not before (a client that pushes an archive
+    /// and hangs up without reading would lose it to a reset).
+    Streaming {
+        /// The connection.
+        conn: ConnId,
+    },
     /// A whole message other than an ArchiveResponse arrived.
     Received {
         /// From whom.

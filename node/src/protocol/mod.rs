@@ -182,6 +182,11 @@ impl Node {
                 reason,
                 unanswered,
             } => self.on_connect_failed(now, addr, &reason, unanswered),
+            Event::Streaming { conn } => {
+                if let Some(peer) = self.peers.get_mut(conn) {
+                    peer.streaming = true;
+                }
+            }
             Event::Received {
                 conn,
                 message,
@@ -344,7 +349,7 @@ impl Node {
         Status {
             bind: self.config.bind,
             port: self.config.port,
-            peers: self.peers.primaries().len(),
+            peers: self.peers.count(),
             history: self.history.len(),
             stored: self.stored,
             last: self.history.last().map(|c| c.text().to_vec()),

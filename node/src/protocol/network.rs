@@ -258,7 +258,9 @@ impl Node {
         let silent_newcomers: Vec<ConnId> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.primary && !p.greeted && now >= p.since + GREET_SILENT_AFTER)
+            .filter(|(_, p)| {
+                p.primary && !p.greeted && !p.streaming && now >= p.since + GREET_SILENT_AFTER
+            })
             .map(|(c, _)| c)
             .collect();
         for conn in silent_newcomers {

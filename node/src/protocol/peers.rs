@@ -35,8 +35,12 @@ pub struct Peer {
     pub archive_asked_at: Option<Instant>,
     /// It sent a Notification, so it can take one (PROTOCOL.md).
     pub notifies: bool,
-    /// We asked it for its archive and peers.
+    /// We asked it for its archive and peers; from then on it is sent
+    /// what we send every peer unasked.
     pub greeted: bool,
+    /// A message from it is arriving (it dialed us and is not greeted
+    /// yet): not silent.
+    pub streaming: bool,
 }
 
 impl Peer {
@@ -55,6 +59,7 @@ impl Peer {
             archive_asked_at: None,
             notifies: false,
             greeted: false,
+            streaming: false,
         }
     }
 
@@ -103,12 +108,19 @@ impl Peers {
         self.map.iter().map(|(&c, p)| (c, p))
     }
 
-    /// The primary connections: one per peer address, the ones we send to.
+    /// The primary connections we send to unasked: one per peer address,
+    /// greeted. One that dialed us is not sent anything unasked before it
+    /// is greeted (see [`Event::Streaming`](super::Event::Streaming)).
     pub fn primaries(&self) -> Vec<ConnId> {
         self.iter()
-            .filter(|(_, p)| p.primary)
+            .filter(|(_, p)| p.primary && p.greeted)
             .map(|(c, _)| c)
             .collect()
+    }
+
+    /// Our peers: one per address.
+    pub fn count(&self) -> usize {
+        self.map.values().filter(|p| p.primary).count()
     }
 
     /// The primary connection with `addr`, if any.

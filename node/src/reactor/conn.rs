@@ -78,6 +78,9 @@ pub struct Conn {
     pub reported: bool,
     /// It is one end of a connection from this node to itself.
     pub to_self: bool,
+    /// The state machine was told a message from it began
+    /// ([`Event::Streaming`](crate::protocol::Event::Streaming)).
+    pub told_streaming: bool,
     intake: Intake,
     /// Bytes read but not yet taken by the intake (the message budget ran
     /// out, or it waits for checks); taken first in the next round.
@@ -140,6 +143,7 @@ impl Conn {
             opened: now,
             reported: false,
             to_self: false,
+            told_streaming: false,
             intake: Intake::new(id, max_message, max_unverified),
             unread: Vec::new(),
             queue: VecDeque::new(),

@@ -610,6 +610,16 @@ impl Reactor {
             &mut arrivals,
         );
         let large = conn.held_bytes() > self.limits.max_message;
+        // An inbound peer's first message beginning is told once: until it
+        // is whole, the peer is sent nothing unasked.
+        if conn.reported
+            && conn.direction == Direction::Inbound
+            && !conn.told_streaming
+            && !conn.silent()
+        {
+            conn.told_streaming = true;
+            self.events.push_back(Event::Streaming { conn: conn.id });
+        }
         // Every whole message is told, also when the peer hung up right
         // after sending it.
         if conn.reported {
