@@ -15,7 +15,7 @@
 //! Sizes: the 100,000-chat fixture, and a 1,000,000-chat history the bench
 //! mines itself (once; 6 minutes on two busy cores here) and caches under
 //! `target/bench-cache/`. `SCALE_SIZES=100000,1000000,10000000` picks
-//! others (10 M takes ten times as long to mine, once).
+//! others (10 M took 40 minutes to mine here, once).
 //!
 //! `cargo bench -p node --bench scale`
 
