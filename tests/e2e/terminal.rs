@@ -6,7 +6,6 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::process::Stdio;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,7 +13,7 @@ use rexpect::process::WaitStatus;
 use tempfile::TempDir;
 
 use crate::support::pty::{PtyNode, Screen, keys};
-use crate::support::{Net, WAIT, fixture_bytes, node_command, poll, shared_cpu};
+use crate::support::{Net, WAIT, fixture_bytes, poll, shared_cpu, spawn_piped};
 use wire::History;
 
 /// This module's id in the address plan of `support`.
@@ -997,20 +996,16 @@ fn a_closed_stdout_is_no_reason_to_panic() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 17);
     let dir = temp_dir();
-    let mut child = node_command()
-        .arg("--bind")
-        .arg(net.addr(1).to_string())
-        .arg("--port")
-        .arg(net.port().to_string())
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["--threads", "1"])
-        .env_remove("NODE_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting node");
+    let mut child = spawn_piped([
+        "--bind".as_ref(),
+        net.addr(1).to_string().as_ref(),
+        "--port".as_ref(),
+        net.port().to_string().as_ref(),
+        "--data-dir".as_ref(),
+        dir.path().as_os_str(),
+        "--threads".as_ref(),
+        "1".as_ref(),
+    ]);
     let mut stderr = child.stderr.take().expect("piped stderr");
     let stderr = thread::spawn(move || {
         let mut text = String::new();

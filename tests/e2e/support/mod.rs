@@ -28,7 +28,7 @@ pub mod observe;
 mod peer;
 pub mod pty;
 
-pub use node::{Node, node_command, run_to_exit, run_with_input};
+pub use node::{Node, node_command, run_to_exit, run_with_input, spawn_piped};
 pub use peer::{Peer, connect_from, plain};
 
 use std::fs;

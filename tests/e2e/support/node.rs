@@ -50,6 +50,23 @@ where
     run_with_input(args, b"", timeout)
 }
 
+/// Starts `node ARGS` with stdin, stdout and stderr piped, and the log at
+/// its default level.
+pub fn spawn_piped<I, S>(args: I) -> Child
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    node_command()
+        .args(args)
+        .env_remove("NODE_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting node")
+}
+
 /// [`run_to_exit`] with `input` piped to stdin (then closed), as a script
 /// would feed the node its commands.
 pub fn run_with_input<I, S>(args: I, input: &[u8], timeout: Duration) -> Output
@@ -57,14 +74,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut child = node_command()
-        .args(args)
-        .env_remove("NODE_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting node");
+    let mut child = spawn_piped(args);
     let mut stdin = child.stdin.take().expect("a piped stdin");
     let input = input.to_vec();
     // On a thread: a node that stops reading must not block the test.
