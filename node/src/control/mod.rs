@@ -50,6 +50,26 @@ fn default_hist() -> usize {
 }
 
 impl Request {
+    /// One request line (its newline and surrounding blanks ignored).
+    ///
+    /// # Errors
+    /// Why the line is no request, in words naming `docs/CONTROL.md`:
+    /// anything but a JSON object (serde would also take an array in
+    /// field order, which the schema does not promise), or an object
+    /// that is no known command with valid fields.
+    pub fn parse(line: &[u8]) -> Result<Request, String> {
+        let line = line.trim_ascii();
+        if line.first() != Some(&b'{') {
+            return Err(
+                "not a request: a request is a JSON object on one line, such as \
+                 {\"command\":\"status\"}; see docs/CONTROL.md"
+                    .to_string(),
+            );
+        }
+        serde_json::from_slice(line)
+            .map_err(|e| format!("not a request ({e}); see docs/CONTROL.md"))
+    }
+
     /// The node's command for this request.
     ///
     /// # Errors
@@ -78,6 +98,28 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_is_one_json_object() {
+        assert_eq!(
+            Request::parse(b" {\"command\":\"status\"} "),
+            Ok(Request::Status)
+        );
+        for line in [
+            &b"[\"status\"]"[..],
+            b"[\"hist\", 5, true]",
+            b"\"status\"",
+            b"{\"command\":\"nope\"}",
+            b"{}",
+            b"",
+            b"\xff",
+        ] {
+            let error = Request::parse(line).unwrap_err();
+            assert!(error.contains("docs/CONTROL.md"), "{error}");
+        }
+        let array = Request::parse(b"[\"status\"]").unwrap_err();
+        assert!(array.contains("a JSON object"), "{array}");
+    }
 
     #[test]
     fn hist_asks_for_at_most_max_hist_chats() {

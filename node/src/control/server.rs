@@ -385,12 +385,10 @@ impl Client {
                 return;
             };
             let line: Vec<u8> = self.input.drain(..=end).collect();
-            let request = match serde_json::from_slice::<Request>(line.trim_ascii()) {
+            let request = match Request::parse(&line) {
                 Ok(request) => request,
-                Err(e) => {
-                    self.send(&Reply::Error {
-                        error: format!("not a request ({e}); see docs/CONTROL.md"),
-                    });
+                Err(error) => {
+                    self.send(&Reply::Error { error });
                     continue;
                 }
             };
