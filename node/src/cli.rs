@@ -2,13 +2,15 @@
 //! with value parsers that refuse what cannot work (exit status 2).
 
 use std::ffi::OsString;
-use std::net::{Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Args, Parser, Subcommand};
+
+use crate::resolver;
 
 /// The network-wide port (PROTOCOL.md).
 pub const DEFAULT_PORT: u16 = 51511;
@@ -124,9 +126,11 @@ fn client_bind() -> clap::Arg {
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     /// A peer to connect to at start (repeatable): an IPv4 address or a host
-    /// name (resolved to its IPv4 address). None: start a new network alone.
+    /// name (resolved to its IPv4 address; while the resolver says to try
+    /// again, as with no network yet, it is tried again every minute at
+    /// most). None: start a new network alone.
     #[arg(long = "peer", value_name = "HOST", value_parser = parse_peer)]
-    pub peers: Vec<Ipv4Addr>,
+    pub peers: Vec<PeerArg>,
 
     /// The IPv4 address to listen on and to connect from.
     #[arg(long, value_name = "IP", default_value_t = Ipv4Addr::UNSPECIFIED, global = true)]
@@ -213,9 +217,24 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Cli
     }
 }
 
-fn parse_peer(text: &str) -> Result<Ipv4Addr, String> {
+/// A `--peer` as parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerArg {
+    /// An address, given or resolved.
+    Addr(Ipv4Addr),
+    /// A host name the resolver could not resolve yet ("try again"): the
+    /// node resolves it again once running (`resolver.rs`).
+    Later {
+        /// The name.
+        name: String,
+        /// The resolver's answer, in words.
+        reason: String,
+    },
+}
+
+fn parse_peer(text: &str) -> Result<PeerArg, String> {
     if let Ok(addr) = text.parse() {
-        return Ok(addr);
+        return Ok(PeerArg::Addr(addr));
     }
     // The resolver takes "1.2.3" for 1.2.0.3 and "127.1" for 127.0.0.1: a
     // name without a letter is a mistyped address, not a host name.
@@ -224,16 +243,14 @@ fn parse_peer(text: &str) -> Result<Ipv4Addr, String> {
             "'{text}' is not an IPv4 address (four numbers 0-255 with dots) nor a host name"
         ));
     }
-    let resolved = (text, 0)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve host name '{text}': {e}"))?;
-    resolved
-        .into_iter()
-        .find_map(|addr| match addr {
-            SocketAddr::V4(v4) => Some(*v4.ip()),
-            SocketAddr::V6(_) => None,
-        })
-        .ok_or_else(|| format!("host name '{text}' has no IPv4 address"))
+    match resolver::resolve(text) {
+        Ok(addr) => Ok(PeerArg::Addr(addr)),
+        Err(e) if e.temporary => Ok(PeerArg::Later {
+            name: text.to_string(),
+            reason: e.reason,
+        }),
+        Err(e) => Err(format!("cannot resolve host name '{text}': {}", e.reason)),
+    }
 }
 
 fn parse_threads(text: &str) -> Result<usize, String> {
@@ -366,9 +383,19 @@ mod tests {
 
     #[test]
     fn peers_are_addresses_or_host_names() {
-        assert_eq!(parse_peer("127.0.0.5"), Ok(Ipv4Addr::new(127, 0, 0, 5)));
-        assert_eq!(parse_peer("localhost"), Ok(Ipv4Addr::LOCALHOST));
-        assert!(parse_peer("no-such-host.invalid").is_err());
+        let addr = |a, b, c, d| Ok(PeerArg::Addr(Ipv4Addr::new(a, b, c, d)));
+        assert_eq!(parse_peer("127.0.0.5"), addr(127, 0, 0, 5));
+        assert_eq!(parse_peer("localhost"), addr(127, 0, 0, 1));
+        // A name that does not exist is refused; with no DNS server to
+        // ask (no network), the resolver says "try again" instead.
+        match parse_peer("no-such-host.invalid") {
+            Err(e) => assert!(
+                e.contains("cannot resolve host name 'no-such-host.invalid'"),
+                "{e}"
+            ),
+            Ok(PeerArg::Later { name, .. }) => assert_eq!(name, "no-such-host.invalid"),
+            Ok(other) => panic!("no-such-host.invalid parsed as {other:?}"),
+        }
         assert!(
             parse_peer("1.2.3")
                 .unwrap_err()

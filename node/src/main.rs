@@ -10,6 +10,7 @@ mod offline;
 mod prompt;
 mod protocol;
 mod reactor;
+mod resolver;
 mod screen;
 mod store;
 mod terminal;
@@ -23,14 +24,14 @@ use std::process::ExitCode;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use env_logger::Target;
-use log::LevelFilter;
+use log::{LevelFilter, warn};
 use mio::Poll;
 use wire::ChunkPool;
 
-use cli::NodeArgs;
+use cli::{NodeArgs, PeerArg};
 use control::Request;
 use control::server::ControlServer;
-use protocol::{Config, Node, OwnChats};
+use protocol::{Config, Node, OwnChats, ResolvingRow};
 use reactor::{Endpoint, Limits, MiningThread, Reactor, ValidationThread, Workers};
 use screen::{LogSink, Screen};
 use store::{DataDir, StoreThread};
@@ -131,6 +132,31 @@ fn start_log(args: &NodeArgs) -> Result<LogSink, String> {
     Ok(sink)
 }
 
+/// The `--peer` addresses, and the host names to resolve later (each
+/// said at the default log level, with when it is tried again).
+fn split_peers(peers: Vec<PeerArg>) -> (Vec<Ipv4Addr>, Vec<ResolvingRow>) {
+    let (mut bootstrap, mut unresolved) = (Vec::new(), Vec::new());
+    for peer in peers {
+        match peer {
+            PeerArg::Addr(addr) => bootstrap.push(addr),
+            PeerArg::Later { name, reason } => {
+                warn!(
+                    "cannot resolve host name '{name}' now ({reason}): trying again in {} s, \
+                     then at most every {} s",
+                    resolver::FIRST_RETRY.as_secs(),
+                    resolver::MAX_RETRY.as_secs()
+                );
+                unresolved.push(ResolvingRow {
+                    name,
+                    reason,
+                    retry_in: Some(resolver::FIRST_RETRY),
+                });
+            }
+        }
+    }
+    (bootstrap, unresolved)
+}
+
 fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let log_sink = start_log(&args)?;
     let threads = args
@@ -160,6 +186,7 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let mut pool = ChunkPool::new();
     history.share_chunks(&mut pool);
     let own = OwnChats::restore(recovered.own, &history);
+    let (bootstrap, unresolved) = split_peers(args.peers);
     say(&format!(
         "listening on {}:{}; {} chats in the history, {} pending; data in {}",
         args.bind,
@@ -171,7 +198,8 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let config = Config {
         bind: args.bind,
         port: args.port,
-        bootstrap: args.peers,
+        bootstrap,
+        unresolved: unresolved.clone(),
         max_connecting: args.max_connecting,
         threads,
         data_dir: data_dir.display().to_string(),
@@ -187,6 +215,9 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let (mailer, inbox) = inbox::channel(waker);
     let screen = Screen::plain();
     prompt::spawn(mailer.clone(), &screen, data_dir.join(PROMPT_HISTORY));
+    for name in unresolved {
+        resolver::retry(name.name, mailer.clone());
+    }
     log_sink.follow_screen(&screen);
     let workers = Workers {
         mining: MiningThread::spawn(

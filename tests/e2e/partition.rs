@@ -23,6 +23,13 @@
 //! 2. The default bind: a client on another loopback address is dialed
 //!    back once, which reaches the node itself; only that loop is closed,
 //!    the client stays an ordinary peer, and the node idles.
+//! 3. A `--peer` host name that cannot be resolved yet: the namespace
+//!    has no route to a DNS server, so the resolver says "try again", as
+//!    for a service started before the network. The node starts, says so
+//!    and lists the name in `peers`; once the name resolves (the test
+//!    writes it into `/etc/hosts`, which it replaced with a file of its
+//!    own in the namespace's private mount namespace: `unshare --mount`),
+//!    the node dials it and takes its history.
 //!
 //! `cargo test -p node --test e2e partition:: -- --nocapture` prints the
 //! figures (lines beginning `partition:`). By environment, for the inner
@@ -124,7 +131,8 @@ fn on_path(path: &OsStr, tool: &str) -> bool {
 }
 
 /// Runs the inner test `inner` of this module in a new network namespace
-/// (this test binary again, under `unshare --net`), or says why it cannot
+/// and a private mount namespace (this test binary again, under `unshare
+/// --net --mount`), or says why it cannot
 /// and returns. Prints the inner test's output; fails, with it, when the
 /// inner test fails or does not run.
 fn in_namespace(inner: &str) {
@@ -144,7 +152,7 @@ fn in_namespace(inner: &str) {
     let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
     let mut command = Command::new("unshare");
     command
-        .arg("--net")
+        .args(["--net", "--mount"])
         .arg("--")
         .arg(&exe)
         .args(["--exact", &format!("partition::{inner}")])
@@ -279,6 +287,11 @@ fn split_heal_and_loss() {
 #[test]
 fn default_bind() {
     in_namespace("default_bind_inside");
+}
+
+#[test]
+fn peer_name_resolved_later() {
+    in_namespace("peer_name_resolved_later_inside");
 }
 
 /// The check that decides to skip, with and without what it needs.
@@ -908,4 +921,95 @@ fn default_bind_inside() {
             client.local.ip()
         );
     }
+}
+
+/// The name test 3 gives with `--peer`.
+const LATE_NAME: &str = "late-peer.test";
+
+#[test]
+#[ignore = "runs inside a network namespace, started by partition::peer_name_resolved_later"]
+fn peer_name_resolved_later_inside() {
+    inside_namespace("peer_name_resolved_later_inside");
+    // This namespace's own /etc/hosts, without the name for now.
+    let hosts = tempfile::NamedTempFile::new().expect("a hosts file");
+    fs::write(hosts.path(), "127.0.0.1 localhost\n").expect("writing the hosts file");
+    bind_mount(hosts.path(), Path::new("/etc/hosts"));
+
+    let net = Net::new(FILE, 3);
+    let mut peer = Node::start(net.addr(2), net.port(), &[]);
+    peer.chat("from the named peer");
+    assert!(
+        peer.wait_history_len(1),
+        "the named peer did not mine its chat"
+    );
+    let mut node = Node::start(net.addr(1), net.port(), &["--peer", LATE_NAME]);
+    let warned = format!("cannot resolve host name '{LATE_NAME}' now");
+    let said = poll(WAIT, || node.stderr().contains(&warned).then_some(()));
+    assert!(
+        said.is_some(),
+        "no warning naming the host name at the default level; stderr:\n{}",
+        node.stderr()
+    );
+    let listed = node.ask(&json!({"command": "peers"}));
+    println!("partition: before the name resolves: {listed}");
+    assert_eq!(listed["resolving"][0]["name"], LATE_NAME, "{listed}");
+    assert!(
+        listed["resolving"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{listed}"
+    );
+
+    // The name resolves: the node dials it and takes its history.
+    let resolvable = Instant::now();
+    fs::write(
+        hosts.path(),
+        format!("127.0.0.1 localhost\n{} {LATE_NAME}\n", net.addr(2)),
+    )
+    .expect("writing the hosts file");
+    // Tries at 2, 6, 14 s ...: at most 8 s after the name resolves.
+    let adopted = poll(Duration::from_secs(20), || {
+        (node.ask(&json!({"command": "status"}))["history"] == 1).then_some(())
+    });
+    assert!(
+        adopted.is_some(),
+        "the node did not take the named peer's history within 20 s; peers: {}; stderr:\n{}",
+        node.ask(&json!({"command": "peers"})),
+        node.stderr()
+    );
+    println!(
+        "partition: the name resolved; the node held its peer's history {:.1} s later",
+        secs(resolvable.elapsed())
+    );
+    let listed = node.ask(&json!({"command": "peers"}));
+    assert_eq!(listed["resolving"], json!([]), "{listed}");
+    assert!(
+        node.peer_addrs().contains(&net.addr(2)),
+        "the named peer is not connected: {listed}"
+    );
+}
+
+/// Mounts `source` over `target` (this test's private mount namespace
+/// only: the machine's file is untouched).
+fn bind_mount(source: &Path, target: &Path) {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("a path without NUL");
+    let (source, target) = (c(source), c(target));
+    // SAFETY: mount(2) with valid NUL-terminated paths and no data.
+    let done = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND,
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(
+        done,
+        0,
+        "bind-mounting {source:?} on {target:?}: {}",
+        std::io::Error::last_os_error()
+    );
 }

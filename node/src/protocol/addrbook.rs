@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::report::DialRow;
+use super::report::{DialRow, ResolvingRow};
 
 /// Most addresses remembered; PeerLists beyond it are not followed.
 const MAX_KNOWN: usize = 4096;
@@ -67,6 +67,15 @@ struct Known {
     retry_at: Option<Instant>,
 }
 
+/// A `--peer` host name waiting to be resolved.
+#[derive(Debug)]
+struct PendingName {
+    name: String,
+    /// The resolver's last answer, in words.
+    reason: String,
+    retry_at: Instant,
+}
+
 /// Dialing: which addresses, how many at once, and when again.
 #[derive(Debug)]
 pub struct AddressBook {
@@ -77,6 +86,9 @@ pub struct AddressBook {
     connecting: HashSet<Ipv4Addr>,
     max_connecting: usize,
     rng: Xoshiro256PlusPlus,
+    /// `--peer` host names not resolved yet (the resolver thread tries
+    /// them again and says how it went): bootstrap peers once resolved.
+    names: Vec<PendingName>,
 }
 
 /// What became of an address after a failure.
@@ -102,16 +114,65 @@ impl AddressBook {
             connecting: HashSet::new(),
             max_connecting: max_connecting.max(1),
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
+            names: Vec::new(),
         };
         for &addr in bootstrap {
-            if book.dialable(addr) {
-                let known = book.known.entry(addr).or_default();
-                known.bootstrap = true;
-                known.wanted = true;
-                book.enqueue(addr);
-            }
+            book.add_bootstrap(addr);
         }
         book
+    }
+
+    /// A bootstrap peer: wanted whatever befalls it, dialed first.
+    fn add_bootstrap(&mut self, addr: Ipv4Addr) {
+        if self.dialable(addr) {
+            let known = self.known.entry(addr).or_default();
+            known.bootstrap = true;
+            known.wanted = true;
+            self.enqueue(addr);
+        }
+    }
+
+    /// The `--peer` host names the resolver could not resolve at start
+    /// (`now`), each with its answer and the wait before its next try.
+    pub fn await_names(&mut self, names: &[ResolvingRow], now: Instant) {
+        for name in names {
+            let retry_at = now + name.retry_in.unwrap_or_default();
+            self.name_unresolved(&name.name, name.reason.clone(), retry_at);
+        }
+    }
+
+    /// The `--peer` host name `name` did not resolve (`reason`); it is
+    /// tried again at `retry_at`.
+    pub fn name_unresolved(&mut self, name: &str, reason: String, retry_at: Instant) {
+        match self.names.iter_mut().find(|n| n.name == name) {
+            Some(pending) => {
+                pending.reason = reason;
+                pending.retry_at = retry_at;
+            }
+            None => self.names.push(PendingName {
+                name: name.to_string(),
+                reason,
+                retry_at,
+            }),
+        }
+    }
+
+    /// The `--peer` host name `name` resolved to `addr`: a bootstrap peer.
+    pub fn name_resolved(&mut self, name: &str, addr: Ipv4Addr) {
+        self.names.retain(|n| n.name != name);
+        self.add_bootstrap(addr);
+    }
+
+    /// The host names not resolved yet, as `peers` shows them.
+    pub fn name_rows(&self, now: Instant) -> Vec<ResolvingRow> {
+        self.names
+            .iter()
+            .map(|n| ResolvingRow {
+                name: n.name.clone(),
+                reason: n.reason.clone(),
+                retry_in: n.retry_at.checked_duration_since(now),
+            })
+            .collect()
     }
 
     fn dialable(&self, addr: Ipv4Addr) -> bool {

@@ -261,6 +261,23 @@ pub enum Event {
     },
     /// The store thread made writes durable (or failed to).
     Saved(Saved),
+    /// A `--peer` host name that could not be resolved at start now
+    /// resolves: a bootstrap peer from now on.
+    Resolved {
+        /// The name, as given.
+        name: String,
+        /// Its address.
+        addr: Ipv4Addr,
+    },
+    /// A `--peer` host name did not resolve again (`peers` shows why).
+    Unresolved {
+        /// The name, as given.
+        name: String,
+        /// The resolver's answer, in words.
+        reason: String,
+        /// The wait before the next try.
+        retry_in: Duration,
+    },
     /// A command from the prompt or a control client.
     Command {
         /// Where the reply goes.

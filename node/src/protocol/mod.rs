@@ -43,7 +43,7 @@ use mining::Mining;
 use network::Timers;
 pub use own::{Digest, OwnChats};
 use peers::Peers;
-pub use report::{Line, Offline, Reply, Sent, Status};
+pub use report::{Line, Offline, Reply, ResolvingRow, Sent, Status};
 
 /// A failure to save is said on the screen at most this often.
 const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -67,6 +67,10 @@ pub struct Config {
     pub port: u16,
     /// Peers to dial at start (`--peer`).
     pub bootstrap: Vec<Ipv4Addr>,
+    /// `--peer` host names the resolver could not resolve at start, with
+    /// its answer and the wait before the next try: bootstrap peers once
+    /// they resolve ([`Event::Resolved`]).
+    pub unresolved: Vec<ResolvingRow>,
     /// Most outgoing connection attempts in flight at once.
     pub max_connecting: usize,
     /// Mining threads, shown by `status`.
@@ -109,12 +113,13 @@ impl Node {
     /// A node with the history and own chats recovered from its data
     /// directory; `seed` drives every random choice.
     pub fn new(config: Config, history: History, own: OwnChats, seed: u64, now: Instant) -> Self {
-        let book = AddressBook::new(
+        let mut book = AddressBook::new(
             config.bind,
             &config.bootstrap,
             config.max_connecting,
             seed ^ 0x5eed,
         );
+        book.await_names(&config.unresolved, now);
         let mut node = Node {
             config,
             feed: Feed::new(history.len()),
@@ -209,6 +214,12 @@ impl Node {
             }
             Event::Disconnected { conn, ending } => self.on_disconnected(now, conn, ending),
             Event::Tick => self.on_tick(now),
+            Event::Resolved { name, addr } => self.on_resolved(&name, addr),
+            Event::Unresolved {
+                name,
+                reason,
+                retry_in,
+            } => self.book.name_unresolved(&name, reason, now + retry_in),
             Event::Mined {
                 job,
                 outcome,
@@ -332,6 +343,7 @@ impl Node {
             Command::Peers => Reply::Peers {
                 peers: self.peers.rows(now),
                 dialing: self.book.rows(now),
+                resolving: self.book.name_rows(now),
             },
             Command::Status => Reply::Status(self.status(now)),
             Command::Help(topic) => Reply::Help {

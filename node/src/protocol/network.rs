@@ -151,6 +151,12 @@ impl Node {
 
     /// A connection loses to a second one with the same address: ours are
     /// closed at once, theirs once idle (the peer closes it too).
+    /// A `--peer` host name resolved: dialed as a bootstrap peer.
+    pub(super) fn on_resolved(&mut self, name: &str, addr: Ipv4Addr) {
+        self.book.name_resolved(name, addr);
+        self.dial();
+    }
+
     fn demote(&mut self, conn: ConnId) {
         let Some(peer) = self.peers.get_mut(conn) else {
             return;

@@ -172,6 +172,18 @@ pub struct DialRow {
     pub retry_in: Option<Duration>,
 }
 
+/// A `--peer` host name not resolved yet, as `peers` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResolvingRow {
+    /// The name, as given.
+    pub name: String,
+    /// The resolver's last answer, in words.
+    pub reason: String,
+    /// The wait left before the next try (seconds in JSON).
+    #[serde(rename = "retry_in_s", with = "opt_secs")]
+    pub retry_in: Option<Duration>,
+}
+
 /// Why an archive was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
@@ -317,6 +329,9 @@ pub enum Reply {
         peers: Vec<PeerRow>,
         /// Addresses being dialed or waiting to be.
         dialing: Vec<DialRow>,
+        /// `--peer` host names not resolved yet.
+        #[serde(default)]
+        resolving: Vec<ResolvingRow>,
     },
     /// `status` of a running node.
     Status(Status),
@@ -382,7 +397,11 @@ impl fmt::Display for Reply {
                 }
                 f.write_str(out.trim_end())
             }
-            Reply::Peers { peers, dialing } => write_peers(f, peers, dialing),
+            Reply::Peers {
+                peers,
+                dialing,
+                resolving,
+            } => write_peers(f, peers, dialing, resolving),
             Reply::Status(status) => write_status(f, status),
             Reply::Offline(offline) => write!(
                 f,
@@ -398,7 +417,12 @@ impl fmt::Display for Reply {
     }
 }
 
-fn write_peers(f: &mut fmt::Formatter<'_>, peers: &[PeerRow], dialing: &[DialRow]) -> fmt::Result {
+fn write_peers(
+    f: &mut fmt::Formatter<'_>,
+    peers: &[PeerRow],
+    dialing: &[DialRow],
+    resolving: &[ResolvingRow],
+) -> fmt::Result {
     let mut out = String::new();
     if peers.is_empty() {
         out.push_str("no peers connected\n");
@@ -432,23 +456,40 @@ fn write_peers(f: &mut fmt::Formatter<'_>, peers: &[PeerRow], dialing: &[DialRow
     if !dialing.is_empty() {
         out.push_str("still trying:\n");
         for dial in dialing {
-            let when = match dial.retry_in {
-                None => "connecting now".to_string(),
-                // Rounded up: a wait of 0.9 s is not "0s".
-                Some(wait) => {
-                    let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-                    format!("next try in {}", span(Duration::from_secs(whole)))
-                }
-            };
             let _ = writeln!(
                 out,
-                "{:<16} {when} ({} failed in a row)",
+                "{:<16} {} ({} failed in a row)",
                 dial.addr.to_string(),
+                next_try(dial.retry_in, "connecting now"),
                 dial.failures
             );
         }
     }
+    if !resolving.is_empty() {
+        out.push_str("host names not resolved yet:\n");
+        for name in resolving {
+            let _ = writeln!(
+                out,
+                "{:<16} {} ({})",
+                name.name,
+                next_try(name.retry_in, "resolving now"),
+                name.reason
+            );
+        }
+    }
     f.write_str(out.trim_end())
+}
+
+/// When the next try comes, rounded up (a wait of 0.9 s is not "0s");
+/// `now` when none is waited for.
+fn next_try(retry_in: Option<Duration>, now: &str) -> String {
+    match retry_in {
+        None => now.to_string(),
+        Some(wait) => {
+            let whole = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            format!("next try in {}", span(Duration::from_secs(whole)))
+        }
+    }
 }
 
 /// A chat text in quotes, or `(none)`.
@@ -725,17 +766,32 @@ mod tests {
             failures: 2,
             retry_in: Some(Duration::from_secs_f64(secs)),
         };
-        let peers = |dialing: Vec<DialRow>| {
+        let peers = |dialing: Vec<DialRow>, resolving| {
             Reply::Peers {
                 peers: Vec::new(),
                 dialing,
+                resolving,
             }
             .to_string()
         };
-        let shown = peers(vec![row(0.99), row(4.0), row(59.2)]);
+        let shown = peers(vec![row(0.99), row(4.0), row(59.2)], Vec::new());
         assert!(shown.contains("next try in 1s (2 failed"), "{shown}");
         assert!(shown.contains("next try in 4s"), "{shown}");
         assert!(shown.contains("next try in 1m00s"), "{shown}");
+        assert!(!shown.contains("host names"), "{shown}");
+        let name = ResolvingRow {
+            name: "chat.example.org".into(),
+            reason: "Temporary failure in name resolution".into(),
+            retry_in: Some(Duration::from_secs_f64(7.5)),
+        };
+        let shown = peers(Vec::new(), vec![name]);
+        assert!(
+            shown.contains(
+                "host names not resolved yet:\nchat.example.org next try in 8s \
+                 (Temporary failure in name resolution)"
+            ),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub fn config(bind: Ipv4Addr, bootstrap: Vec<Ipv4Addr>) -> Config {
         bind,
         port: 51511,
         bootstrap,
+        unresolved: Vec::new(),
         max_connecting: 4,
         threads: 1,
         data_dir: "(memory)".into(),
@@ -267,6 +268,12 @@ fn a_new_peer_is_asked_for_its_archive_and_peers() {
 
 /// The `peers` answer: the addresses still being tried.
 fn dialing(h: &mut Harness) -> Vec<report::DialRow> {
+    peers_reply(h).0
+}
+
+/// The `peers` answer: the addresses still being tried, and the host
+/// names not resolved yet.
+fn peers_reply(h: &mut Harness) -> (Vec<report::DialRow>, Vec<ResolvingRow>) {
     let actions = h.handle(Event::Command {
         from: Origin::Control(1),
         command: Command::Peers,
@@ -275,12 +282,70 @@ fn dialing(h: &mut Harness) -> Vec<report::DialRow> {
         .into_iter()
         .find_map(|a| match a {
             Action::Reply {
-                reply: Reply::Peers { dialing, .. },
+                reply: Reply::Peers {
+                    dialing, resolving, ..
+                },
                 ..
-            } => Some(dialing),
+            } => Some((dialing, resolving)),
             _ => None,
         })
         .expect("a peers reply")
+}
+
+/// A `--peer` host name the resolver could not resolve at start is shown
+/// by `peers` with the resolver's last answer until it resolves; then it
+/// is dialed, and redialed after failures, as a bootstrap peer.
+#[test]
+fn a_host_name_resolved_later_is_shown_until_then_and_dialed_as_a_bootstrap_peer() {
+    let mut settings = config(ip(1), Vec::new());
+    settings.unresolved = vec![ResolvingRow {
+        name: "peer.test".into(),
+        reason: "Temporary failure in name resolution".into(),
+        retry_in: Some(Duration::from_secs(2)),
+    }];
+    let mut h = Harness::with_config(settings, History::new());
+    let dials = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Connect { addr } => Some(*addr),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    assert!(dials(&h.advance(Duration::from_millis(500))).is_empty());
+    let (_, names) = peers_reply(&mut h);
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert_eq!(names[0].name, "peer.test");
+    assert_eq!(names[0].retry_in, Some(Duration::from_millis(1500)));
+
+    h.handle(Event::Unresolved {
+        name: "peer.test".into(),
+        reason: "still no network".into(),
+        retry_in: Duration::from_secs(4),
+    });
+    let (_, names) = peers_reply(&mut h);
+    assert_eq!(names[0].reason, "still no network");
+    assert_eq!(names[0].retry_in, Some(Duration::from_secs(4)));
+
+    let actions = h.handle(Event::Resolved {
+        name: "peer.test".into(),
+        addr: ip(7),
+    });
+    assert_eq!(dials(&actions), vec![ip(7)]);
+    assert!(peers_reply(&mut h).1.is_empty());
+    // A bootstrap peer: still wanted after many failures.
+    let mut redials = 0;
+    for _ in 0..20 {
+        h.handle(Event::ConnectFailed {
+            addr: ip(7),
+            reason: "refused".into(),
+            unanswered: false,
+        });
+        let redialed = (0..2000).any(|_| !dials(&h.advance(Duration::from_millis(100))).is_empty());
+        redials += usize::from(redialed);
+    }
+    assert_eq!(redials, 20);
 }
 
 /// Two nodes that dial each other keep one connection: the other one's
