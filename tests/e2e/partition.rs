@@ -783,6 +783,8 @@ fn split_heal_and_loss_inside() {
 
 /// The client on another loopback address.
 const CLIENT: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 66);
+/// The aliases a PeerList names: 127.99.0.1 and on.
+const ALIASES: Ipv4Addr = Ipv4Addr::new(127, 99, 0, 0);
 /// How long the clients keep asking, once a second.
 const ASKING: Duration = Duration::from_secs(15);
 
@@ -808,7 +810,11 @@ fn default_bind_inside() {
     let port = Net::new(FILE, 1).port();
     let any = Ipv4Addr::UNSPECIFIED;
     let local = Ipv4Addr::LOCALHOST;
-    let node = Node::start(any, port, &[]);
+    // Two inbound slots: the second client fills them, and the node's dial
+    // back of it, which reaches the node itself, must still be told from
+    // a peer (turned away, it was taken for the client, whose own
+    // connection was then closed as a duplicate).
+    let node = Node::start(any, port, &["--max-inbound", "2"]);
     println!("partition: {}", node.banner);
 
     // A client from 127.0.0.66, then one from 127.0.0.1 itself; each is
@@ -896,7 +902,33 @@ fn default_bind_inside() {
         );
     }
 
-    // Idle: under 1 % of a core over 10 s, clients still connected.
+    // A PeerList naming 2,000 loopback addresses, every one of them this
+    // node on its 0.0.0.0 bind: dialed at the discovery rate (a burst of
+    // 64, then 8 a second), not at once, and each only once.
+    let aliases: Vec<Ipv4Addr> = (1..=2000u32)
+        .map(|i| Ipv4Addr::from(u32::from(ALIASES) + i))
+        .collect();
+    clients[0].send(&Message::PeerList(aliases));
+    let flooded = Instant::now();
+    thread::sleep(Duration::from_secs(5));
+    let loops = node
+        .stderr()
+        .lines()
+        .filter(|l| l.contains("leads back to this node") && l.contains("127.99."))
+        .count();
+    let bound = 64 + 8 * secs(flooded.elapsed()).ceil() as usize;
+    println!(
+        "partition: a PeerList of 2,000 aliases: {loops} dialed in {:.1} s (bound {bound})",
+        secs(flooded.elapsed())
+    );
+    assert!(
+        loops > 0 && loops <= bound,
+        "{loops} aliases dialed in {:?}, not 1 to {bound}",
+        flooded.elapsed()
+    );
+
+    // Idle, while the aliases are still dialed at 8 a second: under 1 % of
+    // a core over 10 s, clients still connected.
     let idle = Duration::from_secs(10);
     let before = node.cpu_time();
     let idle_began = Instant::now();

@@ -21,6 +21,15 @@
 //! wanted back for as long as [`GIVE_UP_AFTER`], at most [`MAX_WANTED`] of
 //! them (the longest failing gives way): a split of hours still heals, and
 //! dead addresses do not pile up.
+//!
+//! Addresses not known to listen (named in a PeerList, or dialed back to
+//! learn whether they listen) are discovered at a bounded rate:
+//! [`DISCOVERY_BURST`] at once, then [`DISCOVERY_PER_SEC`]. On a node bound
+//! to 0.0.0.0 every loopback address leads back to the node itself, and a
+//! PeerList may name thousands of them: each is dialed once, learnt as
+//! this node's own, and counted in the same [`MAX_KNOWN`] bound as every
+//! other address, so their dials end, slowly, instead of looping through
+//! the kernel's ports.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -49,6 +58,10 @@ const QUICK_RETRY_FOR: Duration = Duration::from_secs(15 * 60);
 const GIVE_UP_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 /// Most lost peers (not bootstrap ones) wanted back at once.
 const MAX_WANTED: usize = 64;
+/// Dials of addresses not known to listen that may start at once...
+const DISCOVERY_BURST: f64 = 64.0;
+/// ...and then a second: a flood of PeerLists costs a few dials a second.
+const DISCOVERY_PER_SEC: f64 = 8.0;
 
 #[derive(Debug, Default)]
 struct Known {
@@ -89,6 +102,10 @@ pub struct AddressBook {
     /// `--peer` host names not resolved yet (the resolver thread tries
     /// them again and says how it went): bootstrap peers once resolved.
     names: Vec<PendingName>,
+    /// Discovery dials that may start now (a token bucket, see
+    /// [`DISCOVERY_BURST`]), as of `tokens_at`.
+    tokens: f64,
+    tokens_at: Option<Instant>,
 }
 
 /// What became of an address after a failure.
@@ -115,6 +132,8 @@ impl AddressBook {
             max_connecting: max_connecting.max(1),
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             names: Vec::new(),
+            tokens: DISCOVERY_BURST,
+            tokens_at: None,
         };
         for &addr in bootstrap {
             book.add_bootstrap(addr);
@@ -188,9 +207,10 @@ impl AddressBook {
         }
     }
 
-    /// Room for one more entry about `addr`.
+    /// Room for one more entry about `addr`: addresses known to lead back
+    /// to this node count too.
     fn room_for(&self, addr: Ipv4Addr) -> bool {
-        self.known.contains_key(&addr) || self.known.len() < MAX_KNOWN
+        self.known.contains_key(&addr) || self.known.len() + self.own.len() < MAX_KNOWN
     }
 
     fn due(known: &Known, now: Instant) -> bool {
@@ -320,13 +340,35 @@ impl AddressBook {
         }
     }
 
-    /// Addresses to dial now, within the in-flight cap.
-    pub fn next_dials(&mut self) -> Vec<Ipv4Addr> {
+    /// A dial of `addr` would discover whether it listens: it is neither
+    /// wanted nor known to listen.
+    fn discovering(&self, addr: Ipv4Addr) -> bool {
+        self.known
+            .get(&addr)
+            .is_none_or(|k| !k.wanted && !k.listening)
+    }
+
+    /// Addresses to dial now, within the in-flight cap; those not known to
+    /// listen within the discovery rate too.
+    pub fn next_dials(&mut self, now: Instant) -> Vec<Ipv4Addr> {
+        let since = self
+            .tokens_at
+            .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
+        self.tokens = (self.tokens + since.as_secs_f64() * DISCOVERY_PER_SEC).min(DISCOVERY_BURST);
+        self.tokens_at = Some(now);
         let mut dials = Vec::new();
         while self.connecting.len() < self.max_connecting {
-            let Some(addr) = self.queue.pop_front() else {
+            let Some(at) = self
+                .queue
+                .iter()
+                .position(|&a| self.tokens >= 1.0 || !self.discovering(a))
+            else {
                 break;
             };
+            let addr = self.queue.remove(at).expect("found");
+            if self.discovering(addr) {
+                self.tokens -= 1.0;
+            }
             if self.dialable(addr) {
                 self.connecting.insert(addr);
                 dials.push(addr);
@@ -407,14 +449,68 @@ mod tests {
             book.offer(ip(last), false, now);
         }
         book.offer(Ipv4Addr::UNSPECIFIED, false, now);
-        assert_eq!(book.next_dials(), [ip(2), ip(3)]);
-        assert_eq!(book.next_dials(), Vec::<Ipv4Addr>::new());
+        assert_eq!(book.next_dials(now), [ip(2), ip(3)]);
+        assert_eq!(book.next_dials(now), Vec::<Ipv4Addr>::new());
         book.dial_failed(ip(2), now, false);
-        assert_eq!(book.next_dials(), [ip(4)]);
+        assert_eq!(book.next_dials(now), [ip(4)]);
         book.dial_succeeded(ip(3));
-        assert_eq!(book.next_dials(), [ip(5)]);
+        assert_eq!(book.next_dials(now), [ip(5)]);
         assert!(book.is_listening(ip(3)));
         assert!(!book.is_listening(ip(4)));
+    }
+
+    /// A flood of PeerLists naming addresses that lead back to this node
+    /// (every loopback address, on a 0.0.0.0 bind) costs a burst of dials,
+    /// then a few a second, and ends within [`MAX_KNOWN`] of them; wanted
+    /// addresses are dialed whatever the discovery rate.
+    #[test]
+    fn discovery_is_bounded_in_rate_and_own_aliases_in_number() {
+        let start = Instant::now();
+        let mut book = AddressBook::new(Ipv4Addr::UNSPECIFIED, &[ip(2)], 8, 1);
+        let alias = |i: usize| Ipv4Addr::from(0x7f64_0000 + u32::try_from(i).expect("small"));
+        let mut dialed = Vec::new();
+        let mut offered = 0;
+        let mut now = start;
+        for tick in 0..2400 {
+            now = start + Duration::from_millis(250) * tick;
+            // 2,000 new aliases a second.
+            for _ in 0..500 {
+                book.offer(alias(offered), false, now);
+                offered += 1;
+            }
+            for addr in book.next_dials(now) {
+                dialed.push((now, addr));
+                if addr != ip(2) {
+                    book.mark_own(addr);
+                }
+            }
+            if tick == 40 {
+                // Within the first 10 s: the burst and 8 a second, and the
+                // bootstrap peer among them.
+                assert!(
+                    dialed.len() <= 64 + 80 + 1,
+                    "{} dials in 10 s",
+                    dialed.len()
+                );
+                assert!(dialed.iter().any(|&(_, a)| a == ip(2)));
+            }
+        }
+        let aliases = dialed.iter().filter(|&&(_, a)| a != ip(2)).count();
+        assert!(
+            aliases < MAX_KNOWN,
+            "{aliases} aliases dialed in {:?}",
+            now - start
+        );
+        let last = dialed.last().expect("dials").0;
+        for more in 0..100 {
+            book.offer(alias(offered + more), false, now);
+        }
+        assert_eq!(
+            book.next_dials(now + Duration::from_secs(60)),
+            Vec::<Ipv4Addr>::new(),
+            "aliases still dialed after the bound ({aliases} so far, the last at {:?})",
+            last - start
+        );
     }
 
     #[test]
@@ -423,10 +519,10 @@ mod tests {
         let mut book = AddressBook::new(ip(1), &[], 8, 1);
         book.probe(ip(2), now);
         book.probe(ip(2), now);
-        assert_eq!(book.next_dials(), [ip(2)]);
+        assert_eq!(book.next_dials(now), [ip(2)]);
         book.dial_failed(ip(2), now, false);
         book.probe(ip(2), now + Duration::from_secs(600));
-        assert_eq!(book.next_dials(), Vec::<Ipv4Addr>::new());
+        assert_eq!(book.next_dials(now), Vec::<Ipv4Addr>::new());
         assert!(!book.is_listening(ip(2)));
     }
 
@@ -525,14 +621,14 @@ mod tests {
     fn a_short_lived_connection_is_a_failure_and_a_long_one_resets_the_count() {
         let now = Instant::now();
         let mut book = AddressBook::new(ip(1), &[ip(2)], 8, 1);
-        assert_eq!(book.next_dials(), [ip(2)]);
+        assert_eq!(book.next_dials(now), [ip(2)]);
         book.dial_succeeded(ip(2));
         let first = book.ended(ip(2), Duration::from_millis(1), true, now);
         assert_eq!(first.map(|b| b.failures), Some(1));
         book.redial_wanted(now, |_| false);
-        assert_eq!(book.next_dials(), Vec::<Ipv4Addr>::new(), "in backoff");
+        assert_eq!(book.next_dials(now), Vec::<Ipv4Addr>::new(), "in backoff");
         book.redial_wanted(now + Duration::from_secs(2), |_| false);
-        assert_eq!(book.next_dials(), [ip(2)]);
+        assert_eq!(book.next_dials(now), [ip(2)]);
         book.dial_succeeded(ip(2));
         assert_eq!(
             book.ended(ip(2), Duration::from_millis(1), true, now)
@@ -541,6 +637,6 @@ mod tests {
         );
         assert_eq!(book.ended(ip(2), HEALTHY_AFTER, true, now), None);
         book.redial_wanted(now, |_| false);
-        assert_eq!(book.next_dials(), [ip(2)], "healthy: redialed at once");
+        assert_eq!(book.next_dials(now), [ip(2)], "healthy: redialed at once");
     }
 }

@@ -141,7 +141,7 @@ impl Node {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             outbox: VecDeque::new(),
         };
-        node.dial();
+        node.dial(now);
         node.schedule_mining(now);
         node
     }
@@ -181,7 +181,7 @@ impl Node {
                 outbound,
                 inbound,
                 addr,
-            } => self.on_self_dialed(outbound, inbound, addr),
+            } => self.on_self_dialed(now, outbound, inbound, addr),
             Event::ConnectFailed {
                 addr,
                 reason,
@@ -214,7 +214,7 @@ impl Node {
             }
             Event::Disconnected { conn, ending } => self.on_disconnected(now, conn, ending),
             Event::Tick => self.on_tick(now),
-            Event::Resolved { name, addr } => self.on_resolved(&name, addr),
+            Event::Resolved { name, addr } => self.on_resolved(now, &name, addr),
             Event::Unresolved {
                 name,
                 reason,

@@ -50,9 +50,9 @@ impl Timers {
 }
 
 impl Node {
-    /// Dials what the address book says to, within its cap.
-    pub(super) fn dial(&mut self) {
-        for addr in self.book.next_dials() {
+    /// Dials what the address book says to, within its caps.
+    pub(super) fn dial(&mut self, now: Instant) {
+        for addr in self.book.next_dials(now) {
             debug!("connecting to {addr}");
             self.outbox.push_back(Action::Connect { addr });
         }
@@ -84,7 +84,7 @@ impl Node {
                 } else if direction == Direction::Outbound {
                     debug!("{addr}: dropping our second connection");
                     self.outbox.push_back(Action::Close { conn, notify: None });
-                    self.dial();
+                    self.dial(now);
                     return;
                 } else {
                     self.outbox.push_back(Action::CloseWhenIdle { conn });
@@ -114,18 +114,24 @@ impl Node {
         if direction == Direction::Inbound {
             self.book.probe(addr, now);
         }
-        self.dial();
+        self.dial(now);
     }
 
     /// Our dial of `addr` reached this node itself (the reactor matched the
     /// socket pair): both ends are closed and `addr` is never dialed again.
-    pub(super) fn on_self_dialed(&mut self, outbound: ConnId, inbound: ConnId, addr: Ipv4Addr) {
+    pub(super) fn on_self_dialed(
+        &mut self,
+        now: Instant,
+        outbound: ConnId,
+        inbound: ConnId,
+        addr: Ipv4Addr,
+    ) {
         info!("{addr} leads back to this node; not dialing it again");
         self.book.mark_own(addr);
         for conn in [outbound, inbound] {
             self.outbox.push_back(Action::Close { conn, notify: None });
         }
-        self.dial();
+        self.dial(now);
     }
 
     pub(super) fn on_connect_failed(
@@ -146,17 +152,17 @@ impl Node {
                 backoff.wait.as_secs_f64()
             );
         }
-        self.dial();
+        self.dial(now);
+    }
+
+    /// A `--peer` host name resolved: dialed as a bootstrap peer.
+    pub(super) fn on_resolved(&mut self, now: Instant, name: &str, addr: Ipv4Addr) {
+        self.book.name_resolved(name, addr);
+        self.dial(now);
     }
 
     /// A connection loses to a second one with the same address: ours are
     /// closed at once, theirs once idle (the peer closes it too).
-    /// A `--peer` host name resolved: dialed as a bootstrap peer.
-    pub(super) fn on_resolved(&mut self, name: &str, addr: Ipv4Addr) {
-        self.book.name_resolved(name, addr);
-        self.dial();
-    }
-
     fn demote(&mut self, conn: ConnId) {
         let Some(peer) = self.peers.get_mut(conn) else {
             return;
@@ -199,7 +205,7 @@ impl Node {
         }
         self.book
             .redial_wanted(now, |addr| self.peers.is_connected(addr));
-        self.dial();
+        self.dial(now);
     }
 
     pub(super) fn on_message(&mut self, now: Instant, conn: ConnId, message: Message) {
@@ -214,7 +220,7 @@ impl Node {
                     peer.peer_list = Some((now, addrs));
                 }
                 self.release_relay(now, Some(conn));
-                self.dial();
+                self.dial(now);
             }
             Message::ArchiveRequest => self.send_archive_to(conn, Why::Asked),
             Message::ArchiveResponse(_) => {
@@ -317,6 +323,6 @@ impl Node {
         self.release_relay(now, None);
         self.book
             .redial_wanted(now, |addr| self.peers.is_connected(addr));
-        self.dial();
+        self.dial(now);
     }
 }

@@ -360,7 +360,12 @@ impl Reactor {
             let SocketAddr::V4(remote) = addr else {
                 continue;
             };
-            if !self.make_room_for_inbound(now) {
+            // The other end of one of our dials: this node itself. It takes
+            // no inbound slot (both ends close at once), and must be told
+            // even when the slots are full: turned away, our dial would be
+            // taken for a peer and its real owner closed as a duplicate.
+            let to_self = self.dialing_from.get(&remote).copied();
+            if to_self.is_none() && !self.make_room_for_inbound(now) {
                 debug!(
                     "turning away {remote}: {} inbound connections",
                     self.limits.max_inbound
@@ -382,8 +387,7 @@ impl Reactor {
             ) else {
                 continue;
             };
-            // The other end of one of our dials: this node itself.
-            if let Some(&outbound) = self.dialing_from.get(&remote)
+            if let Some(outbound) = to_self
                 && let Some(out) = self.conns.get_mut(&outbound)
             {
                 out.to_self = true;
