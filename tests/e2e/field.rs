@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use wire::{History, Message, MessageType};
 
 use crate::support::misbehave::{
-    Accepted, Alias, End, HalfClosed, Listener, ReconnectLoop, SelfAlias, dials_logged, half_close,
-    half_close_and_hold, race,
+    Accepted, Alias, End, HalfClosed, Listener, ReconnectLoop, SelfAlias, dials_logged,
+    garbage_after, half_close, half_close_and_hold, race,
 };
 use crate::support::observe::{Honest, MaxSampler};
 use crate::support::{Net, Node, Peer, WAIT, fixture_bytes, own_cpu, poll, shared_cpu};
@@ -758,6 +758,41 @@ fn half_closed_peers_get_their_answers_then_our_close() {
 /// Half-closed peers that never read keep the node writing its reply
 /// until the read timeout; in a flood, at most `--max-inbound` of them keep
 /// a socket of the node's, the oldest giving way.
+/// Requests, then a byte that begins no message, then junk that keeps
+/// coming (another protocol, a broken encoder): the replies owed for the
+/// requests come first, then the Notification saying why we close, last,
+/// then a clean end of stream. Also when the reply is the 100k history
+/// (7.7 MB) and 1 MB of junk follows: closing with junk unread would reset
+/// the connection and cut the reply short.
+#[test]
+fn requests_before_garbage_are_answered_then_told_why_and_closed_cleanly() {
+    const TEST: &str = "requests_before_garbage_are_answered_then_told_why_and_closed_cleanly";
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 4);
+    let archive = fixture_bytes("history-100k.bin");
+    let _node = node_holding(&net, 1, &[], &archive, 100_000);
+    let cases = [
+        (&[0x01, 0x06][..], MessageType::PeerList, 0),
+        (&[0x01, 0x06], MessageType::PeerList, 1 << 20),
+        (&[0x03, 0xff], MessageType::ArchiveResponse, 0),
+        (&[0x03, 0xff], MessageType::ArchiveResponse, 1 << 20),
+    ];
+    let mut seen = Vec::new();
+    for (i, (bytes, kind, junk)) in cases.into_iter().enumerate() {
+        let from = net.addr(100 + i as u8);
+        let got = garbage_after(from, at(&net, 1), bytes, junk, WAIT);
+        let what = format!("{bytes:02x?} and {junk} bytes of junk: {}", describe(&got));
+        assert!(answered(&got, &[kind], &archive), "{what}");
+        assert_eq!(
+            got.types().last(),
+            Some(&(MessageType::Notification as u8)),
+            "{what}: the Notification is not the last message"
+        );
+        seen.push(what);
+    }
+    row("3 replies before garbage", TEST, &seen.join("; "));
+}
+
 #[test]
 fn half_closed_peers_that_never_read_hold_at_most_max_inbound_sockets() {
     const TEST: &str = "half_closed_peers_that_never_read_hold_at_most_max_inbound_sockets";

@@ -87,6 +87,12 @@ pub struct Conn {
     unread: Vec<u8>,
     queue: VecDeque<Outgoing>,
     queued_messages: usize,
+    /// A Notification saying why we close: written after everything queued
+    /// before or after it (the replies owed for the messages that came
+    /// before what made us close), so that it is the last message.
+    farewell: Option<Vec<u8>>,
+    /// Our side of the stream is shut down: all we owed is written.
+    fin_sent: bool,
     /// When the message being received started, and at which stream
     /// offset.
     message_started: Option<(Instant, u64)>,
@@ -148,6 +154,8 @@ impl Conn {
             unread: Vec::new(),
             queue: VecDeque::new(),
             queued_messages: 0,
+            farewell: None,
+            fin_sent: false,
             message_started: None,
             spoke: false,
             last_write_progress: now,
@@ -220,12 +228,15 @@ impl Conn {
         out: &mut Vec<Arrival>,
     ) -> Result<(), DecodeError> {
         let before = out.len();
-        self.intake
-            .push(&mut input, ours, pool, MESSAGE_BUDGET, out)?;
+        let pushed = self
+            .intake
+            .push(&mut input, ours, pool, MESSAGE_BUDGET, out);
+        // Whole messages before garbage count: the peer spoke.
         if out.len() > before {
             self.spoke = true;
             self.message_started = None;
         }
+        pushed?;
         if !self.intake.is_idle() {
             self.message_started
                 .get_or_insert((now, self.intake.position()));
@@ -300,15 +311,47 @@ impl Conn {
         Ok(())
     }
 
-    /// Queues a Notification saying why we close.
+    /// A Notification saying why we close, written last (the first
+    /// reason given is kept).
     pub fn notify(&mut self, text: &str, now: Instant) {
-        let bytes = Message::Notification(text.as_bytes().to_vec()).to_bytes();
-        let _ = self.enqueue(Payload::Message(bytes), now);
+        if self.farewell.is_none() {
+            self.farewell = Some(Message::Notification(text.as_bytes().to_vec()).to_bytes());
+            if self.queue.is_empty() {
+                self.last_write_progress = now;
+            }
+        }
     }
 
     /// Whether anything waits to be written.
     pub fn has_queued(&self) -> bool {
-        !self.queue.is_empty()
+        !self.queue.is_empty() || self.farewell.is_some()
+    }
+
+    /// Everything owed is written: sends our FIN once, then reads and drops
+    /// what the peer still sends (at most [`READ_BUDGET`] a call), so that
+    /// closing with unread bytes does not reset the connection and discard
+    /// what it has not received yet. True once the peer's stream has ended
+    /// (or broke): the connection can close cleanly.
+    pub fn finish(&mut self, buf: &mut [u8]) -> bool {
+        if !self.fin_sent {
+            self.fin_sent = true;
+            if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
+                return true;
+            }
+        }
+        self.read_ready = false;
+        let mut dropped = 0;
+        while dropped < READ_BUDGET {
+            match self.stream.read(buf) {
+                Ok(0) => return true,
+                Ok(n) => dropped += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return true,
+            }
+        }
+        self.read_ready = true;
+        false
     }
 
     /// Since when the queue has not moved, if it holds anything.
@@ -323,7 +366,19 @@ impl Conn {
     /// The socket's.
     pub fn flush(&mut self, now: Instant) -> io::Result<()> {
         self.write_ready = false;
-        while let Some(front) = self.queue.front_mut() {
+        loop {
+            if self.queue.is_empty()
+                && let Some(bytes) = self.farewell.take()
+            {
+                self.queued_messages += bytes.len();
+                self.queue.push_back(Outgoing {
+                    payload: Payload::Message(bytes),
+                    sent: 0,
+                });
+            }
+            let Some(front) = self.queue.front_mut() else {
+                break;
+            };
             let result = match &front.payload {
                 Payload::Message(bytes) => self.stream.write(&bytes[front.sent..]),
                 Payload::Archive(history) => {

@@ -603,7 +603,7 @@ impl Reactor {
         };
         if conn.state != State::Open {
             conn.read_ready = false;
-            return;
+            return self.finish_closing(token, now);
         }
         let mut arrivals = Vec::new();
         let end = conn.read(
@@ -711,12 +711,28 @@ impl Reactor {
             .collect();
         for token in tokens {
             self.flush(token, now);
-            if let Some(conn) = self.conns.get(&token)
-                && let State::Closing { deadline } = conn.state
-                && (!conn.has_queued() || now >= deadline)
-            {
-                self.close(token);
-            }
+            self.finish_closing(token, now);
+        }
+    }
+
+    /// A closing connection whose queue is written closes. One with a peer
+    /// that spoke (it may be reading replies we owed it) first sends its
+    /// FIN and drains what the peer still sends until the peer's end of
+    /// stream, or its deadline: a close with bytes unread resets the
+    /// connection, which discards what the peer has not read yet. One that
+    /// never sent a whole message (a message over the limit, garbage from
+    /// its first byte) is owed nothing but the Notification, and is not
+    /// read further.
+    fn finish_closing(&mut self, token: Token, now: Instant) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let State::Closing { deadline } = conn.state else {
+            return;
+        };
+        let done = !conn.has_queued() && (!conn.spoke || conn.finish(&mut self.buf));
+        if done || now >= deadline {
+            self.close(token);
         }
     }
 

@@ -11,6 +11,8 @@
 //!   side (`shutdown(SHUT_WR)`, as netcat does) and reads what comes.
 //! - [`half_close_and_hold`]: a client that sends a request, shuts down
 //!   its write side, and then neither reads nor closes.
+//! - [`garbage_after`]: a client that sends requests, then a byte that
+//!   begins no message, and goes on sending junk while it reads.
 //! - [`NonReaders`]: clients that send requests and never read.
 //! - [`ReconnectLoop`]: a client that connects, sends a few bytes or none,
 //!   and closes, in a loop as fast as it can.
@@ -310,7 +312,7 @@ pub enum End {
     Open,
 }
 
-/// What a [`half_close`] client got.
+/// What a [`half_close`] or [`garbage_after`] client got.
 #[derive(Debug)]
 pub struct HalfClosed {
     /// Every message received, with its exact bytes, in order.
@@ -374,7 +376,66 @@ pub fn half_close(
         set_option(&stream, libc::IPPROTO_TCP, libc::TCP_CORK, 0).expect("TCP_CORK");
     }
     let shut = Instant::now();
-    let deadline = shut + read_for;
+    let (messages, end) = read_to_end(&mut stream, from, to, shut + read_for);
+    HalfClosed {
+        messages,
+        end,
+        after: shut.elapsed(),
+    }
+}
+
+/// A client that sends `bytes` (requests, then a byte that begins no
+/// message) and keeps sending `junk` bytes of filler after them, as a peer
+/// speaking another protocol or a broken encoder would, while it reads
+/// what comes for at most `read_for`, until the other side closes. Panics
+/// if it cannot connect or the node sends bytes that do not decode.
+pub fn garbage_after(
+    from: Ipv4Addr,
+    to: SocketAddrV4,
+    bytes: &[u8],
+    junk: usize,
+    read_for: Duration,
+) -> HalfClosed {
+    let mut stream = connect_from(from, to, super::plain)
+        .unwrap_or_else(|e| panic!("connecting {from} -> {to}: {e}"));
+    stream
+        .set_write_timeout(Some(WAIT))
+        .expect("a write timeout");
+    stream
+        .write_all(bytes)
+        .unwrap_or_else(|e| panic!("{from} -> {to}: write failed: {e}"));
+    let sent = Instant::now();
+    let mut writer = stream.try_clone().expect("a second handle");
+    let filler = thread::spawn(move || {
+        let chunk = [0xa5u8; 16 * 1024];
+        let mut left = junk;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            // The node closes at some point: the rest cannot go.
+            if writer.write_all(&chunk[..n]).is_err() {
+                break;
+            }
+            left -= n;
+        }
+    });
+    let (messages, end) = read_to_end(&mut stream, from, to, sent + read_for);
+    let _ = stream.shutdown(Shutdown::Both);
+    filler.join().expect("the filler thread");
+    HalfClosed {
+        messages,
+        end,
+        after: sent.elapsed(),
+    }
+}
+
+/// Reads and decodes what `to` sends `from` until the end of its stream,
+/// a reset, or `deadline`.
+fn read_to_end(
+    stream: &mut TcpStream,
+    from: Ipv4Addr,
+    to: SocketAddrV4,
+    deadline: Instant,
+) -> (Vec<(Message, Vec<u8>)>, End) {
     let mut decoder = Decoder::default();
     let (mut received, mut start) = (Vec::new(), 0usize);
     let mut messages = Vec::new();
@@ -385,7 +446,7 @@ pub fn half_close(
             break End::Open;
         }
         stream.set_read_timeout(Some(left)).expect("a read timeout");
-        let n = match read_once(&mut stream, &mut buf) {
+        let n = match read_once(stream, &mut buf) {
             Got::Bytes(n) => n,
             Got::Again => continue,
             Got::Eof => break End::Eof,
@@ -405,11 +466,7 @@ pub fn half_close(
             }
         }
     };
-    HalfClosed {
-        messages,
-        end,
-        after: shut.elapsed(),
-    }
+    (messages, end)
 }
 
 /// A client that asks and then holds the connection: connects from `from`
