@@ -190,11 +190,15 @@ type Model = Vec<Option<String>>;
 enum Said {
     /// `#N TEXT`, with the `(mined: ...)` suffix dropped.
     Chat(usize, String),
-    /// `R chats from #F on replaced by a longer history[; D of yours ...]`.
+    /// `R chats from #F on replaced by a longer history[; D of yours ...]`
+    /// (or by [`SAME_LENGTH`]).
     Switched { from: usize, replaced: usize },
     /// `received chats #A to #B (see 'hist'); then:`.
     Received(usize, usize),
 }
+
+/// How a switch to a rival history of the same length is said.
+const SAME_LENGTH: &str = "a rival history of the same length (it wins the tie-break)";
 
 fn parse_said(line: &str) -> Option<Said> {
     if let Some(rest) = line.strip_prefix('#') {
@@ -214,7 +218,10 @@ fn parse_said(line: &str) -> Option<Said> {
     let (count, rest) = line.split_once(" chat")?;
     let rest = rest.strip_prefix("s").unwrap_or(rest);
     let rest = rest.strip_prefix(" from #")?;
-    let (from, rest) = rest.split_once(" on replaced by a longer history")?;
+    let (from, rest) = rest.split_once(" on replaced by ")?;
+    let rest = rest
+        .strip_prefix("a longer history")
+        .or_else(|| rest.strip_prefix(SAME_LENGTH))?;
     if !(rest.is_empty() || rest.starts_with("; ") && rest.ends_with(" mined again")) {
         return None;
     }
@@ -322,7 +329,7 @@ fn parsing_a_screen_follows_switches_and_catch_ups() {
         "#0 x",
         "received chats #1 to #3 (see 'hist'); then:",
         "#4 y",
-        "1 chat from #4 on replaced by a longer history",
+        "1 chat from #4 on replaced by a rival history of the same length (it wins the tie-break)",
         "#4 z",
         "#5 a (mined: 70000 tries in 0.3 ms, 210.0 MH/s)",
     ]

@@ -45,6 +45,7 @@ impl Feed {
         if change.fork < self.shown {
             lines.push(Line::Switched {
                 from: change.fork,
+                longer: history.len() > self.shown,
                 replaced: self.shown - change.fork,
                 displaced: change.displaced,
             });
@@ -122,6 +123,7 @@ mod tests {
             [
                 Line::Switched {
                     from: 1,
+                    longer: true,
                     replaced: 2,
                     displaced: 1
                 },
@@ -129,6 +131,35 @@ mod tests {
                 chat(2, 6),
                 chat(3, 7)
             ]
+        );
+    }
+
+    /// A rival of the same length that wins the tie-break is no "longer
+    /// history": the line says which it is.
+    #[test]
+    fn a_switch_to_a_rival_of_the_same_length_says_so() {
+        let mut feed = Feed::new(3);
+        let lines = feed.update(&history(&[0, 1, 5]), change(2));
+        assert_eq!(
+            lines,
+            [
+                Line::Switched {
+                    from: 2,
+                    longer: false,
+                    replaced: 1,
+                    displaced: 0
+                },
+                chat(2, 5)
+            ]
+        );
+        assert_eq!(
+            lines[0].to_string(),
+            "1 chat from #2 on replaced by a rival history of the same length (it wins the \
+             tie-break)"
+        );
+        assert_eq!(
+            serde_json::to_string(&lines[0]).unwrap(),
+            r#"{"event":"switched","from":2,"longer":false,"replaced":1,"displaced":0}"#
         );
     }
 

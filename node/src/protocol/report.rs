@@ -66,13 +66,18 @@ pub enum Line {
         /// Last index not shown one by one.
         to: usize,
     },
-    /// Our history was replaced from chat `from` on by a longer one: the
-    /// `replaced` chats shown from there are gone (chats from `from` on
+    /// Our history was replaced from chat `from` on by a longer one, or by
+    /// a rival of the same length that wins the tie-break (`archive.rs`):
+    /// the `replaced` chats shown from there are gone (chats from `from` on
     /// follow as `Chat` lines), and `displaced` of ours are to be mined
     /// again.
     Switched {
         /// The first index that changed.
         from: usize,
+        /// The new history is longer than the one it replaced (else it is
+        /// as long and won the tie-break).
+        #[serde(default = "longer_by_default")]
+        longer: bool,
         /// Chats shown before that the switch took away.
         replaced: usize,
         /// Our chats no longer in the history, to be mined again.
@@ -88,6 +93,12 @@ pub enum Line {
     /// ends without it ended otherwise (the node was killed, or dropped the
     /// follower).
     Stopped,
+}
+
+/// A `switched` event from a node that did not say `longer` (older ones
+/// switched to longer histories only).
+fn longer_by_default() -> bool {
+    true
 }
 
 impl fmt::Display for Line {
@@ -108,14 +119,17 @@ impl fmt::Display for Line {
             }
             Line::Switched {
                 from,
+                longer,
                 replaced,
                 displaced,
             } => {
                 let s = if *replaced == 1 { "" } else { "s" };
-                write!(
-                    f,
-                    "{replaced} chat{s} from #{from} on replaced by a longer history"
-                )?;
+                let by = if *longer {
+                    "a longer history"
+                } else {
+                    "a rival history of the same length (it wins the tie-break)"
+                };
+                write!(f, "{replaced} chat{s} from #{from} on replaced by {by}")?;
                 match displaced {
                     0 => Ok(()),
                     1 => write!(f, "; 1 of yours will be mined again"),

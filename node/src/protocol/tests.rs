@@ -566,7 +566,8 @@ fn a_losing_equal_length_fork_is_ignored_and_a_winning_one_adopted_our_chat_mine
     assert_eq!(archives_to(&relayed), [other]);
     assert_eq!(
         shown(&actions)[0],
-        "1 chat from #1 on replaced by a longer history; 1 of yours will be mined again"
+        "1 chat from #1 on replaced by a rival history of the same length (it wins the \
+         tie-break); 1 of yours will be mined again"
     );
     let [(job, prev, text)] = &started_mining(&actions)[..] else {
         panic!("{actions:?}")
