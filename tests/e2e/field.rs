@@ -679,9 +679,8 @@ fn half_closed_peers_get_their_answers_then_our_close() {
             tries.push((what, ok, seen));
         }
     }
-    // Several requests, then shutdown (together): every PeerRequest
-    // answered, the ArchiveRequests at least once (a newer archive may
-    // replace one still queued: the same history, sent once).
+    // Several requests, then shutdown (together): every request answered,
+    // each ArchiveRequest with an archive of its own.
     let several = [0x01, 0x03, 0x01, 0x03, 0x03];
     let mut several_ok = 0;
     let mut several_seen = Vec::new();
@@ -700,13 +699,34 @@ fn half_closed_peers_get_their_answers_then_our_close() {
             &[MessageType::PeerList, MessageType::ArchiveResponse],
             &archive,
         ) && lists == 2
-            && (1..=3).contains(&archives)
+            && archives == 3
         {
             several_ok += 1;
         }
         several_seen.push(describe(&got));
     }
     println!("01 03 01 03 03 then shutdown: {several_ok}/3 answered: {several_seen:#?}");
+    // Fifty ArchiveRequests at once, then shutdown: fifty archives (a newer
+    // archive never takes the place of an answer), and `status` counts
+    // what was sent, no more.
+    let sent = |node: &mut Node| {
+        let sent = &node.status()["sent"];
+        (
+            sent["asked"].as_u64().unwrap(),
+            sent["bytes"].as_u64().unwrap(),
+        )
+    };
+    let before = sent(&mut node);
+    let fifty = half_close(
+        net.addr(130),
+        node_at,
+        &[0x03; 50],
+        Duration::ZERO,
+        READ_FOR,
+    );
+    let after = sent(&mut node);
+    let answers = fifty.of_type(MessageType::ArchiveResponse).len();
+    println!("50 x 03 then shutdown: {answers} archives; status: {before:?} -> {after:?}");
     // A pushed archive (1,000 chats more: checked on the validation
     // thread), then shutdown (with its last segment): adopted, and our
     // close.
@@ -732,6 +752,16 @@ fn half_closed_peers_get_their_answers_then_our_close() {
         "01 03 01 03 03 then shutdown: {several_seen:#?}"
     );
     assert!(
+        answered(&fifty, &[MessageType::ArchiveResponse], &archive) && answers == 50,
+        "50 x 03 then shutdown: {answers} archives: {}",
+        describe(&fifty)
+    );
+    assert_eq!(
+        (after.0 - before.0, after.1 - before.1),
+        (50, 50 * archive.len() as u64),
+        "status counts other than the fifty archives sent"
+    );
+    assert!(
         adopted,
         "a pushed archive followed by shutdown was not adopted: {:?}",
         node.status()
@@ -755,9 +785,6 @@ fn half_closed_peers_get_their_answers_then_our_close() {
     );
 }
 
-/// Half-closed peers that never read keep the node writing its reply
-/// until the read timeout; in a flood, at most `--max-inbound` of them keep
-/// a socket of the node's, the oldest giving way.
 /// Requests, then a byte that begins no message, then junk that keeps
 /// coming (another protocol, a broken encoder): the replies owed for the
 /// requests come first, then the Notification saying why we close, last,
@@ -793,6 +820,9 @@ fn requests_before_garbage_are_answered_then_told_why_and_closed_cleanly() {
     row("3 replies before garbage", TEST, &seen.join("; "));
 }
 
+/// Half-closed peers that never read keep the node writing its reply
+/// until the read timeout; in a flood, at most `--max-inbound` of them keep
+/// a socket of the node's, the oldest giving way.
 #[test]
 fn half_closed_peers_that_never_read_hold_at_most_max_inbound_sockets() {
     const TEST: &str = "half_closed_peers_that_never_read_hold_at_most_max_inbound_sockets";

@@ -293,9 +293,24 @@ impl Node {
         if self.peers.get(conn).is_some() {
             self.sent.count(served.archive_len(), why);
         }
-        self.send(conn, Payload::Archive(served));
+        self.send(
+            conn,
+            Payload::Archive {
+                history: served,
+                why,
+            },
+        );
         if let Some(peer) = self.peers.get_mut(conn) {
             peer.sent = Some(tip);
+        }
+    }
+
+    /// An archive sent to `conn` was superseded before it went: neither
+    /// it nor its bytes were sent.
+    pub(super) fn on_superseded(&mut self, conn: ConnId, why: Why, bytes: usize) {
+        self.sent.uncount(bytes, why);
+        if let Some(peer) = self.peers.get_mut(conn) {
+            peer.bytes_out = peer.bytes_out.saturating_sub(bytes as u64);
         }
     }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use miner::{InvalidChat, JobStats};
 use wire::{Chat, DIGEST_LEN, History, Message};
 
-use super::report::{Line, Reply};
+use super::report::{Line, Reply, Why};
 use crate::command::Command;
 
 /// A connection, named by the reactor. Never reused within a run.
@@ -278,6 +278,16 @@ pub enum Event {
         /// The wait before the next try.
         retry_in: Duration,
     },
+    /// An archive queued for `conn` was dropped before its first byte
+    /// went, superseded by a newer one: it is not counted as sent.
+    Superseded {
+        /// The connection.
+        conn: ConnId,
+        /// Why it had been sent.
+        why: Why,
+        /// Its size on the wire, in bytes.
+        bytes: usize,
+    },
     /// A command from the prompt or a control client.
     Command {
         /// Where the reply goes.
@@ -291,8 +301,16 @@ pub enum Event {
 /// copied): the reactor writes its header and then its segments.
 #[derive(Debug, Clone)]
 pub enum Payload {
-    /// An ArchiveResponse carrying this history.
-    Archive(History),
+    /// An ArchiveResponse carrying this history, and why it is sent: an
+    /// answer to an ArchiveRequest ([`Why::Asked`]) is written whatever
+    /// follows it; any other waiting archive not yet begun is superseded
+    /// by a newer one (see [`Event::Superseded`]).
+    Archive {
+        /// The history.
+        history: History,
+        /// Why it is sent.
+        why: Why,
+    },
     /// Any other message, encoded.
     Message(Vec<u8>),
 }
@@ -301,7 +319,7 @@ impl Payload {
     /// Bytes on the wire.
     pub fn len(&self) -> usize {
         match self {
-            Payload::Archive(history) => history.archive_len(),
+            Payload::Archive { history, .. } => history.archive_len(),
             Payload::Message(bytes) => bytes.len(),
         }
     }

@@ -43,7 +43,7 @@ use mining::Mining;
 use network::Timers;
 pub use own::{Digest, OwnChats};
 use peers::Peers;
-pub use report::{Line, Offline, Reply, ResolvingRow, Sent, Status};
+pub use report::{Line, Offline, Reply, ResolvingRow, Sent, Status, Why};
 
 /// A failure to save is said on the screen at most this often.
 const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -214,6 +214,7 @@ impl Node {
             }
             Event::Disconnected { conn, ending } => self.on_disconnected(now, conn, ending),
             Event::Tick => self.on_tick(now),
+            Event::Superseded { conn, why, bytes } => self.on_superseded(conn, why, bytes),
             Event::Resolved { name, addr } => self.on_resolved(now, &name, addr),
             Event::Unresolved {
                 name,

@@ -234,12 +234,25 @@ impl Sent {
     pub fn count(&mut self, bytes: usize, why: Why) {
         self.archives += 1;
         self.bytes += bytes as u64;
-        *match why {
+        *self.by_why(why) += 1;
+    }
+
+    /// Takes back an archive of `bytes` counted for `why` and never sent
+    /// (superseded by a newer one before its first byte went).
+    pub fn uncount(&mut self, bytes: usize, why: Why) {
+        self.archives = self.archives.saturating_sub(1);
+        self.bytes = self.bytes.saturating_sub(bytes as u64);
+        let of_why = self.by_why(why);
+        *of_why = of_why.saturating_sub(1);
+    }
+
+    fn by_why(&mut self, why: Why) -> &mut u64 {
+        match why {
             Why::Mined => &mut self.mined,
             Why::Relayed => &mut self.relayed,
             Why::Asked => &mut self.asked,
             Why::CatchUp => &mut self.catch_up,
-        } += 1;
+        }
     }
 }
 

@@ -183,7 +183,7 @@ fn sent(actions: &[Action]) -> Vec<(ConnId, Message)> {
             Action::Send { conn, payload } => Some((
                 *conn,
                 match payload {
-                    Payload::Archive(history) => Message::ArchiveResponse(history.clone()),
+                    Payload::Archive { history, .. } => Message::ArchiveResponse(history.clone()),
                     Payload::Message(bytes) => wire::decode(bytes).expect("we send valid bytes"),
                 },
             )),

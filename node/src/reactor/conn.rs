@@ -9,12 +9,16 @@ use mio::net::TcpStream;
 use wire::{ChunkPool, DecodeError, History, Message};
 
 use crate::intake::{Arrival, Intake};
-use crate::protocol::{ConnId, Direction, Payload};
+use crate::protocol::{ConnId, Direction, Payload, Why};
 
 /// Small messages (not archives) a peer may leave unread before it is cut
 /// off. Archives are bounded by count instead: at most one being written
 /// and one waiting, their chunks shared with our history.
 const MAX_QUEUED_MESSAGES: usize = 1 << 20;
+/// Archives asked for (one per ArchiveRequest) that may wait for a peer:
+/// they cost no memory (our history's chunks, shared), but a peer that
+/// asks and asks without reading is cut.
+const MAX_QUEUED_ANSWERS: usize = 64;
 /// Messages decoded from one connection before the loop serves the others.
 /// The byte budget alone does not bound the work: a message may be one
 /// byte, and a peer sending ArchiveRequests as fast as it can (reading
@@ -281,34 +285,69 @@ impl Conn {
         self.intake.unverified_bytes() + self.unread.capacity()
     }
 
-    /// Queues bytes to send. A newer archive replaces one not yet started,
-    /// so a slow peer holds at most two (their chunks shared with ours).
+    /// Queues bytes to send. An archive not yet begun is superseded by a
+    /// newer one (a slow peer holds at most one waiting, its chunks shared
+    /// with ours), except that each ArchiveRequest gets an answer of its
+    /// own: an answer is superseded only by a newer archive that is not
+    /// one, which answers in its place. Returns why the superseded archive
+    /// had been sent, and its size, if one was.
     ///
     /// # Errors
-    /// In words, when the peer leaves too many replies unread.
-    pub fn enqueue(&mut self, payload: Payload, now: Instant) -> Result<(), String> {
+    /// In words, when the peer leaves too many replies unread: more than
+    /// [`MAX_QUEUED_MESSAGES`] bytes of messages, or [`MAX_QUEUED_ANSWERS`]
+    /// archives asked for.
+    pub fn enqueue(
+        &mut self,
+        payload: Payload,
+        now: Instant,
+    ) -> Result<Option<(Why, usize)>, String> {
         if self.queue.is_empty() {
             self.last_write_progress = now;
         }
-        if let Payload::Archive(_) = &payload {
-            let waiting = self
-                .queue
-                .iter_mut()
-                .find(|o| o.sent == 0 && matches!(o.payload, Payload::Archive(_)));
-            if let Some(waiting) = waiting {
-                waiting.payload = payload;
-                return Ok(());
+        match &payload {
+            Payload::Archive { why: new, .. } => {
+                let answer = *new == Why::Asked;
+                let waiting = self.queue.iter_mut().rev().find(|o| {
+                    o.sent == 0
+                        && matches!(o.payload, Payload::Archive { why, .. } if !answer || why != Why::Asked)
+                });
+                if let Some(waiting) = waiting {
+                    let old = std::mem::replace(&mut waiting.payload, payload);
+                    let Payload::Archive { why, history } = old else {
+                        unreachable!("an archive was found");
+                    };
+                    return Ok(Some((why, history.archive_len())));
+                }
+                let answers = self
+                    .queue
+                    .iter()
+                    .filter(|o| {
+                        matches!(
+                            o.payload,
+                            Payload::Archive {
+                                why: Why::Asked,
+                                ..
+                            }
+                        )
+                    })
+                    .count();
+                if answer && answers >= MAX_QUEUED_ANSWERS {
+                    return Err(format!(
+                        "peer leaves more than {MAX_QUEUED_ANSWERS} archives it asked for unread"
+                    ));
+                }
             }
-        } else {
-            self.queued_messages += payload.len();
-            if self.queued_messages > MAX_QUEUED_MESSAGES {
-                return Err(format!(
-                    "peer leaves more than {MAX_QUEUED_MESSAGES} bytes of replies unread"
-                ));
+            Payload::Message(bytes) => {
+                self.queued_messages += bytes.len();
+                if self.queued_messages > MAX_QUEUED_MESSAGES {
+                    return Err(format!(
+                        "peer leaves more than {MAX_QUEUED_MESSAGES} bytes of replies unread"
+                    ));
+                }
             }
         }
         self.queue.push_back(Outgoing { payload, sent: 0 });
-        Ok(())
+        Ok(None)
     }
 
     /// A Notification saying why we close, written last (the first
@@ -381,7 +420,7 @@ impl Conn {
             };
             let result = match &front.payload {
                 Payload::Message(bytes) => self.stream.write(&bytes[front.sent..]),
-                Payload::Archive(history) => {
+                Payload::Archive { history, .. } => {
                     let header = history.archive_header();
                     let slices = archive_slices(&header, history, front.sent);
                     self.stream.write_vectored(&slices)
@@ -432,6 +471,82 @@ fn archive_slices<'a>(header: &'a [u8; 5], history: &'a History, sent: usize) ->
 mod tests {
     use super::*;
     use wire::{CHUNK_CHATS, Chat};
+
+    /// A connection over a loopback socket pair (the other end returned,
+    /// never read).
+    fn conn() -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+        let ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).expect("connect");
+        let (theirs, _) = listener.accept().expect("accept");
+        ours.set_nonblocking(true).unwrap();
+        let conn = Conn::new(
+            TcpStream::from_std(ours),
+            ConnId(1),
+            Ipv4Addr::LOCALHOST,
+            None,
+            Direction::Inbound,
+            State::Open,
+            Instant::now(),
+            1 << 20,
+            1 << 20,
+        );
+        (conn, theirs)
+    }
+
+    fn archive(chats: usize, why: Why) -> Payload {
+        let history = (0..chats)
+            .map(|i| Chat::new(vec![b'x'; 1 + i % 9], [1; 16], [2; 16]).unwrap())
+            .collect();
+        Payload::Archive { history, why }
+    }
+
+    fn archives(conn: &Conn) -> Vec<(Why, usize)> {
+        conn.queue
+            .iter()
+            .filter_map(|o| match &o.payload {
+                Payload::Archive { history, why } => Some((*why, history.len())),
+                Payload::Message(_) => None,
+            })
+            .collect()
+    }
+
+    /// Pushed archives waiting to go are superseded by newer ones (and
+    /// said so, to be counted as unsent); each ArchiveRequest gets an
+    /// answer of its own, up to [`MAX_QUEUED_ANSWERS`] unread.
+    #[test]
+    fn each_request_gets_its_archive_and_a_waiting_push_is_superseded() {
+        let (mut conn, _theirs) = conn();
+        let now = Instant::now();
+        let len = |chats| archive(chats, Why::Mined).len();
+        assert_eq!(conn.enqueue(archive(1, Why::Mined), now), Ok(None));
+        assert_eq!(
+            conn.enqueue(archive(2, Why::Relayed), now),
+            Ok(Some((Why::Mined, len(1))))
+        );
+        // An answer supersedes a waiting push: it carries the newest history.
+        assert_eq!(
+            conn.enqueue(archive(3, Why::Asked), now),
+            Ok(Some((Why::Relayed, len(2))))
+        );
+        // Answers are never superseded by answers.
+        assert_eq!(conn.enqueue(archive(3, Why::Asked), now), Ok(None));
+        assert_eq!(archives(&conn), [(Why::Asked, 3), (Why::Asked, 3)]);
+        // A newer push answers in place of the last answer waiting.
+        assert_eq!(
+            conn.enqueue(archive(4, Why::Mined), now),
+            Ok(Some((Why::Asked, len(3))))
+        );
+        assert_eq!(archives(&conn), [(Why::Asked, 3), (Why::Mined, 4)]);
+        assert_eq!(
+            conn.enqueue(archive(4, Why::Asked), now),
+            Ok(Some((Why::Mined, len(4))))
+        );
+        for _ in 0..MAX_QUEUED_ANSWERS - 2 {
+            assert_eq!(conn.enqueue(archive(4, Why::Asked), now), Ok(None));
+        }
+        let unread = conn.enqueue(archive(4, Why::Asked), now).unwrap_err();
+        assert!(unread.contains("archives it asked for unread"), "{unread}");
+    }
 
     #[test]
     fn archive_slices_resume_at_any_offset() {

@@ -892,8 +892,13 @@ impl Reactor {
                 if matches!(c.state, State::Connecting { .. }) {
                     return;
                 }
-                if c.enqueue(payload, now).is_err() {
-                    self.teardown(token, Ending::RepliesUnread, now);
+                match c.enqueue(payload, now) {
+                    Ok(None) => {}
+                    Ok(Some((why, bytes))) => {
+                        self.events
+                            .push_back(Event::Superseded { conn, why, bytes });
+                    }
+                    Err(_) => self.teardown(token, Ending::RepliesUnread, now),
                 }
             }
             Action::Connect { addr } => self.connect(addr, now),

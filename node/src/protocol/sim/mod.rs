@@ -485,7 +485,7 @@ impl Sim {
         };
         let wire_len = payload.len();
         let delivery = match payload {
-            Payload::Archive(history) => {
+            Payload::Archive { history, .. } => {
                 self.archives += 1;
                 self.archive_bytes += wire_len as u64;
                 Delivery::Archive {
