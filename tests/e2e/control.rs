@@ -609,3 +609,102 @@ fn bad_clients_of_the_socket_get_an_error_and_stall_nothing() {
         let _ = hog.read_to_end(&mut sink);
     }
 }
+
+/// A raw connection to the node's control socket, reads bounded by
+/// [`WAIT`].
+fn raw_client(node: &Node) -> UnixStream {
+    let stream = UnixStream::connect(node.data_dir().join("control.sock")).expect("connecting");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream.set_write_timeout(Some(WAIT)).expect("timeout");
+    stream
+}
+
+/// The next line `reader` reads, as JSON.
+fn next_json(reader: &mut impl BufRead) -> Value {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a line");
+    json(&line)
+}
+
+#[test]
+fn idle_clients_are_closed_and_followers_leave_room_for_requests() {
+    const MAX_CLIENTS: usize = 32;
+    const MAX_FOLLOWERS: usize = 28;
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 9);
+    let mut node = net.node(1, &["--read-timeout", "4"]);
+    let follow = b"{\"command\":\"hist\",\"n\":0,\"follow\":true}\n";
+    let mut followers: Vec<BufReader<UnixStream>> = (0..MAX_FOLLOWERS)
+        .map(|_| {
+            let mut stream = raw_client(&node);
+            stream.write_all(follow).expect("writing");
+            let mut reader = BufReader::new(stream);
+            assert_eq!(next_json(&mut reader)["reply"], "hist");
+            reader
+        })
+        .collect();
+    // One follower more: refused, in words.
+    let mut extra = raw_client(&node);
+    extra.write_all(follow).expect("writing");
+    let refused = next_json(&mut BufReader::new(&extra));
+    assert_eq!(refused["reply"], "error", "{refused}");
+    let error = refused["error"].as_str().expect("words");
+    assert!(error.starts_with("too many followers: 28"), "{error}");
+    drop(extra);
+    // The places left taken by idle clients: one sends nothing, one part
+    // of a line.
+    let mut idle: Vec<UnixStream> = Vec::new();
+    let full = poll(WAIT, || {
+        while followers.len() + idle.len() < MAX_CLIENTS {
+            let mut stream = raw_client(&node);
+            if idle.is_empty() {
+                stream
+                    .write_all(b"{\"command\":\"sta")
+                    .expect("writing part of a line");
+            }
+            idle.push(stream);
+        }
+        let (code, out, _) = client(&node, &["status"]);
+        (code == Some(1) && out.contains("too many control clients")).then_some(())
+    });
+    assert!(full.is_some(), "32 clients did not fill the places");
+    // They are closed after the read timeout: requests are served again.
+    for stream in &mut idle {
+        let mut rest = Vec::new();
+        assert_eq!(stream.read_to_end(&mut rest).expect("the end"), 0);
+    }
+    let (code, out, err) = client(&node, &["status", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(json(&out)["reply"], "status");
+    // Followers are not idle: they follow on.
+    node.chat("still followed");
+    for follower in &mut followers {
+        let event = next_json(follower);
+        assert_eq!(event["text"], "still followed", "{event}");
+    }
+}
+
+#[test]
+fn an_oversized_request_is_drained_so_that_its_error_is_read() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 10);
+    let node = net.node(1, &["--read-timeout", "2"]);
+    let megabyte = vec![b'x'; 1 << 20];
+    // The client ends its stream, or sends nothing more: either way it
+    // reads the error and then a clean end of stream (no reset).
+    for shut_down in [true, false] {
+        let mut long = raw_client(&node);
+        long.write_all(&megabyte)
+            .expect("the node takes the whole line");
+        if shut_down {
+            long.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        }
+        let mut answer = String::new();
+        long.read_to_string(&mut answer)
+            .expect("the error, then the end of the stream");
+        assert_eq!(
+            json(&answer)["error"],
+            "request longer than 65536 bytes; closing"
+        );
+    }
+}

@@ -5,12 +5,15 @@
 //! error); a line that is no request gets an error and the next line is
 //! read; a client that reads nothing is closed when its answers have not
 //! moved for the read timeout, or when it follows the history and
-//! [`MAX_BACKLOG`] bytes wait for it. Answers to one client come in the
+//! [`MAX_BACKLOG`] bytes wait for it; an idle client (that awaits no
+//! answer, follows nothing and has nothing waiting for it, though it may
+//! have sent part of a line) is closed after the read timeout too. Answers to one client come in the
 //! order of its requests: the next request is read once the previous one
 //! is answered, however many the client sent at once. A client that shuts
 //! down its side has its requests answered, and a follower keeps following
 //! until it hangs up. At most [`MAX_CLIENTS`] are served at once: a
-//! newcomer past them gets an error and is closed. When the node stops,
+//! newcomer past them gets an error and is closed; of them, at most
+//! [`MAX_FOLLOWERS`] follow the history, so that requests find room. When the node stops,
 //! followers get a last event saying so ([`ControlServer::stop`]).
 
 use std::collections::{HashMap, VecDeque};
@@ -30,8 +33,10 @@ use crate::protocol::{Event, Line, Origin, Reply};
 
 /// The longest request line, without its newline.
 pub const MAX_REQUEST: usize = 64 << 10;
-/// Bytes read and dropped at most per turn from a client being closed.
-const MAX_DRAIN: usize = 1 << 20;
+/// Bytes read and dropped at most from a client being closed (its
+/// oversized line goes on) before it is closed all the same: until then
+/// it is closed once it ends its stream, or at the read timeout.
+pub const MAX_DRAIN: usize = 16 << 20;
 /// Bytes of followed history that may wait for a client before it is
 /// dropped.
 pub const MAX_BACKLOG: usize = 8 << 20;
@@ -41,6 +46,10 @@ const MAX_UNREAD_ANSWERS: usize = 1 << 20;
 /// Clients served at once: each may hold an answer of up to
 /// [`super::MAX_HIST`] chats, or [`MAX_BACKLOG`] bytes of followed history.
 pub const MAX_CLIENTS: usize = 32;
+/// Places of [`MAX_CLIENTS`] that followers cannot take: kept for requests.
+pub const KEPT_FOR_REQUESTS: usize = 4;
+/// Clients following the history at once; one more gets an error.
+pub const MAX_FOLLOWERS: usize = MAX_CLIENTS - KEPT_FOR_REQUESTS;
 /// How long a stopping node tries to hand its followers what waits for
 /// them and the last event.
 const STOP_GRACE: Duration = Duration::from_secs(1);
@@ -62,8 +71,11 @@ struct Client {
     /// After the awaited answer, send the history's changes.
     follow_next: bool,
     following: bool,
-    /// Close once the output is written.
+    /// Close once the output is written and the client's input is
+    /// drained (to its end of stream, or [`MAX_DRAIN`] bytes).
     closing: bool,
+    /// Bytes read and dropped since `closing`.
+    drained: usize,
     /// The client sent all it will (it closed or shut down its side): its
     /// requests are still answered, then it is closed (a follower, once it
     /// hangs up).
@@ -142,6 +154,7 @@ impl ControlServer {
                     follow_next: false,
                     following: false,
                     closing: false,
+                    drained: 0,
                     eof: false,
                     hung_up: false,
                     last_progress: now,
@@ -162,15 +175,16 @@ impl ControlServer {
         now: Instant,
         events: &mut Vec<Event>,
     ) {
+        let may_follow = self.may_follow();
         let Some(client) = self.clients.get_mut(&token) else {
             return;
         };
         client.hung_up |= hung_up;
-        let mut broken = client.pump(token, events).is_err();
+        let mut broken = client.pump(token, may_follow, events).is_err();
         if client.flush(now).is_err() {
             broken = true;
         }
-        broken |= client.pump(token, events).is_err();
+        broken |= client.pump(token, may_follow, events).is_err();
         self.settle(registry, token, broken);
     }
 
@@ -185,6 +199,7 @@ impl ControlServer {
         events: &mut Vec<Event>,
     ) {
         let token = Token(id as usize);
+        let may_follow = self.may_follow();
         let Some(client) = self.clients.get_mut(&token) else {
             return;
         };
@@ -193,7 +208,7 @@ impl ControlServer {
         if std::mem::take(&mut client.follow_next) {
             client.following = true;
         }
-        let mut broken = client.pump(token, events).is_err();
+        let mut broken = client.pump(token, may_follow, events).is_err();
         broken |= client.flush(now).is_err();
         self.settle(registry, token, broken);
     }
@@ -219,18 +234,30 @@ impl ControlServer {
         }
     }
 
-    /// Drops clients whose answers have not moved for `timeout`.
+    /// Drops clients whose answers have not moved for `timeout`, and idle
+    /// ones (see [`Client::stalled`]).
     pub fn check_clocks(&mut self, registry: &Registry, now: Instant, timeout: Duration) {
         let stalled: Vec<Token> = self
             .clients
             .iter()
-            .filter(|(_, c)| !c.output.is_empty() && now >= c.last_progress + timeout)
+            .filter(|(_, c)| c.stalled(now, timeout))
             .map(|(&t, _)| t)
             .collect();
         for token in stalled {
-            debug!("control client reads nothing: dropped");
+            debug!("control client idle, or reads nothing: dropped");
             self.drop_client(registry, token);
         }
+    }
+
+    /// Whether one more client may follow the history
+    /// ([`MAX_FOLLOWERS`]).
+    fn may_follow(&self) -> bool {
+        let followers = self
+            .clients
+            .values()
+            .filter(|c| c.following || c.follow_next)
+            .count();
+        followers < MAX_FOLLOWERS
     }
 
     /// The node is stopping: removes the socket's file, so that no new
@@ -275,7 +302,7 @@ impl ControlServer {
         };
         let sent_all = !client.waiting && client.output.is_empty();
         let done = client.hung_up
-            || (client.closing && sent_all)
+            || (client.closing && sent_all && client.drained_all())
             || (client.eof && !client.following && sent_all);
         if broken || done {
             return self.drop_client(registry, token);
@@ -324,31 +351,48 @@ impl Drop for ControlServer {
 }
 
 impl Client {
+    /// Whether the client is to be closed at `now`: nothing moved for
+    /// `timeout` while answers wait for it (it reads nothing), or while it
+    /// is idle: it awaits no answer and follows nothing (a part of a line,
+    /// or the rest of an oversized one, is no request: it does not count).
+    fn stalled(&self, now: Instant, timeout: Duration) -> bool {
+        let idle = !self.waiting && !self.following;
+        (idle || !self.output.is_empty()) && now >= self.last_progress + timeout
+    }
+
+    /// A client being closed sent all it will, or as much as it may.
+    fn drained_all(&self) -> bool {
+        self.eof || self.drained >= MAX_DRAIN
+    }
+
     /// Reads and takes requests until no more can be taken now: reading
     /// stops while a request's length waits, and goes on as requests are
     /// taken (the socket says nothing more about bytes it already
     /// signalled). An error when the socket broke.
-    fn pump(&mut self, token: Token, events: &mut Vec<Event>) -> io::Result<()> {
+    fn pump(&mut self, token: Token, may_follow: bool, events: &mut Vec<Event>) -> io::Result<()> {
         loop {
             self.fill()?;
+            if self.closing {
+                // What the client sent is drained: nothing more to take.
+                return Ok(());
+            }
             let before = self.input.len();
-            self.take_requests(token, events);
-            if self.input.len() == before || self.eof || self.closing {
+            self.take_requests(token, may_follow, events);
+            if self.input.len() == before || self.eof {
                 return Ok(());
             }
         }
     }
 
     /// Reads what the client sent (at most a request's length beyond what
-    /// waits); from a client being closed, reads and drops up to
-    /// [`MAX_DRAIN`]. An error when the socket broke.
+    /// waits); from a client being closed, reads and drops all there is, up
+    /// to [`MAX_DRAIN`] in all. An error when the socket broke.
     fn fill(&mut self) -> io::Result<()> {
-        let mut buf = [0; 4096];
-        let mut drained = 0;
-        while !self.eof && self.input.len() <= MAX_REQUEST && drained <= MAX_DRAIN {
+        let mut buf = [0; 16 << 10];
+        while !self.eof && self.input.len() <= MAX_REQUEST && self.drained < MAX_DRAIN {
             match self.stream.read(&mut buf) {
                 Ok(0) => self.eof = true,
-                Ok(n) if self.closing => drained += n,
+                Ok(n) if self.closing => self.drained += n,
                 Ok(n) => self.input.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -359,8 +403,9 @@ impl Client {
     }
 
     /// Parses whole request lines while no answer is awaited and the
-    /// client reads its answers.
-    fn take_requests(&mut self, token: Token, events: &mut Vec<Event>) {
+    /// client reads its answers; a followed `hist` is refused unless
+    /// `may_follow`.
+    fn take_requests(&mut self, token: Token, may_follow: bool, events: &mut Vec<Event>) {
         while !self.waiting
             && !self.closing
             && !self.following
@@ -392,10 +437,21 @@ impl Client {
                     continue;
                 }
             };
+            let follow = matches!(request, Request::Hist { follow: true, .. });
+            if follow && !may_follow {
+                self.send(&Reply::Error {
+                    error: format!(
+                        "too many followers: {MAX_FOLLOWERS} clients follow the history at once \
+                         ({KEPT_FOR_REQUESTS} of the {MAX_CLIENTS} places are kept for requests); \
+                         try again later"
+                    ),
+                });
+                continue;
+            }
             match request.command() {
                 Ok(command) => {
                     self.waiting = true;
-                    self.follow_next = matches!(request, Request::Hist { follow: true, .. });
+                    self.follow_next = follow;
                     events.push(Event::Command {
                         from: Origin::Control(token.0 as u64),
                         command,
