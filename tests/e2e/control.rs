@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wire::{History, Message};
 
+use crate::support::observe::MemWatch;
 use crate::support::pty::PtyNode;
 use crate::support::{Net, Node, WAIT, node_command, poll, run_to_exit, shared_cpu};
 
@@ -821,5 +822,50 @@ fn client_failures_are_told_before_any_node_is_asked_and_in_json_with_json() {
         assert_eq!(answer["reply"], "error", "{args:?}: {out}");
         let error = answer["error"].as_str().expect("words");
         assert!(error.starts_with("no node is running"), "{args:?}: {error}");
+    }
+}
+
+#[test]
+fn hist_answers_of_all_clients_share_a_memory_budget() {
+    const CLIENTS: usize = 16;
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 11);
+    let mut node = net.node(1, &[]);
+    net.peer(100, 1)
+        .send_raw(&crate::support::fixture_bytes("history-100k.bin"));
+    assert!(node.wait_history_len(100_000));
+    let socket = socket2::SockAddr::unix(node.data_dir().join("control.sock")).expect("an address");
+    let watch = MemWatch::start(&node);
+    // Clients that ask for the whole history (about 8.7 MB as JSON) and
+    // read nothing for now.
+    let hogs: Vec<UnixStream> = (0..CLIENTS)
+        .map(|_| {
+            let hog = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)
+                .expect("a socket");
+            hog.set_recv_buffer_size(4096).expect("a small buffer");
+            hog.connect(&socket).expect("connecting");
+            let mut hog = UnixStream::from(hog);
+            hog.set_read_timeout(Some(WAIT)).expect("timeout");
+            hog.write_all(b"{\"command\":\"hist\",\"n\":100000}\n")
+                .expect("writing");
+            hog.shutdown(std::net::Shutdown::Write).expect("shutdown");
+            hog
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(3));
+    let mem = watch.finish();
+    // 16 answers would take 140 MB; at most 32 MiB wait, and one more
+    // answer beyond them.
+    assert!(
+        mem.growth_kb() < 100 << 10,
+        "the node grew by {} kB",
+        mem.growth_kb()
+    );
+    // Read now, every answer comes, the ones that waited too.
+    for mut hog in hogs {
+        let mut answer = String::new();
+        hog.read_to_string(&mut answer).expect("the whole answer");
+        let answer = json(&answer);
+        assert_eq!(answer["chats"].as_array().map(Vec::len), Some(100_000));
     }
 }

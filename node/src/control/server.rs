@@ -13,7 +13,11 @@
 //! down its side has its requests answered, and a follower keeps following
 //! until it hangs up. At most [`MAX_CLIENTS`] are served at once: a
 //! newcomer past them gets an error and is closed; of them, at most
-//! [`MAX_FOLLOWERS`] follow the history, so that requests find room. When the node stops,
+//! [`MAX_FOLLOWERS`] follow the history, so that requests find room. The
+//! memory held by answers is bounded for all clients together: a `hist`
+//! request waits (and its client's reading with it) while another `hist`
+//! is awaited from the node or [`MAX_QUEUED`] bytes of answers wait for
+//! clients. When the node stops,
 //! followers get a last event saying so ([`ControlServer::stop`]).
 
 use std::collections::{HashMap, VecDeque};
@@ -43,6 +47,13 @@ pub const MAX_BACKLOG: usize = 8 << 20;
 /// Bytes of answers waiting for a client past which its next requests
 /// wait too (a client that asks and never reads holds little).
 const MAX_UNREAD_ANSWERS: usize = 1 << 20;
+/// Bytes of answers waiting for all clients together past which no `hist`
+/// request is taken: it waits until they are read (or their clients
+/// dropped).
+pub const MAX_QUEUED: usize = 32 << 20;
+/// The capacity an emptied output buffer may keep; a larger one (left by a
+/// long answer) is freed.
+const KEEP_CAPACITY: usize = 64 << 10;
 /// Clients served at once: each may hold an answer of up to
 /// [`super::MAX_HIST`] chats, or [`MAX_BACKLOG`] bytes of followed history.
 pub const MAX_CLIENTS: usize = 32;
@@ -53,6 +64,16 @@ pub const MAX_FOLLOWERS: usize = MAX_CLIENTS - KEPT_FOR_REQUESTS;
 /// How long a stopping node tries to hand its followers what waits for
 /// them and the last event.
 const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// What the clients share, as it stands when one of them takes requests.
+#[derive(Debug, Clone, Copy)]
+struct Room {
+    /// One more client may follow the history ([`MAX_FOLLOWERS`]).
+    follow: bool,
+    /// A `hist` request may go to the node: none is awaited from it, and
+    /// less than [`MAX_QUEUED`] bytes wait for clients.
+    hist: bool,
+}
 
 /// The listening socket and its clients.
 pub struct ControlServer {
@@ -68,6 +89,11 @@ struct Client {
     output: VecDeque<u8>,
     /// A request was handed to the node and its answer is awaited.
     waiting: bool,
+    /// The awaited answer is a `hist`'s.
+    asked_hist: bool,
+    /// A `hist` request waits for [`Room::hist`]: it is the next line of
+    /// `input`.
+    paused: bool,
     /// After the awaited answer, send the history's changes.
     follow_next: bool,
     following: bool,
@@ -151,6 +177,8 @@ impl ControlServer {
                     input: Vec::new(),
                     output: VecDeque::new(),
                     waiting: false,
+                    asked_hist: false,
+                    paused: false,
                     follow_next: false,
                     following: false,
                     closing: false,
@@ -175,17 +203,45 @@ impl ControlServer {
         now: Instant,
         events: &mut Vec<Event>,
     ) {
-        let may_follow = self.may_follow();
-        let Some(client) = self.clients.get_mut(&token) else {
-            return;
-        };
-        client.hung_up |= hung_up;
-        let mut broken = client.pump(token, may_follow, events).is_err();
-        if client.flush(now).is_err() {
-            broken = true;
+        if let Some(client) = self.clients.get_mut(&token) {
+            client.hung_up |= hung_up;
         }
-        broken |= client.pump(token, may_follow, events).is_err();
+        self.round(registry, token, now, events);
+        self.resume_paused(registry, now, events);
+    }
+
+    /// Reads and writes what client `token` can now, then settles it.
+    fn round(&mut self, registry: &Registry, token: Token, now: Instant, events: &mut Vec<Event>) {
+        let mut broken = false;
+        // Twice: what is written may make room for more requests.
+        for _ in 0..2 {
+            let room = self.room();
+            let Some(client) = self.clients.get_mut(&token) else {
+                return;
+            };
+            broken |= client.pump(token, room, events).is_err();
+            broken |= client.flush(now).is_err();
+        }
         self.settle(registry, token, broken);
+    }
+
+    /// Clients whose `hist` request waits for room take it, as far as
+    /// room allows, oldest first: their sockets will not signal again for
+    /// what they sent already (mio is edge-triggered).
+    fn resume_paused(&mut self, registry: &Registry, now: Instant, events: &mut Vec<Event>) {
+        let mut paused: Vec<Token> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.paused)
+            .map(|(&t, _)| t)
+            .collect();
+        paused.sort_unstable();
+        for token in paused {
+            if !self.room().hist {
+                return;
+            }
+            self.round(registry, token, now, events);
+        }
     }
 
     /// The node's answer to client `id`'s request; more of its requests
@@ -199,18 +255,17 @@ impl ControlServer {
         events: &mut Vec<Event>,
     ) {
         let token = Token(id as usize);
-        let may_follow = self.may_follow();
-        let Some(client) = self.clients.get_mut(&token) else {
-            return;
-        };
-        client.send(reply);
-        client.waiting = false;
-        if std::mem::take(&mut client.follow_next) {
-            client.following = true;
+        if let Some(client) = self.clients.get_mut(&token) {
+            client.send(reply);
+            client.waiting = false;
+            client.asked_hist = false;
+            if std::mem::take(&mut client.follow_next) {
+                client.following = true;
+            }
+            self.round(registry, token, now, events);
         }
-        let mut broken = client.pump(token, may_follow, events).is_err();
-        broken |= client.flush(now).is_err();
-        self.settle(registry, token, broken);
+        // A `hist` answer came (its client gone or not): room for another.
+        self.resume_paused(registry, now, events);
     }
 
     /// A change of the history, for the clients following it.
@@ -235,8 +290,15 @@ impl ControlServer {
     }
 
     /// Drops clients whose answers have not moved for `timeout`, and idle
-    /// ones (see [`Client::stalled`]).
-    pub fn check_clocks(&mut self, registry: &Registry, now: Instant, timeout: Duration) {
+    /// ones (see [`Client::stalled`]); then lets the `hist` requests that
+    /// wait take the room made (their commands go to `events`).
+    pub fn check_clocks(
+        &mut self,
+        registry: &Registry,
+        now: Instant,
+        timeout: Duration,
+        events: &mut Vec<Event>,
+    ) {
         let stalled: Vec<Token> = self
             .clients
             .iter()
@@ -247,17 +309,22 @@ impl ControlServer {
             debug!("control client idle, or reads nothing: dropped");
             self.drop_client(registry, token);
         }
+        self.resume_paused(registry, now, events);
     }
 
-    /// Whether one more client may follow the history
-    /// ([`MAX_FOLLOWERS`]).
-    fn may_follow(&self) -> bool {
-        let followers = self
-            .clients
-            .values()
+    /// The room the clients leave each other now.
+    fn room(&self) -> Room {
+        let clients = self.clients.values();
+        let followers = clients
+            .clone()
             .filter(|c| c.following || c.follow_next)
             .count();
-        followers < MAX_FOLLOWERS
+        let queued: usize = clients.clone().map(|c| c.output.len()).sum();
+        let hist_awaited = clients.clone().any(|c| c.asked_hist);
+        Room {
+            follow: followers < MAX_FOLLOWERS,
+            hist: !hist_awaited && queued < MAX_QUEUED,
+        }
     }
 
     /// The node is stopping: removes the socket's file, so that no new
@@ -300,7 +367,7 @@ impl ControlServer {
         let Some(client) = self.clients.get_mut(&token) else {
             return;
         };
-        let sent_all = !client.waiting && client.output.is_empty();
+        let sent_all = !client.waiting && !client.paused && client.output.is_empty();
         let done = client.hung_up
             || (client.closing && sent_all && client.drained_all())
             || (client.eof && !client.following && sent_all);
@@ -353,10 +420,11 @@ impl Drop for ControlServer {
 impl Client {
     /// Whether the client is to be closed at `now`: nothing moved for
     /// `timeout` while answers wait for it (it reads nothing), or while it
-    /// is idle: it awaits no answer and follows nothing (a part of a line,
-    /// or the rest of an oversized one, is no request: it does not count).
+    /// is idle: it awaits no answer (from the node, or room for its
+    /// `hist`) and follows nothing (a part of a line, or the rest of an
+    /// oversized one, is no request: it does not count).
     fn stalled(&self, now: Instant, timeout: Duration) -> bool {
-        let idle = !self.waiting && !self.following;
+        let idle = !self.waiting && !self.paused && !self.following;
         (idle || !self.output.is_empty()) && now >= self.last_progress + timeout
     }
 
@@ -369,7 +437,7 @@ impl Client {
     /// stops while a request's length waits, and goes on as requests are
     /// taken (the socket says nothing more about bytes it already
     /// signalled). An error when the socket broke.
-    fn pump(&mut self, token: Token, may_follow: bool, events: &mut Vec<Event>) -> io::Result<()> {
+    fn pump(&mut self, token: Token, room: Room, events: &mut Vec<Event>) -> io::Result<()> {
         loop {
             self.fill()?;
             if self.closing {
@@ -377,7 +445,7 @@ impl Client {
                 return Ok(());
             }
             let before = self.input.len();
-            self.take_requests(token, may_follow, events);
+            self.take_requests(token, room, events);
             if self.input.len() == before || self.eof {
                 return Ok(());
             }
@@ -403,9 +471,9 @@ impl Client {
     }
 
     /// Parses whole request lines while no answer is awaited and the
-    /// client reads its answers; a followed `hist` is refused unless
-    /// `may_follow`.
-    fn take_requests(&mut self, token: Token, may_follow: bool, events: &mut Vec<Event>) {
+    /// client reads its answers; a followed `hist` is refused without
+    /// [`Room::follow`], and a `hist` waits for [`Room::hist`] (`paused`).
+    fn take_requests(&mut self, token: Token, room: Room, events: &mut Vec<Event>) {
         while !self.waiting
             && !self.closing
             && !self.following
@@ -429,28 +497,26 @@ impl Client {
                 }
                 return;
             };
-            let line: Vec<u8> = self.input.drain(..=end).collect();
-            let request = match Request::parse(&line) {
-                Ok(request) => request,
-                Err(error) => {
-                    self.send(&Reply::Error { error });
-                    continue;
-                }
-            };
-            let follow = matches!(request, Request::Hist { follow: true, .. });
-            if follow && !may_follow {
-                self.send(&Reply::Error {
-                    error: format!(
-                        "too many followers: {MAX_FOLLOWERS} clients follow the history at once \
-                         ({KEPT_FOR_REQUESTS} of the {MAX_CLIENTS} places are kept for requests); \
-                         try again later"
-                    ),
-                });
-                continue;
+            let request = Request::parse(&self.input[..=end]);
+            let hist = matches!(request, Ok(Request::Hist { .. }));
+            let follow = matches!(request, Ok(Request::Hist { follow: true, .. }));
+            let command = request.and_then(|request| match request {
+                _ if follow && !room.follow => Err(format!(
+                    "too many followers: {MAX_FOLLOWERS} clients follow the history at once \
+                     ({KEPT_FOR_REQUESTS} of the {MAX_CLIENTS} places are kept for requests); \
+                     try again later"
+                )),
+                request => request.command(),
+            });
+            self.paused = hist && command.is_ok() && !room.hist;
+            if self.paused {
+                return;
             }
-            match request.command() {
+            self.input.drain(..=end);
+            match command {
                 Ok(command) => {
                     self.waiting = true;
+                    self.asked_hist = hist;
                     self.follow_next = follow;
                     events.push(Event::Command {
                         from: Origin::Control(token.0 as u64),
@@ -481,6 +547,9 @@ impl Client {
                 Ok(n) => {
                     self.output.drain(..n);
                     self.last_progress = now;
+                    if self.output.is_empty() && self.output.capacity() > KEEP_CAPACITY {
+                        self.output = VecDeque::new();
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
