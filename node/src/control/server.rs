@@ -1,24 +1,25 @@
 //! The control socket's server side, inside the event loop: non-blocking,
 //! bounded per client. A request line longer than [`MAX_REQUEST`] gets an
-//! error and the connection closes (what the client sent is drained
-//! first, so that the close does not reset the connection and lose the
-//! error); a line that is no request gets an error and the next line is
-//! read; a client that reads nothing is closed when its answers have not
-//! moved for the read timeout, or when it follows the history and
-//! [`MAX_BACKLOG`] bytes wait for it; an idle client (that awaits no
-//! answer, follows nothing and has nothing waiting for it, though it may
-//! have sent part of a line) is closed after the read timeout too. Answers to one client come in the
-//! order of its requests: the next request is read once the previous one
-//! is answered, however many the client sent at once. A client that shuts
-//! down its side has its requests answered, and a follower keeps following
-//! until it hangs up. At most [`MAX_CLIENTS`] are served at once: a
-//! newcomer past them gets an error and is closed; of them, at most
-//! [`MAX_FOLLOWERS`] follow the history, so that requests find room. The
-//! memory held by answers is bounded for all clients together: a `hist`
-//! request waits (and its client's reading with it) while another `hist`
-//! is awaited from the node or [`MAX_QUEUED`] bytes of answers wait for
-//! clients. When the node stops,
-//! followers get a last event saying so ([`ControlServer::stop`]).
+//! error and the connection closes once what the client sends is drained
+//! (to its end of stream, [`MAX_DRAIN`] bytes, or the read timeout), so
+//! that the close does not reset the connection and lose the error; a
+//! line that is no request gets an error and the next line is read; a
+//! client that reads nothing is closed when its answers have not moved for
+//! the read timeout, or when it follows the history and [`MAX_BACKLOG`]
+//! bytes wait for it; an idle client (that awaits no answer, follows
+//! nothing and has nothing waiting for it, though it may have sent part of
+//! a line) is closed after the read timeout too. Answers to one client
+//! come in the order of its requests: the next request is read once the
+//! previous one is answered, however many the client sent at once. A
+//! client that shuts down its side has its requests answered, and a
+//! follower keeps following until it hangs up. At most [`MAX_CLIENTS`] are
+//! served at once: a newcomer past them gets an error and is closed; of
+//! them, at most [`MAX_FOLLOWERS`] follow the history, so that requests
+//! find room. The memory held by answers is bounded for all clients
+//! together: a `hist` request waits (and its client's reading with it)
+//! while another `hist` is awaited from the node or [`MAX_QUEUED`] bytes
+//! of answers wait for clients. When the node stops, followers get a last
+//! event saying so ([`ControlServer::stop`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs;
