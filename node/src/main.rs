@@ -73,7 +73,7 @@ fn main() -> ExitCode {
             };
             match data_dir_of(&node) {
                 Ok(dir) => control::client::run(&dir, &request, json),
-                Err(why) => fail(&why),
+                Err(why) => control::client::fail(&why, json, ExitCode::FAILURE),
             }
         }
         None => match run(node, TerminalGuard::save()) {

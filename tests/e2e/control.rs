@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use wire::{History, Message};
 
+use crate::support::observe::MemWatch;
 use crate::support::pty::PtyNode;
 use crate::support::{Net, Node, WAIT, node_command, poll, run_to_exit, shared_cpu};
 
@@ -171,10 +172,14 @@ fn the_client_subcommands_talk_to_the_running_node_and_read_a_stopped_one() {
         (Some(0), &Value::Array(vec![]))
     );
 
-    // A chat that cannot be sent: refused, exit 1.
-    let (code, out, _) = client(&node, &["chat", "caf\u{e9}"]);
-    assert_eq!(code, Some(1));
-    assert!(out.contains("non-ASCII byte (0xc3)"), "{out}");
+    // A chat that cannot be sent: refused before the node is asked, as a
+    // usage error (exit 2); the node refuses it in the same words.
+    let (code, _, err) = client(&node, &["chat", "caf\u{e9}"]);
+    assert_eq!(code, Some(2));
+    let words = "chat refused: a non-ASCII byte (0xc3) at byte 3; only printable ASCII can be sent";
+    assert_eq!(err.trim(), format!("node: {words}"));
+    let refused = node.ask(&serde_json::json!({"command": "chat", "text": "caf\u{e9}"}));
+    assert_eq!(refused["error"], words);
 
     // The node stops: status and hist read the data directory, chat and
     // peers fail.
@@ -195,6 +200,16 @@ fn the_client_subcommands_talk_to_the_running_node_and_read_a_stopped_one() {
     assert!(err.contains("not running"), "{err}");
     let (_, out, _) = client(&node, &["hist", "0"]);
     assert_eq!(out.trim(), "0 chats asked (the history holds 2)");
+    // At most 100,000 chats, as the running node answers.
+    let (code, out, _) = client(&node, &["hist", "100001"]);
+    assert_eq!(
+        (code, out.trim()),
+        (
+            Some(1),
+            "hist refused: 100001 chats asked, at most 100000 are sent in one answer; \
+             'node export' writes the whole history"
+        )
+    );
     for args in [&["chat", "x"][..], &["peers"]] {
         let (code, out, err) = client(&node, args);
         assert_eq!(code, Some(1), "{args:?}");
@@ -266,10 +281,19 @@ fn hist_follow_fails_when_the_node_goes_away_without_its_last_event() {
     node.chat("before");
     let follow = Following::start(&node, &["1"]);
     assert_eq!(follow.line(), "#0 before");
+    let follow_json = Following::start(&node, &["1", "--json"]);
+    assert_eq!(json(&follow_json.line())["reply"], "hist");
     node.sigkill();
     let (code, err) = follow.exit();
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("the node went away"), "{err}");
+    // With --json, the failure is the last JSON document on stdout.
+    let last = json(&follow_json.line());
+    let (code, err) = follow_json.exit();
+    assert_eq!((code, err.as_str()), (Some(1), ""));
+    assert_eq!(last["reply"], "error", "{last}");
+    let error = last["error"].as_str().expect("words");
+    assert!(error.starts_with("the node went away"), "{error}");
 }
 
 #[test]
@@ -337,45 +361,66 @@ fn clients_of_a_node_that_does_not_answer_give_up_in_bounded_time() {
     }
     node.signal(libc::SIGSTOP);
     let resume = Resume(&node);
-    // All at once, each waiting its own 10 s.
-    let started = Instant::now();
+    // All at once, each waiting its own 10 s (a chat 60 s).
+    let late = format!(
+        "the node at {} did not answer within",
+        node.data_dir().display()
+    );
+    let in_10_s = format!("{late} 10 s");
+    let chat_late = format!(
+        "{late} 60 s; the chat may still be saved and sent once the node goes on: \
+         check 'node hist' before sending it again"
+    );
     let asked: Vec<_> = [
-        &["status"][..],
-        &["peers", "--json"],
-        &["hist", "1", "--follow"],
+        (&["status"][..], &in_10_s, 10),
+        (&["peers", "--json"], &in_10_s, 10),
+        (&["hist", "1", "--follow"], &in_10_s, 10),
+        (&["chat", "sent", "late"], &chat_late, 60),
     ]
     .into_iter()
-    .map(|args| {
+    .map(|(args, want, secs)| {
         let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         all.extend(["--data-dir".into(), node.data_dir().display().to_string()]);
+        let want = want.clone();
         thread::spawn(move || {
-            let out = run_to_exit(&all, Duration::from_secs(40));
-            (
-                all,
-                out.status.code(),
-                String::from_utf8_lossy(&out.stderr).into_owned(),
-            )
+            let started = Instant::now();
+            let out = run_to_exit(&all, Duration::from_secs(secs + 30));
+            let waited = started.elapsed();
+            assert_eq!(out.status.code(), Some(1), "{all:?}");
+            // With --json, the failure is a JSON document on stdout.
+            let (told, quiet) = if all.iter().any(|a| a == "--json") {
+                let told = json(&String::from_utf8_lossy(&out.stdout));
+                assert_eq!(told["reply"], "error", "{all:?}: {told}");
+                (
+                    told["error"].as_str().unwrap_or("").to_string(),
+                    &out.stderr,
+                )
+            } else {
+                let told = String::from_utf8_lossy(&out.stderr);
+                let told = told.trim().strip_prefix("node: ").unwrap_or(told.trim());
+                (told.to_string(), &out.stdout)
+            };
+            assert_eq!(told, want, "{all:?}");
+            assert!(quiet.is_empty(), "{all:?}");
+            let secs = Duration::from_secs(secs);
+            assert!(
+                waited >= secs && waited < secs + Duration::from_secs(20),
+                "{all:?}: {waited:?}"
+            );
         })
     })
     .collect();
-    let want = format!(
-        "node: the node at {} did not answer within 10 s",
-        node.data_dir().display()
-    );
     for asked in asked {
-        let (args, code, err) = asked.join().expect("a client");
-        assert_eq!(code, Some(1), "{args:?}: {err}");
-        assert_eq!(err.trim(), want, "{args:?}");
+        asked.join().expect("a client that gave up in time");
     }
-    let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_secs(10) && waited < Duration::from_secs(30),
-        "{waited:?}"
-    );
     drop(resume);
-    // Resumed, the node answers again.
+    // Resumed, the node answers again, and the chat is sent after all.
     let (code, out, _) = client(&node, &["hist", "1"]);
-    assert_eq!((code, out.trim()), (Some(0), "#0 hello"));
+    assert_eq!(code, Some(0));
+    assert!(["#0 hello", "#1 sent late"].contains(&out.trim()), "{out}");
+    assert!(node.wait_history_len(2), "the late chat is mined");
+    let (_, out, _) = client(&node, &["hist", "1"]);
+    assert_eq!(out.trim(), "#1 sent late");
     node.sigkill();
 }
 
@@ -607,5 +652,220 @@ fn bad_clients_of_the_socket_get_an_error_and_stall_nothing() {
         // Dropped by the node: reading ends (what was queued, then EOF or
         // a reset), it does not block.
         let _ = hog.read_to_end(&mut sink);
+    }
+}
+
+/// A raw connection to the node's control socket, reads bounded by
+/// [`WAIT`].
+fn raw_client(node: &Node) -> UnixStream {
+    let stream = UnixStream::connect(node.data_dir().join("control.sock")).expect("connecting");
+    stream.set_read_timeout(Some(WAIT)).expect("timeout");
+    stream.set_write_timeout(Some(WAIT)).expect("timeout");
+    stream
+}
+
+/// The next line `reader` reads, as JSON.
+fn next_json(reader: &mut impl BufRead) -> Value {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a line");
+    json(&line)
+}
+
+#[test]
+fn idle_clients_are_closed_and_followers_leave_room_for_requests() {
+    const MAX_CLIENTS: usize = 32;
+    const MAX_FOLLOWERS: usize = 28;
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 9);
+    let mut node = net.node(1, &["--read-timeout", "4"]);
+    let follow = b"{\"command\":\"hist\",\"n\":0,\"follow\":true}\n";
+    let mut followers: Vec<BufReader<UnixStream>> = (0..MAX_FOLLOWERS)
+        .map(|_| {
+            let mut stream = raw_client(&node);
+            stream.write_all(follow).expect("writing");
+            let mut reader = BufReader::new(stream);
+            assert_eq!(next_json(&mut reader)["reply"], "hist");
+            reader
+        })
+        .collect();
+    // One follower more: refused, in words.
+    let mut extra = raw_client(&node);
+    extra.write_all(follow).expect("writing");
+    let refused = next_json(&mut BufReader::new(&extra));
+    assert_eq!(refused["reply"], "error", "{refused}");
+    let error = refused["error"].as_str().expect("words");
+    assert!(error.starts_with("too many followers: 28"), "{error}");
+    drop(extra);
+    // The places left taken by idle clients: one sends nothing, one part
+    // of a line.
+    let mut idle: Vec<UnixStream> = Vec::new();
+    let full = poll(WAIT, || {
+        while followers.len() + idle.len() < MAX_CLIENTS {
+            let mut stream = raw_client(&node);
+            if idle.is_empty() {
+                stream
+                    .write_all(b"{\"command\":\"sta")
+                    .expect("writing part of a line");
+            }
+            idle.push(stream);
+        }
+        let (code, out, _) = client(&node, &["status"]);
+        (code == Some(1) && out.contains("too many control clients")).then_some(())
+    });
+    assert!(full.is_some(), "32 clients did not fill the places");
+    // They are closed after the read timeout: requests are served again.
+    for stream in &mut idle {
+        let mut rest = Vec::new();
+        assert_eq!(stream.read_to_end(&mut rest).expect("the end"), 0);
+    }
+    let (code, out, err) = client(&node, &["status", "--json"]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert_eq!(json(&out)["reply"], "status");
+    // Followers are not idle: they follow on.
+    node.chat("still followed");
+    for follower in &mut followers {
+        let event = next_json(follower);
+        assert_eq!(event["text"], "still followed", "{event}");
+    }
+}
+
+#[test]
+fn an_oversized_request_is_drained_so_that_its_error_is_read() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 10);
+    let node = net.node(1, &["--read-timeout", "2"]);
+    let megabyte = vec![b'x'; 1 << 20];
+    // The client ends its stream, or sends nothing more: either way it
+    // reads the error and then a clean end of stream (no reset).
+    for shut_down in [true, false] {
+        let mut long = raw_client(&node);
+        long.write_all(&megabyte)
+            .expect("the node takes the whole line");
+        if shut_down {
+            long.shutdown(std::net::Shutdown::Write).expect("shutdown");
+        }
+        let mut answer = String::new();
+        long.read_to_string(&mut answer)
+            .expect("the error, then the end of the stream");
+        assert_eq!(
+            json(&answer)["error"],
+            "request longer than 65536 bytes; closing"
+        );
+    }
+}
+
+#[test]
+fn client_failures_are_told_before_any_node_is_asked_and_in_json_with_json() {
+    let _cpu = shared_cpu();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let dir = dir.path().join("none");
+    let dir = dir.display().to_string();
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--data-dir", &dir]);
+        let out = run_to_exit(&all, WAIT);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A text that cannot be sent: a usage error in the node's words, even
+    // with no node running.
+    let refused = [
+        (
+            &["chat", "caf\u{e9}"][..],
+            "chat refused: a non-ASCII byte (0xc3) at byte 3; only printable ASCII can be sent",
+        ),
+        (
+            &["chat", "a\u{7}b"],
+            "chat refused: a control character (0x07) at byte 1; only printable ASCII can be sent",
+        ),
+        (
+            &["chat", "  "],
+            "chat refused: the text is empty (usage: chat TEXT)",
+        ),
+        (
+            &["chat", &"a".repeat(256)],
+            "chat refused: the text is 256 bytes, the most is 255",
+        ),
+    ];
+    for (args, words) in refused {
+        let (code, out, err) = run(args);
+        assert_eq!((code, out.as_str()), (Some(2), ""), "{args:?}: {err}");
+        assert_eq!(err, format!("node: {words}\n"), "{args:?}");
+        let (code, out, err) = run(&[args, &["--json"]].concat());
+        assert_eq!((code, err.as_str()), (Some(2), ""), "{args:?}: {out}");
+        assert_eq!(
+            json(&out),
+            serde_json::json!({"reply": "error", "error": words})
+        );
+    }
+    // No node, no data directory: each fails with exit status 1; with
+    // --json, as one JSON document on stdout.
+    for args in [
+        &["status"][..],
+        &["hist"],
+        &["hist", "3", "--follow"],
+        &["peers"],
+        &["chat", "hello"],
+    ] {
+        let (code, out, err) = run(args);
+        assert_eq!((code, out.as_str()), (Some(1), ""), "{args:?}: {err}");
+        assert!(
+            err.starts_with("node: no node is running"),
+            "{args:?}: {err}"
+        );
+        let (code, out, err) = run(&[args, &["--json"]].concat());
+        assert_eq!((code, err.as_str()), (Some(1), ""), "{args:?}: {out}");
+        let answer = json(&out);
+        assert_eq!(answer["reply"], "error", "{args:?}: {out}");
+        let error = answer["error"].as_str().expect("words");
+        assert!(error.starts_with("no node is running"), "{args:?}: {error}");
+    }
+}
+
+#[test]
+fn hist_answers_of_all_clients_share_a_memory_budget() {
+    const CLIENTS: usize = 16;
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 11);
+    let mut node = net.node(1, &[]);
+    net.peer(100, 1)
+        .send_raw(&crate::support::fixture_bytes("history-100k.bin"));
+    assert!(node.wait_history_len(100_000));
+    let socket = socket2::SockAddr::unix(node.data_dir().join("control.sock")).expect("an address");
+    let watch = MemWatch::start(&node);
+    // Clients that ask for the whole history (about 8.7 MB as JSON) and
+    // read nothing for now.
+    let hogs: Vec<UnixStream> = (0..CLIENTS)
+        .map(|_| {
+            let hog = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)
+                .expect("a socket");
+            hog.set_recv_buffer_size(4096).expect("a small buffer");
+            hog.connect(&socket).expect("connecting");
+            let mut hog = UnixStream::from(hog);
+            hog.set_read_timeout(Some(WAIT)).expect("timeout");
+            hog.write_all(b"{\"command\":\"hist\",\"n\":100000}\n")
+                .expect("writing");
+            hog.shutdown(std::net::Shutdown::Write).expect("shutdown");
+            hog
+        })
+        .collect();
+    thread::sleep(Duration::from_secs(3));
+    let mem = watch.finish();
+    // 16 answers would take 140 MB; at most 32 MiB wait, and one more
+    // answer beyond them.
+    assert!(
+        mem.growth_kb() < 100 << 10,
+        "the node grew by {} kB",
+        mem.growth_kb()
+    );
+    // Read now, every answer comes, the ones that waited too.
+    for mut hog in hogs {
+        let mut answer = String::new();
+        hog.read_to_string(&mut answer).expect("the whole answer");
+        let answer = json(&answer);
+        assert_eq!(answer["chats"].as_array().map(Vec::len), Some(100_000));
     }
 }

@@ -3,7 +3,10 @@
 //! that owns the data directory, through its control socket; with no node
 //! running, `status` and `hist` read the data directory itself and say so,
 //! and `peers` and `chat` fail (exit status 1). A node that does not answer
-//! in time (stopped, or stuck) fails them too: see [`ANSWER_WAIT`].
+//! in time (stopped, or stuck) fails them too: see [`ANSWER_WAIT`]. A chat
+//! that cannot be sent is refused before the node is asked (exit status
+//! 2). With `--json`, every outcome is one JSON document on stdout, a
+//! failure an `error` reply ([`fail`]).
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -18,6 +21,7 @@ use socket2::{Domain, SockAddr, Socket, Type};
 use super::{Request, SOCKET_FILE};
 use crate::protocol::{Line, Reply};
 use crate::store;
+use crate::text::chat_text;
 
 /// How long a request waits for its answer, connecting and sending
 /// included, before the client gives up (exit status 1); for a followed
@@ -30,40 +34,38 @@ pub const CHAT_WAIT: Duration = Duration::from_secs(60);
 /// connection yet (its queue of them is full).
 const CONNECT_RETRY: Duration = Duration::from_millis(20);
 
+/// Exit status of a usage error: a bad flag or argument, or a chat that
+/// cannot be sent.
+pub const USAGE: u8 = 2;
+
 /// Runs `request` against the node of data directory `dir`, printing the
-/// answer as text, or as the JSON document itself with `json`.
+/// answer as text, or as the JSON document itself with `json`. A chat
+/// whose text cannot be sent is refused first, in the node's words (exit
+/// status [`USAGE`]).
 pub fn run(dir: &Path, request: &Request, json: bool) -> ExitCode {
+    if let Request::Chat { text } = request
+        && let Err(why) = chat_text(text.as_bytes())
+    {
+        return fail(&why.to_string(), json, ExitCode::from(USAGE));
+    }
     let mut out = io::stdout().lock();
     let wait = match request {
         Request::Chat { .. } => CHAT_WAIT,
         _ => ANSWER_WAIT,
     };
     let deadline = Instant::now() + wait;
-    let late = format!(
-        "the node at {} did not answer within {} s",
-        dir.display(),
-        wait.as_secs()
-    );
     let answer = match connect(&dir.join(SOCKET_FILE), deadline) {
         Ok(stream) => ask(&stream, request, json, &mut out, deadline).map_err(|e| match e {
-            Failure::Late => late,
+            Failure::Late => late(dir, request, wait, true),
             Failure::Broken(why) => why,
         }),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(late),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(late(dir, request, wait, false)),
         Err(e) => offline(dir, request, &e),
     };
     match answer {
         Ok(Some(reply)) => {
             let failed = matches!(reply, Reply::Error { .. } | Reply::NotSaved { .. });
-            let _ = if json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&reply).expect("replies serialize")
-                )
-            } else {
-                writeln!(out, "{reply}")
-            };
+            print_reply(&mut out, &reply, json);
             if failed {
                 ExitCode::FAILURE
             } else {
@@ -72,9 +74,57 @@ pub fn run(dir: &Path, request: &Request, json: bool) -> ExitCode {
         }
         Ok(None) => ExitCode::SUCCESS,
         Err(why) => {
-            let _ = writeln!(io::stderr(), "node: {why}");
-            ExitCode::FAILURE
+            drop(out);
+            fail(&why, json, ExitCode::FAILURE)
         }
+    }
+}
+
+/// Says why a client subcommand failed and returns `status`: with `json`,
+/// as an `error` reply on stdout (one JSON document, as every answer);
+/// otherwise as `node: WHY` on stderr.
+pub fn fail(why: &str, json: bool, status: ExitCode) -> ExitCode {
+    if json {
+        let error = Reply::Error {
+            error: why.to_string(),
+        };
+        print_reply(&mut io::stdout().lock(), &error, true);
+    } else {
+        let _ = writeln!(io::stderr(), "node: {why}");
+    }
+    status
+}
+
+/// Prints `reply` as text, or as its JSON document with `json` (a closed
+/// stdout is no reason to fail).
+fn print_reply(out: &mut dyn Write, reply: &Reply, json: bool) {
+    let _ = if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::to_string(reply).expect("replies serialize")
+        )
+    } else {
+        writeln!(out, "{reply}")
+    };
+}
+
+/// Why a client gives up on a node that did not answer `request` within
+/// `wait`. When it was `sent` (the node may have it, and carry it out once
+/// it goes on), a chat may still be sent: the user is told to look before
+/// sending it again.
+fn late(dir: &Path, request: &Request, wait: Duration, sent: bool) -> String {
+    let why = format!(
+        "the node at {} did not answer within {} s",
+        dir.display(),
+        wait.as_secs()
+    );
+    match request {
+        Request::Chat { .. } if sent => format!(
+            "{why}; the chat may still be saved and sent once the node goes on: \
+             check 'node hist' before sending it again"
+        ),
+        _ => why,
     }
 }
 
@@ -241,8 +291,12 @@ fn follow(
     }
 }
 
-/// With no node running: `status` and `hist` from the data directory.
+/// With no node running: `status` and `hist` from the data directory,
+/// refused in the node's words when the node would refuse them.
 fn offline(dir: &Path, request: &Request, why: &io::Error) -> Result<Option<Reply>, String> {
+    if let Err(error) = request.command() {
+        return Ok(Some(Reply::Error { error }));
+    }
     let not_running = || {
         format!(
             "no node is running with data directory {} ({}: {why})",

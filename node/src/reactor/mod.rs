@@ -268,9 +268,14 @@ impl Reactor {
                 next_tick = now + TICK;
                 self.check_clocks(now);
                 let registry = self.poll.registry();
-                self.workers
-                    .control
-                    .check_clocks(registry, now, self.limits.read_timeout);
+                let mut commands = Vec::new();
+                self.workers.control.check_clocks(
+                    registry,
+                    now,
+                    self.limits.read_timeout,
+                    &mut commands,
+                );
+                self.events.extend(commands);
                 self.events.push_back(Event::Tick);
             }
             self.settle(now);
