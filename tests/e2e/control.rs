@@ -443,9 +443,10 @@ fn the_socket_serves_a_bounded_number_of_clients_and_chats() {
     let open = || {
         let mut stream = UnixStream::connect(&socket).expect("connecting");
         stream.set_read_timeout(Some(WAIT)).expect("timeout");
-        stream
-            .write_all(&[&status[..], b"\n"].concat())
-            .expect("writing");
+        // A client past the limit may be refused and closed before its
+        // request goes (a broken pipe): the refusal is read all the same,
+        // as `node status` does.
+        let _ = stream.write_all(&[&status[..], b"\n"].concat());
         stream
     };
     let mut held: Vec<UnixStream> = (0..MAX_CLIENTS)
