@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::text::chat_text;
+use crate::text::{chat_text, printable};
 
 /// The default number of chats `hist` shows.
 pub const DEFAULT_HIST: usize = 20;
@@ -145,7 +145,7 @@ pub fn parse(line: &[u8]) -> Result<Option<Command>, BadCommand> {
         } else {
             Err(BadCommand(format!(
                 "'{}' takes no argument",
-                String::from_utf8_lossy(word)
+                printable(word)
             )))
         }
     };
@@ -173,14 +173,14 @@ pub fn parse(line: &[u8]) -> Result<Option<Command>, BadCommand> {
                 .ok_or_else(|| {
                     BadCommand(format!(
                         "no command '{}'; type 'help' for the list",
-                        String::from_utf8_lossy(name).escape_default()
+                        printable(name)
                     ))
                 }),
         },
         b"quit" | b"exit" => no_argument(Command::Quit),
         _ => Err(BadCommand(format!(
             "unknown command '{}'; type 'help'",
-            String::from_utf8_lossy(word).escape_default()
+            printable(word)
         ))),
     }
 }
@@ -228,6 +228,23 @@ mod tests {
                 .0
                 .contains("unknown command 'mine'")
         );
+    }
+
+    /// Bytes that cannot be shown are escaped as everywhere else (`\x00`,
+    /// `\xc3`), not in Rust's `\u{0}` form.
+    #[test]
+    fn what_is_refused_is_shown_escaped_as_everywhere() {
+        let refused = |line: &[u8]| parse(line).unwrap_err().0;
+        assert_eq!(
+            refused(b"status\0"),
+            "unknown command 'status\\x00'; type 'help'"
+        );
+        assert_eq!(
+            refused(b"caf\xc3\xa9"),
+            "unknown command 'caf\\xc3\\xa9'; type 'help'"
+        );
+        assert_eq!(refused(b"peers \x1b"), "'peers' takes no argument");
+        assert!(refused(b"help \x07").contains("no command '\\x07'"));
     }
 
     #[test]
