@@ -181,8 +181,8 @@ pub struct NodeArgs {
     pub max_connecting: usize,
 
     /// Level of the node's log (connection and protocol events): error,
-    /// warn, info, debug or trace. On stderr (above the prompt on a
-    /// terminal), or in --log-file.
+    /// warn, info, debug, trace, or off for none. On stderr (above the
+    /// prompt on a terminal), or in --log-file.
     #[arg(long, value_name = "LEVEL", env = "NODE_LOG", default_value = "warn", value_parser = parse_log_level)]
     pub log: log::LevelFilter,
 

@@ -133,11 +133,15 @@ fn start_log(args: &NodeArgs) -> Result<LogSink, String> {
 }
 
 /// The `--peer` addresses, and the host names to resolve later (each
-/// said at the default log level, with when it is tried again).
-fn split_peers(peers: Vec<PeerArg>) -> (Vec<Ipv4Addr>, Vec<ResolvingRow>) {
+/// said at the default log level, with when it is tried again); a peer
+/// that is `bind` itself is said and left out.
+fn split_peers(peers: Vec<PeerArg>, bind: Ipv4Addr) -> (Vec<Ipv4Addr>, Vec<ResolvingRow>) {
     let (mut bootstrap, mut unresolved) = (Vec::new(), Vec::new());
     for peer in peers {
         match peer {
+            PeerArg::Addr(addr) if addr == bind => {
+                warn!("--peer {addr} is this node's own address (--bind): not dialed");
+            }
             PeerArg::Addr(addr) => bootstrap.push(addr),
             PeerArg::Later { name, reason } => {
                 warn!(
@@ -186,7 +190,7 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let mut pool = ChunkPool::new();
     history.share_chunks(&mut pool);
     let own = OwnChats::restore(recovered.own, &history);
-    let (bootstrap, unresolved) = split_peers(args.peers);
+    let (bootstrap, unresolved) = split_peers(args.peers, args.bind);
     say(&format!(
         "listening on {}:{}; {} chats in the history, {} pending; data in {}",
         args.bind,

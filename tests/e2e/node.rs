@@ -679,16 +679,20 @@ fn a_peer_list_with_our_own_address_and_duplicates_connects_once_to_each_other_n
 
 /// A bootstrap peer nobody answers at: said once at the default log level,
 /// with when it is tried again; `peers` lists it among the addresses still
-/// tried; a limit that refuses a message is said with the flag that raises
-/// it.
+/// tried; a `--peer` that is the node's own address is said and not
+/// dialed; a limit that refuses a message is said with the flag that
+/// raises it.
 #[test]
 fn what_is_wrong_is_said_once_at_the_default_level() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 12);
     let absent = net.addr(50);
+    let own = net.addr(1).to_string();
     let mut node = net.node(
         1,
         &[
+            "--peer",
+            &own,
             "--peer",
             &absent.to_string(),
             "--log",
@@ -715,6 +719,9 @@ fn what_is_wrong_is_said_once_at_the_default_level() {
         .and_then(|rows| rows.iter().find(|r| r["addr"] == absent.to_string()))
         .unwrap_or_else(|| panic!("{absent} not among the addresses tried: {peers}"));
     assert!(row["failures"].as_u64() >= Some(2), "{row}");
+    let itself = format!("--peer {own} is this node's own address (--bind): not dialed");
+    assert!(node.stderr().contains(&itself), "{}", node.stderr());
+    assert_eq!(peers["dialing"].as_array().map(Vec::len), Some(1), "{peers}");
 
     // A PeerList of 2,000 addresses (8,005 bytes) over --max-message 4KiB.
     let mut peer = net.peer(100, 1);
