@@ -7,6 +7,7 @@ mod inbox;
 mod intake;
 mod log_limit;
 mod offline;
+mod open_files;
 mod prompt;
 mod protocol;
 mod reactor;
@@ -163,6 +164,7 @@ fn split_peers(peers: Vec<PeerArg>, bind: Ipv4Addr) -> (Vec<Ipv4Addr>, Vec<Resol
 
 fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let log_sink = start_log(&args)?;
+    let max_inbound = open_files::fit(args.max_inbound);
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -237,7 +239,7 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let limits = Limits {
         read_timeout: args.read_timeout,
         max_message: args.max_message,
-        max_inbound: args.max_inbound,
+        max_inbound,
         max_buffered: args.max_buffered,
     };
     let reactor = Reactor::new(poll, listener, inbox, node, workers, endpoint, limits, pool)

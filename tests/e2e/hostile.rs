@@ -1132,3 +1132,43 @@ fn peer_list_poisoning_does_not_stall_the_node_and_dials_are_capped() {
         &answers,
     );
 }
+
+/// Under a low open-file limit (`ulimit -n 64`) with `--max-inbound 128`,
+/// the node lowers its inbound bound to fit, and says so; a hundred idle
+/// connections then cannot take its last descriptors: an honest peer is
+/// answered and the control socket serves `status`. (Before, `accept`
+/// failed for want of descriptors and the node could not be reached,
+/// not even on its control socket.)
+#[test]
+fn a_connection_flood_under_a_low_open_file_limit_leaves_the_node_reachable() {
+    const OPEN_FILES: u64 = 64;
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 8);
+    let node = Node::start_with_open_files(
+        net.addr(1),
+        net.port(),
+        &["--max-inbound", "128"],
+        OPEN_FILES,
+    );
+    let lowered = "--max-inbound 128 lowered to 5: the open-file limit is 64";
+    assert!(node.stderr().contains(lowered), "{}", node.stderr());
+    let idle: Vec<TcpStream> = (0..100u8)
+        .filter_map(|i| connect_from(net.addr(100 + i), node_addr(&net), plain).ok())
+        .collect();
+    thread::sleep(Duration::from_millis(500));
+    let status = node.ask(&serde_json::json!({"command": "status"}));
+    assert_eq!(status["reply"], "status", "{status}");
+    let mut honest = net.peer(HONEST, 1);
+    honest.send(&Message::PeerRequest);
+    let answered = honest.recv_until(WAIT, |m| matches!(m, Message::PeerList(_)));
+    assert!(
+        answered.is_some(),
+        "{} idle connections: the honest peer got no PeerList; stderr:\n{}",
+        idle.len(),
+        node.stderr()
+    );
+    println!(
+        "open files {OPEN_FILES}: {lowered}; {} idle connections, then status and an honest PeerRequest answered",
+        idle.len()
+    );
+}

@@ -721,7 +721,11 @@ fn what_is_wrong_is_said_once_at_the_default_level() {
     assert!(row["failures"].as_u64() >= Some(2), "{row}");
     let itself = format!("--peer {own} is this node's own address (--bind): not dialed");
     assert!(node.stderr().contains(&itself), "{}", node.stderr());
-    assert_eq!(peers["dialing"].as_array().map(Vec::len), Some(1), "{peers}");
+    assert_eq!(
+        peers["dialing"].as_array().map(Vec::len),
+        Some(1),
+        "{peers}"
+    );
 
     // A PeerList of 2,000 addresses (8,005 bytes) over --max-message 4KiB.
     let mut peer = net.peer(100, 1);

@@ -129,12 +129,29 @@ pub struct Node {
     /// The current run's stdout has ended and every line is in `seen`.
     stdout_done: Arc<AtomicBool>,
     runs: usize,
+    /// The open-file limit (soft and hard) it runs under, if one is set.
+    open_files: Option<u64>,
 }
 
 impl Node {
     /// Starts a node with a fresh, empty data directory and waits for its
     /// `listening on` line (panics, with its stderr, if it does not come).
     pub fn start(addr: Ipv4Addr, port: u16, args: &[&str]) -> Node {
+        Node::start_with(addr, port, args, None)
+    }
+
+    /// [`Node::start`], under an open-file limit of `open_files` (soft and
+    /// hard, as `ulimit -n` in a shell that then runs it).
+    pub fn start_with_open_files(
+        addr: Ipv4Addr,
+        port: u16,
+        args: &[&str],
+        open_files: u64,
+    ) -> Node {
+        Node::start_with(addr, port, args, Some(open_files))
+    }
+
+    fn start_with(addr: Ipv4Addr, port: u16, args: &[&str], open_files: Option<u64>) -> Node {
         let dir = tempfile::Builder::new()
             .prefix("node-e2e-")
             .tempdir()
@@ -152,6 +169,7 @@ impl Node {
             seen: Arc::default(),
             stdout_done: Arc::default(),
             runs: 0,
+            open_files,
         };
         node.spawn();
         node
@@ -212,7 +230,25 @@ impl Node {
         );
         self.runs += 1;
         let stderr = fs::File::create(self.stderr_path(self.runs)).expect("creating stderr log");
-        let mut child = node_command()
+        let mut command = node_command();
+        if let Some(open_files) = self.open_files {
+            let limit = libc::rlimit {
+                rlim_cur: open_files,
+                rlim_max: open_files,
+            };
+            // SAFETY: setrlimit(2) only, with a valid rlimit;
+            // async-signal-safe in the forked child.
+            unsafe {
+                command.pre_exec(move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
+        let mut child = command
             .arg("--bind")
             .arg(self.addr.to_string())
             .arg("--port")
