@@ -342,6 +342,17 @@ impl HalfClosed {
     }
 }
 
+/// A plain client connection from `from` to `to`, its writes bounded by
+/// [`WAIT`]. Panics if it cannot connect.
+fn client(from: Ipv4Addr, to: SocketAddrV4) -> TcpStream {
+    let stream = connect_from(from, to, super::plain)
+        .unwrap_or_else(|e| panic!("connecting {from} -> {to}: {e}"));
+    stream
+        .set_write_timeout(Some(WAIT))
+        .expect("a write timeout");
+    stream
+}
+
 /// A netcat-style client: connects from `from` to `to`, sends `bytes`
 /// (requests, a pushed archive), waits `pause`, shuts down its write side,
 /// and reads for at most `read_for`, until the other side closes. Without
@@ -356,11 +367,7 @@ pub fn half_close(
     pause: Duration,
     read_for: Duration,
 ) -> HalfClosed {
-    let mut stream = connect_from(from, to, super::plain)
-        .unwrap_or_else(|e| panic!("connecting {from} -> {to}: {e}"));
-    stream
-        .set_write_timeout(Some(WAIT))
-        .expect("a write timeout");
+    let mut stream = client(from, to);
     let together = pause.is_zero();
     if together {
         set_option(&stream, libc::IPPROTO_TCP, libc::TCP_CORK, 1).expect("TCP_CORK");
@@ -396,11 +403,7 @@ pub fn garbage_after(
     junk: usize,
     read_for: Duration,
 ) -> HalfClosed {
-    let mut stream = connect_from(from, to, super::plain)
-        .unwrap_or_else(|e| panic!("connecting {from} -> {to}: {e}"));
-    stream
-        .set_write_timeout(Some(WAIT))
-        .expect("a write timeout");
+    let mut stream = client(from, to);
     stream
         .write_all(bytes)
         .unwrap_or_else(|e| panic!("{from} -> {to}: write failed: {e}"));
