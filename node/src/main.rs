@@ -164,7 +164,7 @@ fn split_peers(peers: Vec<PeerArg>, bind: Ipv4Addr) -> (Vec<Ipv4Addr>, Vec<Resol
 
 fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let log_sink = start_log(&args)?;
-    let max_inbound = open_files::fit(args.max_inbound);
+    let budget = open_files::fit(args.max_inbound);
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -207,6 +207,7 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
         bootstrap,
         unresolved: unresolved.clone(),
         max_connecting: args.max_connecting,
+        max_outbound: budget.max_outbound,
         threads,
         data_dir: data_dir.display().to_string(),
     };
@@ -239,7 +240,7 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let limits = Limits {
         read_timeout: args.read_timeout,
         max_message: args.max_message,
-        max_inbound,
+        max_inbound: budget.max_inbound,
         max_buffered: args.max_buffered,
     };
     let reactor = Reactor::new(poll, listener, inbox, node, workers, endpoint, limits, pool)

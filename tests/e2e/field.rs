@@ -820,6 +820,39 @@ fn requests_before_garbage_are_answered_then_told_why_and_closed_cleanly() {
     row("3 replies before garbage", TEST, &seen.join("; "));
 }
 
+/// A peer that asks for the 100k history 30 times and never reads: the
+/// node gives up on it at the read timeout, and `status` counts as sent
+/// only what went: no whole archive, and the bytes the sockets took.
+#[test]
+fn archives_a_peer_never_reads_are_not_counted_as_sent() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 8);
+    let archive = fixture_bytes("history-100k.bin");
+    let mut node = node_holding(&net, 1, &["--read-timeout", "2"], &archive, 100_000);
+    let sent = |node: &mut Node| {
+        let sent = &node.status()["sent"];
+        (
+            sent["archives"].as_u64().unwrap(),
+            sent["bytes"].as_u64().unwrap(),
+        )
+    };
+    let before = sent(&mut node);
+    let holder = half_close_and_hold(net.addr(100), at(&net, 1), &[0x03; 30]);
+    // Counted as they are queued; taken back once the connection is gone.
+    let settled = poll(WAIT, || {
+        let now = sent(&mut node);
+        (now.0 == before.0).then_some(now)
+    });
+    drop(holder);
+    let after = settled.unwrap_or_else(|| sent(&mut node));
+    let (archives, bytes) = (after.0 - before.0, after.1 - before.1);
+    println!("30 x 03, never read: status: {archives} archives, {bytes} bytes sent");
+    assert!(
+        settled.is_some() && bytes < archive.len() as u64,
+        "{archives} archives and {bytes} bytes counted as sent, {WAIT:?} after a peer that read nothing asked"
+    );
+}
+
 /// Half-closed peers that never read keep the node writing its reply
 /// until the read timeout; in a flood, at most `--max-inbound` of them keep
 /// a socket of the node's, the oldest giving way.

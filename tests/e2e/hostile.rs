@@ -1135,10 +1135,12 @@ fn peer_list_poisoning_does_not_stall_the_node_and_dials_are_capped() {
 
 /// Under a low open-file limit (`ulimit -n 64`) with `--max-inbound 128`,
 /// the node lowers its inbound bound to fit, and says so; a hundred idle
-/// connections then cannot take its last descriptors: an honest peer is
-/// answered and the control socket serves `status`. (Before, `accept`
-/// failed for want of descriptors and the node could not be reached,
-/// not even on its control socket.)
+/// connections then cannot take its last descriptors, nor can a PeerList
+/// naming 150 listening peers that accept and say nothing (the node dials
+/// at most what the limit leaves for outbound connections): an honest
+/// peer is answered and the control socket serves `status`. (Before,
+/// `accept` failed for want of descriptors and the node could not be
+/// reached, not even on its control socket.)
 #[test]
 fn a_connection_flood_under_a_low_open_file_limit_leaves_the_node_reachable() {
     const OPEN_FILES: u64 = 64;
@@ -1151,24 +1153,57 @@ fn a_connection_flood_under_a_low_open_file_limit_leaves_the_node_reachable() {
         OPEN_FILES,
     );
     let lowered = "--max-inbound 128 lowered to 5: the open-file limit is 64";
-    assert!(node.stderr().contains(lowered), "{}", node.stderr());
+    let outbound = "outbound connections at most 6";
+    let said = node.stderr();
+    assert!(said.contains(lowered) && said.contains(outbound), "{said}");
+    let reachable = |honest: &mut support::Peer, what: &str| {
+        let status = node.ask(&serde_json::json!({"command": "status"}));
+        assert_eq!(status["reply"], "status", "{what}: {status}");
+        honest.send(&Message::PeerRequest);
+        let answered = honest.recv_until(WAIT, |m| matches!(m, Message::PeerList(_)));
+        assert!(
+            answered.is_some(),
+            "{what}: the honest peer got no PeerList; stderr:\n{}",
+            node.stderr()
+        );
+    };
+    let mut honest = net.peer(HONEST, 1);
+
+    // 150 listening peers that never accept (the kernel completes their
+    // handshakes) nor say anything, named in a PeerList.
+    let silent: Vec<TcpListener> = (1..=150u8)
+        .map(|i| {
+            let addr = SocketAddrV4::new(Ipv4Addr::new(127, FILE, 9, i), net.port());
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("listening on {addr}: {e}"))
+        })
+        .collect();
+    let named = silent
+        .iter()
+        .map(|l| match l.local_addr() {
+            Ok(SocketAddr::V4(a)) => *a.ip(),
+            other => panic!("a listener's address: {other:?}"),
+        })
+        .collect();
+    honest.send(&Message::PeerList(named));
+    thread::sleep(Duration::from_secs(2));
+    let peers = node.ask(&serde_json::json!({"command": "peers"}));
+    let dialed = peers["peers"].as_array().map_or(0, |rows| {
+        rows.iter().filter(|r| r["direction"] == "outbound").count()
+    });
+    assert!(
+        (1..=6).contains(&dialed),
+        "{dialed} outbound connections of the 150 named: {peers}"
+    );
+    reachable(&mut honest, "after a PeerList of 150 silent listeners");
+
+    // Then a hundred idle inbound connections.
     let idle: Vec<TcpStream> = (0..100u8)
         .filter_map(|i| connect_from(net.addr(100 + i), node_addr(&net), plain).ok())
         .collect();
     thread::sleep(Duration::from_millis(500));
-    let status = node.ask(&serde_json::json!({"command": "status"}));
-    assert_eq!(status["reply"], "status", "{status}");
-    let mut honest = net.peer(HONEST, 1);
-    honest.send(&Message::PeerRequest);
-    let answered = honest.recv_until(WAIT, |m| matches!(m, Message::PeerList(_)));
-    assert!(
-        answered.is_some(),
-        "{} idle connections: the honest peer got no PeerList; stderr:\n{}",
-        idle.len(),
-        node.stderr()
-    );
+    reachable(&mut honest, "after 100 idle connections");
     println!(
-        "open files {OPEN_FILES}: {lowered}; {} idle connections, then status and an honest PeerRequest answered",
+        "open files {OPEN_FILES}: {lowered}, {outbound}; {dialed} of 150 named silent listeners dialed, then {} idle connections; status and an honest PeerRequest answered each time",
         idle.len()
     );
 }

@@ -348,16 +348,18 @@ impl AddressBook {
             .is_none_or(|k| !k.wanted && !k.listening)
     }
 
-    /// Addresses to dial now, within the in-flight cap; those not known to
-    /// listen within the discovery rate too.
-    pub fn next_dials(&mut self, now: Instant) -> Vec<Ipv4Addr> {
+    /// Addresses to dial now, within the in-flight cap and `room` (the
+    /// outbound connections that may still open, dials in flight
+    /// included); those not known to listen within the discovery rate
+    /// too.
+    pub fn next_dials(&mut self, now: Instant, room: usize) -> Vec<Ipv4Addr> {
         let since = self
             .tokens_at
             .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
         self.tokens = (self.tokens + since.as_secs_f64() * DISCOVERY_PER_SEC).min(DISCOVERY_BURST);
         self.tokens_at = Some(now);
         let mut dials = Vec::new();
-        while self.connecting.len() < self.max_connecting {
+        while self.connecting.len() < self.max_connecting.min(room) {
             let Some(at) = self
                 .queue
                 .iter()
@@ -449,12 +451,12 @@ mod tests {
             book.offer(ip(last), false, now);
         }
         book.offer(Ipv4Addr::UNSPECIFIED, false, now);
-        assert_eq!(book.next_dials(now), [ip(2), ip(3)]);
-        assert_eq!(book.next_dials(now), Vec::<Ipv4Addr>::new());
+        assert_eq!(book.next_dials(now, usize::MAX), [ip(2), ip(3)]);
+        assert_eq!(book.next_dials(now, usize::MAX), Vec::<Ipv4Addr>::new());
         book.dial_failed(ip(2), now, false);
-        assert_eq!(book.next_dials(now), [ip(4)]);
+        assert_eq!(book.next_dials(now, usize::MAX), [ip(4)]);
         book.dial_succeeded(ip(3));
-        assert_eq!(book.next_dials(now), [ip(5)]);
+        assert_eq!(book.next_dials(now, usize::MAX), [ip(5)]);
         assert!(book.is_listening(ip(3)));
         assert!(!book.is_listening(ip(4)));
     }
@@ -478,7 +480,7 @@ mod tests {
                 book.offer(alias(offered), false, now);
                 offered += 1;
             }
-            for addr in book.next_dials(now) {
+            for addr in book.next_dials(now, usize::MAX) {
                 dialed.push((now, addr));
                 if addr != ip(2) {
                     book.mark_own(addr);
@@ -506,7 +508,7 @@ mod tests {
             book.offer(alias(offered + more), false, now);
         }
         assert_eq!(
-            book.next_dials(now + Duration::from_secs(60)),
+            book.next_dials(now + Duration::from_secs(60), usize::MAX),
             Vec::<Ipv4Addr>::new(),
             "aliases still dialed after the bound ({aliases} so far, the last at {:?})",
             last - start
@@ -519,10 +521,10 @@ mod tests {
         let mut book = AddressBook::new(ip(1), &[], 8, 1);
         book.probe(ip(2), now);
         book.probe(ip(2), now);
-        assert_eq!(book.next_dials(now), [ip(2)]);
+        assert_eq!(book.next_dials(now, usize::MAX), [ip(2)]);
         book.dial_failed(ip(2), now, false);
         book.probe(ip(2), now + Duration::from_secs(600));
-        assert_eq!(book.next_dials(now), Vec::<Ipv4Addr>::new());
+        assert_eq!(book.next_dials(now, usize::MAX), Vec::<Ipv4Addr>::new());
         assert!(!book.is_listening(ip(2)));
     }
 
@@ -621,14 +623,18 @@ mod tests {
     fn a_short_lived_connection_is_a_failure_and_a_long_one_resets_the_count() {
         let now = Instant::now();
         let mut book = AddressBook::new(ip(1), &[ip(2)], 8, 1);
-        assert_eq!(book.next_dials(now), [ip(2)]);
+        assert_eq!(book.next_dials(now, usize::MAX), [ip(2)]);
         book.dial_succeeded(ip(2));
         let first = book.ended(ip(2), Duration::from_millis(1), true, now);
         assert_eq!(first.map(|b| b.failures), Some(1));
         book.redial_wanted(now, |_| false);
-        assert_eq!(book.next_dials(now), Vec::<Ipv4Addr>::new(), "in backoff");
+        assert_eq!(
+            book.next_dials(now, usize::MAX),
+            Vec::<Ipv4Addr>::new(),
+            "in backoff"
+        );
         book.redial_wanted(now + Duration::from_secs(2), |_| false);
-        assert_eq!(book.next_dials(now), [ip(2)]);
+        assert_eq!(book.next_dials(now, usize::MAX), [ip(2)]);
         book.dial_succeeded(ip(2));
         assert_eq!(
             book.ended(ip(2), Duration::from_millis(1), true, now)
@@ -637,6 +643,10 @@ mod tests {
         );
         assert_eq!(book.ended(ip(2), HEALTHY_AFTER, true, now), None);
         book.redial_wanted(now, |_| false);
-        assert_eq!(book.next_dials(now), [ip(2)], "healthy: redialed at once");
+        assert_eq!(
+            book.next_dials(now, usize::MAX),
+            [ip(2)],
+            "healthy: redialed at once"
+        );
     }
 }

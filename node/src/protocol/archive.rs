@@ -305,9 +305,9 @@ impl Node {
         }
     }
 
-    /// An archive sent to `conn` was superseded before it went: neither
-    /// it nor its bytes were sent.
-    pub(super) fn on_superseded(&mut self, conn: ConnId, why: Why, bytes: usize) {
+    /// An archive sent to `conn` did not go whole (superseded, or left
+    /// when the connection closed): it was not sent, nor `bytes` of it.
+    pub(super) fn on_unsent(&mut self, conn: ConnId, why: Why, bytes: usize) {
         self.sent.uncount(bytes, why);
         if let Some(peer) = self.peers.get_mut(conn) {
             peer.bytes_out = peer.bytes_out.saturating_sub(bytes as u64);

@@ -278,14 +278,15 @@ pub enum Event {
         /// The wait before the next try.
         retry_in: Duration,
     },
-    /// An archive queued for `conn` was dropped before its first byte
-    /// went, superseded by a newer one: it is not counted as sent.
-    Superseded {
+    /// An archive sent on `conn` did not go whole: superseded by a newer
+    /// one before its first byte went, or still queued when the connection
+    /// closed. It is not counted as sent, nor its `bytes` not written.
+    Unsent {
         /// The connection.
         conn: ConnId,
         /// Why it had been sent.
         why: Why,
-        /// Its size on the wire, in bytes.
+        /// Its bytes not written.
         bytes: usize,
     },
     /// A command from the prompt or a control client.
@@ -304,7 +305,7 @@ pub enum Payload {
     /// An ArchiveResponse carrying this history, and why it is sent: an
     /// answer to an ArchiveRequest ([`Why::Asked`]) is written whatever
     /// follows it; any other waiting archive not yet begun is superseded
-    /// by a newer one (see [`Event::Superseded`]).
+    /// by a newer one (see [`Event::Unsent`]).
     Archive {
         /// The history.
         history: History,

@@ -73,6 +73,9 @@ pub struct Config {
     pub unresolved: Vec<ResolvingRow>,
     /// Most outgoing connection attempts in flight at once.
     pub max_connecting: usize,
+    /// Most outbound connections, established and in flight, at once (what
+    /// the open-file limit leaves).
+    pub max_outbound: usize,
     /// Mining threads, shown by `status`.
     pub threads: usize,
     /// The data directory, shown by `status`.
@@ -214,7 +217,7 @@ impl Node {
             }
             Event::Disconnected { conn, ending } => self.on_disconnected(now, conn, ending),
             Event::Tick => self.on_tick(now),
-            Event::Superseded { conn, why, bytes } => self.on_superseded(conn, why, bytes),
+            Event::Unsent { conn, why, bytes } => self.on_unsent(conn, why, bytes),
             Event::Resolved { name, addr } => self.on_resolved(now, &name, addr),
             Event::Unresolved {
                 name,

@@ -52,7 +52,11 @@ impl Timers {
 impl Node {
     /// Dials what the address book says to, within its caps.
     pub(super) fn dial(&mut self, now: Instant) {
-        for addr in self.book.next_dials(now) {
+        let room = self
+            .config
+            .max_outbound
+            .saturating_sub(self.peers.outbound());
+        for addr in self.book.next_dials(now, room) {
             debug!("connecting to {addr}");
             self.outbox.push_back(Action::Connect { addr });
         }

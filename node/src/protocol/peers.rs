@@ -123,6 +123,14 @@ impl Peers {
         self.map.values().filter(|p| p.primary).count()
     }
 
+    /// Connections we dialed, duplicates included (each holds a socket).
+    pub fn outbound(&self) -> usize {
+        self.map
+            .values()
+            .filter(|p| p.direction == Direction::Outbound)
+            .count()
+    }
+
     /// The primary connection with `addr`, if any.
     pub fn primary_for(&self, addr: Ipv4Addr) -> Option<ConnId> {
         self.iter()

@@ -237,8 +237,8 @@ impl Sent {
         *self.by_why(why) += 1;
     }
 
-    /// Takes back an archive of `bytes` counted for `why` and never sent
-    /// (superseded by a newer one before its first byte went).
+    /// Takes back an archive counted for `why` that did not go whole, and
+    /// its `bytes` that were not written.
     pub fn uncount(&mut self, bytes: usize, why: Why) {
         self.archives = self.archives.saturating_sub(1);
         self.bytes = self.bytes.saturating_sub(bytes as u64);

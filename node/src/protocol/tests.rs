@@ -41,6 +41,7 @@ pub fn config(bind: Ipv4Addr, bootstrap: Vec<Ipv4Addr>) -> Config {
         bootstrap,
         unresolved: Vec::new(),
         max_connecting: 4,
+        max_outbound: usize::MAX,
         threads: 1,
         data_dir: "(memory)".into(),
     }
@@ -346,6 +347,50 @@ fn a_host_name_resolved_later_is_shown_until_then_and_dialed_as_a_bootstrap_peer
         redials += usize::from(redialed);
     }
     assert_eq!(redials, 20);
+}
+
+/// Outbound connections, established and being dialed, stay within what
+/// the open-file limit leaves (`max_outbound`), however many addresses a
+/// PeerList names; a lost one makes room for the next dial.
+#[test]
+fn outbound_connections_stay_within_their_budget() {
+    let mut settings = config(ip(1), Vec::new());
+    settings.max_outbound = 3;
+    let mut h = Harness::with_config(settings, History::new());
+    let source = h.connect(1, ip(2), Direction::Inbound);
+    let dials = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Connect { addr } => Some(*addr),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    // The dial back of the inbound peer (to learn whether it listens) is
+    // one of the three.
+    let listed: Vec<Ipv4Addr> = (10..40).map(ip).collect();
+    let first = dials(&h.receive(source, Message::PeerList(listed)));
+    assert_eq!(first.len(), 2, "{first:?}");
+    // Both connect: still three outbound in all, so no new dial.
+    for (id, &addr) in first.iter().enumerate() {
+        let actions = h.connected(10 + id as u64, addr, ip(1), Direction::Outbound);
+        assert!(dials(&actions).is_empty(), "{actions:?}");
+    }
+    assert!(dials(&h.advance(Duration::from_secs(1))).is_empty());
+    // The dial back fails: room for one more.
+    let actions = h.handle(Event::ConnectFailed {
+        addr: ip(2),
+        reason: "refused".into(),
+        unanswered: false,
+    });
+    assert_eq!(dials(&actions).len(), 1, "{actions:?}");
+    // An established connection ends: room for one more again.
+    let actions = h.handle(Event::Disconnected {
+        conn: ConnId(10),
+        ending: Ending::ClosedByPeer,
+    });
+    assert_eq!(dials(&actions).len(), 1, "{actions:?}");
 }
 
 /// Two nodes that dial each other keep one connection: the other one's

@@ -361,6 +361,18 @@ impl Conn {
         }
     }
 
+    /// The archives not written whole: why each was sent, and its bytes
+    /// not written.
+    pub fn unsent_archives(&self) -> Vec<(Why, usize)> {
+        self.queue
+            .iter()
+            .filter_map(|o| match &o.payload {
+                Payload::Archive { history, why } => Some((*why, history.archive_len() - o.sent)),
+                Payload::Message(_) => None,
+            })
+            .collect()
+    }
+
     /// Whether anything waits to be written.
     pub fn has_queued(&self) -> bool {
         !self.queue.is_empty() || self.farewell.is_some()

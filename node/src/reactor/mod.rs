@@ -839,6 +839,11 @@ impl Reactor {
     fn close(&mut self, token: Token) {
         if let Some(mut conn) = self.conns.remove(&token) {
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            // What the state machine counted as sent and did not go.
+            for (why, bytes) in conn.unsent_archives() {
+                let conn = conn.id;
+                self.events.push_back(Event::Unsent { conn, why, bytes });
+            }
             if let Some(local) = conn.local {
                 self.dialing_from.remove(&local);
             }
@@ -900,8 +905,7 @@ impl Reactor {
                 match c.enqueue(payload, now) {
                     Ok(None) => {}
                     Ok(Some((why, bytes))) => {
-                        self.events
-                            .push_back(Event::Superseded { conn, why, bytes });
+                        self.events.push_back(Event::Unsent { conn, why, bytes });
                     }
                     Err(_) => self.teardown(token, Ending::RepliesUnread, now),
                 }
