@@ -10,12 +10,14 @@
 //! - `mining.rs`: the job in flight, backoff after lost races, figures;
 //! - `archive.rs`: which history wins, and whom to relay it to;
 //! - `network.rs`: peers coming and going, the small messages, timers;
+//! - `commands.rs`: what the prompt's and the control socket's commands do;
 //! - `own.rs`: the chats typed here, until they are in the history;
 //! - `feed.rs`: what the screen has shown of the history;
 //! - `report.rs`, `io.rs`: what goes out, and the doors in and out.
 
 mod addrbook;
 mod archive;
+mod commands;
 mod feed;
 mod io;
 mod mining;
@@ -32,7 +34,6 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use wire::{History, Message};
 
-use crate::command::{self, Command};
 use crate::log_limit::LogLimit;
 use addrbook::AddressBook;
 use feed::Feed;
@@ -43,7 +44,7 @@ use mining::Mining;
 use network::Timers;
 pub use own::{Digest, OwnChats};
 use peers::Peers;
-pub use report::{Line, Offline, Reply, ResolvingRow, Sent, Status, Why};
+pub use report::{Line, Offline, Reply, ResolvingRow, Sent, Why};
 
 /// A failure to save is said on the screen at most this often.
 const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -328,58 +329,6 @@ impl Node {
                     self.config.data_dir
                 ),
             });
-        }
-    }
-
-    fn on_command(&mut self, now: Instant, from: Origin, command: Command) {
-        let reply = match command {
-            Command::Chat(text) => {
-                let id = self.own.queue(text.clone());
-                self.save_tracked(Unacked::Chat(from), |ticket| Save::Chat {
-                    id,
-                    text,
-                    ticket,
-                });
-                self.schedule_mining(now);
-                return;
-            }
-            Command::Hist(n) => Reply::hist(&self.history, n, true),
-            Command::Peers => Reply::Peers {
-                peers: self.peers.rows(now),
-                dialing: self.book.rows(now),
-                resolving: self.book.name_rows(now),
-            },
-            Command::Status => Reply::Status(self.status(now)),
-            Command::Help(topic) => Reply::Help {
-                text: command::help(topic),
-            },
-            Command::Quit => {
-                self.outbox.push_back(Action::Shutdown);
-                return;
-            }
-        };
-        self.reply(from, reply);
-    }
-
-    fn status(&self, now: Instant) -> Status {
-        Status {
-            bind: self.config.bind,
-            port: self.config.port,
-            peers: self.peers.count(),
-            history: self.history.len(),
-            stored: self.stored,
-            last: self.history.last().map(|c| c.text().to_vec()),
-            pending: self.own.pending(),
-            mining: self.mining.report(now, &self.own),
-            threads: self.config.threads,
-            last_job: self.mining.last().map(Into::into),
-            sent: self.sent,
-            endings: self
-                .endings
-                .iter()
-                .map(|(&kind, &count)| (kind.to_string(), count))
-                .collect(),
-            data_dir: self.config.data_dir.clone(),
         }
     }
 }
