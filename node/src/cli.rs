@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::resolver;
 
@@ -196,6 +196,16 @@ pub struct NodeArgs {
 /// original Python program took it so).
 pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Cli {
     match Cli::try_parse_from(args) {
+        Ok(cli) if cli.node.max_buffered < cli.node.max_message => Cli::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                format!(
+                    "--max-buffered ({} bytes) is below --max-message ({} bytes): one \
+                     message in progress could never be held",
+                    cli.node.max_buffered, cli.node.max_message
+                ),
+            )
+            .exit(),
         Ok(cli) => cli,
         Err(mut e) => {
             if matches!(
@@ -218,7 +228,7 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Cli
 }
 
 /// A `--peer` as parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PeerArg {
     /// An address, given or resolved.
     Addr(Ipv4Addr),

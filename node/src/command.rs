@@ -7,6 +7,23 @@ use crate::text::{chat_text, printable};
 
 /// The default number of chats `hist` shows.
 pub const DEFAULT_HIST: usize = 20;
+/// The most chats of one `hist` answer: the node builds the whole answer
+/// before it is shown or sent (`node export` writes any length).
+pub const MAX_HIST: usize = 100_000;
+
+/// `hist N`, or why not.
+///
+/// # Errors
+/// More than [`MAX_HIST`] chats asked, in words naming `node export`.
+pub fn hist(n: usize) -> Result<Command, String> {
+    if n > MAX_HIST {
+        return Err(format!(
+            "hist refused: {n} chats asked, at most {MAX_HIST} are sent in one answer; \
+             'node export' writes the whole history"
+        ));
+    }
+    Ok(Command::Hist(n))
+}
 
 /// A command for the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,11 +175,11 @@ pub fn parse(line: &[u8]) -> Result<Option<Command>, BadCommand> {
             if arg.is_empty() {
                 return Ok(Some(Command::Hist(DEFAULT_HIST)));
             }
-            std::str::from_utf8(arg)
+            let n = std::str::from_utf8(arg)
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .map(|n| Some(Command::Hist(n)))
-                .ok_or_else(|| BadCommand("usage: hist [N], N a whole number".into()))
+                .ok_or_else(|| BadCommand("usage: hist [N], N a whole number".into()))?;
+            hist(n).map(Some).map_err(BadCommand)
         }
         b"peers" => no_argument(Command::Peers),
         b"status" => no_argument(Command::Status),
@@ -220,6 +237,12 @@ mod tests {
         );
         assert_eq!(parse(b"   "), Ok(None));
         assert!(parse(b"hist x").is_err());
+        assert_eq!(parse(b"hist 100000"), Ok(Some(Command::Hist(MAX_HIST))));
+        let refused = parse(b"hist 100001").unwrap_err().0;
+        assert!(
+            refused.contains("at most 100000") && refused.contains("node export"),
+            "{refused}"
+        );
         assert!(parse(b"status now").is_err());
         assert!(parse(b"help me").unwrap_err().0.contains("no command 'me'"));
         assert!(

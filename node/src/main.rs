@@ -138,7 +138,11 @@ fn start_log(args: &NodeArgs) -> Result<LogSink, String> {
 /// that is `bind` itself is said and left out.
 fn split_peers(peers: Vec<PeerArg>, bind: Ipv4Addr) -> (Vec<Ipv4Addr>, Vec<ResolvingRow>) {
     let (mut bootstrap, mut unresolved) = (Vec::new(), Vec::new());
+    let mut seen = std::collections::HashSet::new();
     for peer in peers {
+        if !seen.insert(peer.clone()) {
+            continue;
+        }
         match peer {
             PeerArg::Addr(addr) if addr == bind => {
                 warn!("--peer {addr} is this node's own address (--bind): not dialed");

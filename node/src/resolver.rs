@@ -24,6 +24,9 @@ pub const FIRST_RETRY: Duration = Duration::from_secs(2);
 /// `-addnode` names once a minute or so).
 pub const MAX_RETRY: Duration = Duration::from_secs(60);
 
+/// Said of a name with IPv6 addresses only (the network is IPv4).
+const NO_IPV4: &str = "it has no IPv4 address (the network is IPv4 only)";
+
 /// Why a name did not resolve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unresolved {
@@ -48,8 +51,16 @@ pub fn resolve(name: &str) -> Result<Ipv4Addr, Unresolved> {
     };
     let found = dns_lookup::getaddrinfo(Some(name), None, Some(hints)).map_err(|e| {
         let temporary = matches!(e.kind(), LookupErrorKind::Again);
+        // Asked for IPv4 only, the resolver says "not known" of a name
+        // that has IPv6 addresses alone.
+        let ipv6_only =
+            !temporary && dns_lookup::lookup_host(name).is_ok_and(|mut a| a.next().is_some());
         Unresolved {
-            reason: std::io::Error::from(e).to_string(),
+            reason: if ipv6_only {
+                NO_IPV4.to_string()
+            } else {
+                std::io::Error::from(e).to_string()
+            },
             temporary,
         }
     })?;
@@ -60,7 +71,7 @@ pub fn resolve(name: &str) -> Result<Ipv4Addr, Unresolved> {
             IpAddr::V6(_) => None,
         })
         .ok_or_else(|| Unresolved {
-            reason: "it has no IPv4 address".to_string(),
+            reason: NO_IPV4.to_string(),
             temporary: false,
         })
 }
@@ -110,5 +121,8 @@ mod tests {
     fn names_resolve_to_their_ipv4_address() {
         assert_eq!(resolve("localhost"), Ok(Ipv4Addr::LOCALHOST));
         assert_eq!(resolve("127.0.0.9"), Ok(Ipv4Addr::new(127, 0, 0, 9)));
+        // An IPv6 literal stands for a name with IPv6 addresses only.
+        let v6 = resolve("::1").unwrap_err();
+        assert_eq!((v6.reason.as_str(), v6.temporary), (NO_IPV4, false));
     }
 }

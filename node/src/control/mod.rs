@@ -10,14 +10,11 @@ pub mod server;
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, DEFAULT_HIST};
+use crate::command::{self, Command, DEFAULT_HIST};
 use crate::text::chat_text;
 
 /// The control socket's file in a data directory.
 pub const SOCKET_FILE: &str = "control.sock";
-/// The most chats of one `hist` answer: a node holds the whole answer until
-/// its client reads it (`node export` writes any length).
-pub const MAX_HIST: usize = 100_000;
 
 /// A request, one JSON object a line, tagged `"command"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +27,7 @@ pub enum Request {
     /// `{"command":"hist","n":20,"follow":false}`: the last `n` chats;
     /// with `follow`, then every change of the history as it happens.
     Hist {
-        /// Chats (20 if absent), at most [`MAX_HIST`].
+        /// Chats (20 if absent), at most [`command::MAX_HIST`].
         #[serde(default = "default_hist")]
         n: usize,
         /// Keep the connection and send every chat entering the history.
@@ -74,18 +71,12 @@ impl Request {
     ///
     /// # Errors
     /// Why it cannot be carried out, in words: a chat's text cannot be
-    /// sent, or `hist` asks for more than [`MAX_HIST`] chats.
+    /// sent, or `hist` asks for more than [`command::MAX_HIST`] chats.
     pub fn command(&self) -> Result<Command, String> {
         Ok(match self {
             Request::Status => Command::Status,
             Request::Peers => Command::Peers,
-            Request::Hist { n, .. } if *n > MAX_HIST => {
-                return Err(format!(
-                    "hist refused: {n} chats asked, at most {MAX_HIST} are sent in one answer; \
-                     'node export' writes the whole history"
-                ));
-            }
-            Request::Hist { n, .. } => Command::Hist(*n),
+            Request::Hist { n, .. } => command::hist(*n)?,
             Request::Chat { text } => Command::Chat(
                 chat_text(text.as_bytes())
                     .map_err(|e| e.to_string())?
@@ -98,6 +89,7 @@ impl Request {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::MAX_HIST;
 
     #[test]
     fn a_request_is_one_json_object() {

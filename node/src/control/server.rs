@@ -56,7 +56,7 @@ pub const MAX_QUEUED: usize = 32 << 20;
 /// long answer) is freed.
 const KEEP_CAPACITY: usize = 64 << 10;
 /// Clients served at once: each may hold an answer of up to
-/// [`super::MAX_HIST`] chats, or [`MAX_BACKLOG`] bytes of followed history.
+/// [`crate::command::MAX_HIST`] chats, or [`MAX_BACKLOG`] bytes of followed history.
 pub const MAX_CLIENTS: usize = 32;
 /// Places of [`MAX_CLIENTS`] that followers cannot take: kept for requests.
 pub const KEPT_FOR_REQUESTS: usize = 4;
