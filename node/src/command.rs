@@ -76,8 +76,9 @@ const TOPICS: [(Topic, &str, &str, &str); 6] = [
         Topic::Hist,
         "hist [N]",
         "show the last N chats (default 20) with their index",
-        "Shows the last N chats of the history (20 if N is not given), each as '#INDEX \
-         TEXT'; bytes outside printable ASCII are shown escaped.",
+        "Shows the last N chats of the history (20 if N is not given, at most 100000: \
+         'node export' writes the whole history), each as '#INDEX TEXT'; bytes outside \
+         printable ASCII are shown escaped.",
     ),
     (
         Topic::Peers,

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use wire::{History, Message, MessageType};
 
 use crate::support::misbehave::{
-    Accepted, Alias, End, HalfClosed, Listener, ReconnectLoop, SelfAlias, dials_logged,
-    garbage_after, half_close, half_close_and_hold, race,
+    Accepted, Alias, End, HalfClosed, Listener, ReconnectLoop, SelfAlias, ask_and_reset,
+    dials_logged, garbage_after, half_close, half_close_and_hold, race,
 };
 use crate::support::observe::{Honest, MaxSampler};
 use crate::support::{Net, Node, Peer, WAIT, fixture_bytes, own_cpu, poll, shared_cpu};
@@ -822,7 +822,8 @@ fn requests_before_garbage_are_answered_then_told_why_and_closed_cleanly() {
 
 /// A peer that asks for the 100k history 30 times and never reads: the
 /// node gives up on it at the read timeout, and `status` counts as sent
-/// only what went: no whole archive, and the bytes the sockets took.
+/// only what went: no whole archive, and the bytes the sockets took. Then
+/// 20 peers that ask 5 times each and reset at once: nothing more.
 #[test]
 fn archives_a_peer_never_reads_are_not_counted_as_sent() {
     let _cpu = shared_cpu();
@@ -850,6 +851,26 @@ fn archives_a_peer_never_reads_are_not_counted_as_sent() {
     assert!(
         settled.is_some() && bytes < archive.len() as u64,
         "{archives} archives and {bytes} bytes counted as sent, {WAIT:?} after a peer that read nothing asked"
+    );
+
+    for i in 0..20 {
+        ask_and_reset(net.addr(110 + i), at(&net, 1), &[0x03; 5]);
+    }
+    let reset = poll(WAIT, || {
+        let now = sent(&mut node);
+        (node.closed("failed") + node.closed("closed by peer") >= 20 && now.0 == after.0)
+            .then_some(now)
+    });
+    let now = sent(&mut node);
+    println!(
+        "20 x (03 x 5, then a reset): status: {} archives, {} bytes more",
+        now.0 - after.0,
+        now.1 - after.1
+    );
+    assert!(
+        reset.is_some(),
+        "{} archives counted as sent to 20 peers that reset at once",
+        now.0 - after.0
     );
 }
 

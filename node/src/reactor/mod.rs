@@ -26,7 +26,7 @@ use crate::control::server::ControlServer;
 use crate::inbox::{Inbox, Mail};
 use crate::intake::Arrival;
 use crate::log_limit::LogLimit;
-use crate::protocol::{Action, ConnId, Direction, Ending, Event, Node, Origin};
+use crate::protocol::{Action, ConnId, Direction, Ending, Event, Node, Origin, Payload};
 use crate::screen::Screen;
 use crate::store::StoreThread;
 use conn::{Conn, End, State};
@@ -895,13 +895,20 @@ impl Reactor {
             Action::Send { conn, payload } => {
                 let token = Token(conn.0 as usize);
                 // A connection closing still takes the replies it is owed
-                // (a peer that sent requests and then its FIN).
-                let Some(c) = self.conns.get_mut(&token) else {
+                // (a peer that sent requests and then its FIN). One gone
+                // (reset, with its last requests still being answered)
+                // takes nothing, and an archive for it was not sent.
+                let Some(c) = self
+                    .conns
+                    .get_mut(&token)
+                    .filter(|c| !matches!(c.state, State::Connecting { .. }))
+                else {
+                    if let Payload::Archive { history, why } = payload {
+                        let bytes = history.archive_len();
+                        self.events.push_back(Event::Unsent { conn, why, bytes });
+                    }
                     return;
                 };
-                if matches!(c.state, State::Connecting { .. }) {
-                    return;
-                }
                 match c.enqueue(payload, now) {
                     Ok(None) => {}
                     Ok(Some((why, bytes))) => {

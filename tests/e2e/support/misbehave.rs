@@ -13,6 +13,7 @@
 //!   its write side, and then neither reads nor closes.
 //! - [`garbage_after`]: a client that sends requests, then a byte that
 //!   begins no message, and goes on sending junk while it reads.
+//! - [`ask_and_reset`]: a client that sends requests and resets at once.
 //! - [`NonReaders`]: clients that send requests and never read.
 //! - [`ReconnectLoop`]: a client that connects, sends a few bytes or none,
 //!   and closes, in a loop as fast as it can.
@@ -470,6 +471,20 @@ fn read_to_end(
         }
     };
     (messages, end)
+}
+
+/// A client that asks and resets at once: connects from `from` to `to`,
+/// sends `request`, and closes with `SO_LINGER` 0, so that its close is a
+/// reset that may reach the node before the requests are answered. Panics
+/// if it cannot connect or write.
+pub fn ask_and_reset(from: Ipv4Addr, to: SocketAddrV4, request: &[u8]) {
+    let mut stream = client(from, to);
+    stream
+        .write_all(request)
+        .unwrap_or_else(|e| panic!("{from} -> {to}: write failed: {e}"));
+    socket2::SockRef::from(&stream)
+        .set_linger(Some(Duration::ZERO))
+        .expect("SO_LINGER");
 }
 
 /// A client that asks and then holds the connection: connects from `from`
