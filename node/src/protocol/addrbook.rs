@@ -379,6 +379,11 @@ impl AddressBook {
         dials
     }
 
+    /// Whether addresses wait to be dialed.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
     /// Drops queued dials to `addr` (a connection with it exists now).
     pub fn forget_queued(&mut self, addr: Ipv4Addr) {
         self.queue.retain(|&a| a != addr);

@@ -15,6 +15,10 @@ use super::report::Why;
 
 /// A peer that dialed us and has said nothing is greeted after this.
 const GREET_SILENT_AFTER: Duration = Duration::from_secs(1);
+/// A peer we dialed that has sent no whole message for this long gives way
+/// to a queued dial when no outbound connection is left to open: a
+/// listener that accepts and says nothing must not hold one for good.
+const SILENT_OUTBOUND_AFTER: Duration = Duration::from_secs(30);
 /// Our PeerList goes to every peer at most this often when it changes:
 /// peers decide whom to relay to from it, and while it lacks a new peer of
 /// ours, each of them relays every history to that peer too.
@@ -56,6 +60,15 @@ impl Node {
             .config
             .max_outbound
             .saturating_sub(self.peers.outbound());
+        if room == 0
+            && self.book.has_queued()
+            && let Some(conn) = self
+                .peers
+                .oldest_silent_outbound(now, SILENT_OUTBOUND_AFTER)
+        {
+            debug!("no outbound connection left: closing a peer that said nothing for 30 s");
+            self.outbox.push_back(Action::Close { conn, notify: None });
+        }
         for addr in self.book.next_dials(now, room) {
             debug!("connecting to {addr}");
             self.outbox.push_back(Action::Connect { addr });

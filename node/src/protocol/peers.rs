@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::io::{ConnId, Direction, Tip};
 use super::report::PeerRow;
@@ -121,6 +121,19 @@ impl Peers {
     /// Our peers: one per address.
     pub fn count(&self) -> usize {
         self.map.values().filter(|p| p.primary).count()
+    }
+
+    /// The oldest connection we dialed that has sent no whole message in
+    /// the `quiet` since it connected, as of `now`.
+    pub fn oldest_silent_outbound(&self, now: Instant, quiet: Duration) -> Option<ConnId> {
+        self.iter()
+            .filter(|(_, p)| {
+                p.direction == Direction::Outbound
+                    && p.bytes_in == 0
+                    && now.saturating_duration_since(p.since) >= quiet
+            })
+            .min_by_key(|(_, p)| p.since)
+            .map(|(c, _)| c)
     }
 
     /// Connections we dialed, duplicates included (each holds a socket).

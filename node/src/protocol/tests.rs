@@ -393,6 +393,40 @@ fn outbound_connections_stay_within_their_budget() {
     assert_eq!(dials(&actions).len(), 1, "{actions:?}");
 }
 
+/// With no outbound connection left to open and dials waiting, a peer we
+/// dialed that has said nothing for 30 s gives way (the oldest first); one
+/// that spoke never does.
+#[test]
+fn a_silent_outbound_peer_gives_way_when_dials_wait() {
+    let mut settings = config(ip(1), vec![ip(10), ip(11)]);
+    settings.max_outbound = 2;
+    let mut h = Harness::with_config(settings, History::new());
+    let closes = |actions: &[Action]| {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Close { conn, .. } => Some(*conn),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+    };
+    let speaking = h.connect(10, ip(10), Direction::Outbound);
+    h.advance(Duration::from_secs(1));
+    let silent = h.connect(11, ip(11), Direction::Outbound);
+    h.receive(speaking, Message::PeerList(vec![ip(20), ip(21)]));
+    // Nobody has been silent for 30 s yet.
+    let mut closed = Vec::new();
+    for _ in 0..28 {
+        closed.extend(closes(&h.advance(Duration::from_secs(1))));
+    }
+    assert!(closed.is_empty(), "{closed:?}");
+    for _ in 0..3 {
+        closed.extend(closes(&h.advance(Duration::from_secs(1))));
+    }
+    assert_eq!(closed.first(), Some(&silent), "{closed:?}");
+    assert!(!closed.contains(&speaking), "{closed:?}");
+}
+
 /// Two nodes that dial each other keep one connection: the other one's
 /// end is no failure of the address, which is not tried again.
 #[test]
