@@ -413,15 +413,17 @@ impl AddressBook {
     /// (wanted ones in backoff), for `peers`.
     pub fn rows(&self, now: Instant) -> Vec<DialRow> {
         let failures = |addr: &Ipv4Addr| self.known.get(addr).map_or(0, |k| k.failures);
+        let row = |addr: &Ipv4Addr, queued| DialRow {
+            addr: *addr,
+            failures: failures(addr),
+            retry_in: None,
+            queued,
+        };
         let mut rows: Vec<DialRow> = self
             .connecting
             .iter()
-            .chain(&self.queue)
-            .map(|addr| DialRow {
-                addr: *addr,
-                failures: failures(addr),
-                retry_in: None,
-            })
+            .map(|addr| row(addr, false))
+            .chain(self.queue.iter().map(|addr| row(addr, true)))
             .collect();
         for (&addr, known) in &self.known {
             if let Some(at) = known.retry_at.filter(|&at| known.wanted && at > now)
@@ -432,6 +434,7 @@ impl AddressBook {
                     addr,
                     failures: known.failures,
                     retry_in: Some(at - now),
+                    queued: false,
                 });
             }
         }

@@ -184,6 +184,10 @@ pub struct DialRow {
     /// before the next try (seconds in JSON, `null` for none).
     #[serde(rename = "retry_in_s", with = "opt_secs")]
     pub retry_in: Option<Duration>,
+    /// Waiting for its turn: at most `--max-connecting` dials are in
+    /// flight, within the connections the open-file limit leaves.
+    #[serde(default)]
+    pub queued: bool,
 }
 
 /// A `--peer` host name not resolved yet, as `peers` shows it.
@@ -487,7 +491,14 @@ fn write_peers(
                 out,
                 "{:<16} {} ({} failed in a row)",
                 dial.addr.to_string(),
-                next_try(dial.retry_in, "connecting now"),
+                next_try(
+                    dial.retry_in,
+                    if dial.queued {
+                        "queued"
+                    } else {
+                        "connecting now"
+                    }
+                ),
                 dial.failures
             );
         }
@@ -792,6 +803,7 @@ mod tests {
             addr: Ipv4Addr::LOCALHOST,
             failures: 2,
             retry_in: Some(Duration::from_secs_f64(secs)),
+            queued: false,
         };
         let peers = |dialing: Vec<DialRow>, resolving| {
             Reply::Peers {
@@ -806,6 +818,18 @@ mod tests {
         assert!(shown.contains("next try in 4s"), "{shown}");
         assert!(shown.contains("next try in 1m00s"), "{shown}");
         assert!(!shown.contains("host names"), "{shown}");
+        let waiting = |queued| DialRow {
+            addr: Ipv4Addr::LOCALHOST,
+            failures: 0,
+            retry_in: None,
+            queued,
+        };
+        let shown = peers(vec![waiting(false), waiting(true)], Vec::new());
+        assert!(
+            shown.contains("127.0.0.1        connecting now (0 failed")
+                && shown.contains("127.0.0.1        queued (0 failed"),
+            "{shown}"
+        );
         let name = ResolvingRow {
             name: "chat.example.org".into(),
             reason: "Temporary failure in name resolution".into(),
