@@ -267,6 +267,17 @@ fn a_new_peer_is_asked_for_its_archive_and_peers() {
     assert_eq!(messages(&h.advance(Duration::from_millis(600))), greeting);
 }
 
+/// The addresses `actions` dial.
+fn dials(actions: &[Action]) -> Vec<Ipv4Addr> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Connect { addr } => Some(*addr),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The `peers` answer: the addresses still being tried.
 fn dialing(h: &mut Harness) -> Vec<report::DialRow> {
     peers_reply(h).0
@@ -305,15 +316,6 @@ fn a_host_name_resolved_later_is_shown_until_then_and_dialed_as_a_bootstrap_peer
         retry_in: Some(Duration::from_secs(2)),
     }];
     let mut h = Harness::with_config(settings, History::new());
-    let dials = |actions: &[Action]| {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Connect { addr } => Some(*addr),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
     assert!(dials(&h.advance(Duration::from_millis(500))).is_empty());
     let (_, names) = peers_reply(&mut h);
     assert_eq!(names.len(), 1, "{names:?}");
@@ -358,15 +360,6 @@ fn outbound_connections_stay_within_their_budget() {
     settings.max_outbound = 3;
     let mut h = Harness::with_config(settings, History::new());
     let source = h.connect(1, ip(2), Direction::Inbound);
-    let dials = |actions: &[Action]| {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Connect { addr } => Some(*addr),
-                _ => None,
-            })
-            .collect::<Vec<_>>()
-    };
     // The dial back of the inbound peer (to learn whether it listens) is
     // one of the three.
     let listed: Vec<Ipv4Addr> = (10..40).map(ip).collect();

@@ -768,17 +768,7 @@ impl Race {
 /// (a write may take [`WAIT`] at most).
 pub fn race(from: &[Ipv4Addr], to: SocketAddrV4, payloads: &[Arc<Vec<u8>>]) -> Race {
     assert_eq!(from.len(), payloads.len());
-    let conns: Vec<TcpStream> = from
-        .iter()
-        .map(|&from| {
-            let stream = connect_from(from, to, super::plain)
-                .unwrap_or_else(|e| panic!("connecting {from} -> {to}: {e}"));
-            stream
-                .set_write_timeout(Some(WAIT))
-                .expect("a write timeout");
-            stream
-        })
-        .collect();
+    let conns: Vec<TcpStream> = from.iter().map(|&from| client(from, to)).collect();
     let barrier = Arc::new(Barrier::new(conns.len()));
     let writers: Vec<_> = conns
         .iter()
