@@ -95,7 +95,11 @@ pub struct AddressBook {
     /// Addresses that lead back to this node.
     own: HashSet<Ipv4Addr>,
     known: HashMap<Ipv4Addr, Known>,
+    /// Wanted or listening addresses to dial, in order.
     queue: VecDeque<Ipv4Addr>,
+    /// Addresses to discover (neither wanted nor known to listen), dialed
+    /// after `queue` and within the discovery rate.
+    discover: VecDeque<Ipv4Addr>,
     connecting: HashSet<Ipv4Addr>,
     max_connecting: usize,
     rng: Xoshiro256PlusPlus,
@@ -128,6 +132,7 @@ impl AddressBook {
             own: HashSet::from([own]),
             known: HashMap::new(),
             queue: VecDeque::new(),
+            discover: VecDeque::new(),
             connecting: HashSet::new(),
             max_connecting: max_connecting.max(1),
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
@@ -202,9 +207,23 @@ impl AddressBook {
     }
 
     fn enqueue(&mut self, addr: Ipv4Addr) {
-        if !self.connecting.contains(&addr) && !self.queue.contains(&addr) {
+        if self.connecting.contains(&addr) || self.is_queued(addr) {
+            return;
+        }
+        if self.discovering(addr) {
+            self.discover.push_back(addr);
+        } else {
             self.queue.push_back(addr);
         }
+    }
+
+    fn is_queued(&self, addr: Ipv4Addr) -> bool {
+        self.queue.contains(&addr) || self.discover.contains(&addr)
+    }
+
+    fn unqueue(&mut self, addr: Ipv4Addr) {
+        self.queue.retain(|&a| a != addr);
+        self.discover.retain(|&a| a != addr);
     }
 
     /// Room for one more entry about `addr`: addresses known to lead back
@@ -222,7 +241,7 @@ impl AddressBook {
         self.connecting.remove(&addr);
         self.own.insert(addr);
         self.known.remove(&addr);
-        self.queue.retain(|&a| a != addr);
+        self.unqueue(addr);
     }
 
     /// Whether `addr` is known to listen on the network port.
@@ -360,17 +379,17 @@ impl AddressBook {
         self.tokens_at = Some(now);
         let mut dials = Vec::new();
         while self.connecting.len() < self.max_connecting.min(room) {
-            let Some(at) = self
-                .queue
-                .iter()
-                .position(|&a| self.tokens >= 1.0 || !self.discovering(a))
-            else {
-                break;
+            let addr = match self.queue.pop_front() {
+                Some(addr) => addr,
+                None if self.tokens >= 1.0 => match self.discover.pop_front() {
+                    Some(addr) => {
+                        self.tokens -= 1.0;
+                        addr
+                    }
+                    None => break,
+                },
+                None => break,
             };
-            let addr = self.queue.remove(at).expect("found");
-            if self.discovering(addr) {
-                self.tokens -= 1.0;
-            }
             if self.dialable(addr) {
                 self.connecting.insert(addr);
                 dials.push(addr);
@@ -381,12 +400,12 @@ impl AddressBook {
 
     /// Whether addresses wait to be dialed.
     pub fn has_queued(&self) -> bool {
-        !self.queue.is_empty()
+        !self.queue.is_empty() || !self.discover.is_empty()
     }
 
     /// Drops queued dials to `addr` (a connection with it exists now).
     pub fn forget_queued(&mut self, addr: Ipv4Addr) {
-        self.queue.retain(|&a| a != addr);
+        self.unqueue(addr);
     }
 
     /// A dial of `addr` connected: it listens.
@@ -423,12 +442,17 @@ impl AddressBook {
             .connecting
             .iter()
             .map(|addr| row(addr, false))
-            .chain(self.queue.iter().map(|addr| row(addr, true)))
+            .chain(
+                self.queue
+                    .iter()
+                    .chain(&self.discover)
+                    .map(|addr| row(addr, true)),
+            )
             .collect();
         for (&addr, known) in &self.known {
             if let Some(at) = known.retry_at.filter(|&at| known.wanted && at > now)
                 && !self.connecting.contains(&addr)
-                && !self.queue.contains(&addr)
+                && !self.is_queued(addr)
             {
                 rows.push(DialRow {
                     addr,
