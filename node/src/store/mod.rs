@@ -15,6 +15,7 @@
 //! a chat is never lost and, after a crash, never mined twice into the
 //! network.
 
+mod append;
 mod own_log;
 mod writer;
 
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 use wire::History;
 
 use crate::protocol::Digest;
+use append::AppendFile;
 use own_log::OwnLog;
 pub use own_log::{chat_line, copy_line, read_records as read_own_records};
 pub use writer::StoreThread;
@@ -43,7 +45,7 @@ pub type OwnRecord = (Vec<u8>, Vec<Digest>);
 /// An open, locked data directory.
 pub struct DataDir {
     dir: PathBuf,
-    history: File,
+    history: AppendFile,
     /// Chats of the file known to be the history's (a failed write leaves
     /// the rest unknown).
     pub stored: usize,
@@ -128,7 +130,7 @@ impl DataDir {
         Ok((
             DataDir {
                 dir: dir.to_path_buf(),
-                history: file,
+                history: AppendFile::new(file, keep.max(MAGIC.len() as u64)),
                 stored,
                 own: own_log,
                 _lock: lock,
@@ -142,24 +144,21 @@ impl DataDir {
     }
 
     /// The history changed from chat `from` on: keeps `from` chats of the
-    /// file (fewer if a write failed before), appends the rest, syncs.
+    /// file (fewer if a write failed before), appends the rest, syncs. A
+    /// failed append is cut back to those `from` chats (`append.rs`).
     fn write_history(&mut self, history: &History, from: usize) -> io::Result<()> {
         let from = from.min(self.stored).min(history.len());
         self.stored = from;
         self.history
-            .set_len((MAGIC.len() + history.wire_offset(from)) as u64)?;
-        for segment in history.segments_from(from) {
-            self.history.write_all(segment)?;
-        }
-        self.history.sync_data()?;
+            .truncate((MAGIC.len() + history.wire_offset(from)) as u64)?;
+        self.history.append(history.segments_from(from))?;
         self.stored = history.len();
         Ok(())
     }
 
     /// Appends own-chat records (see `own_log.rs`) and syncs them.
     fn write_own(&mut self, lines: &str) -> io::Result<()> {
-        self.own.append(lines)?;
-        self.own.sync()
+        self.own.append(lines)
     }
 
     /// The directory's path.

@@ -4,17 +4,23 @@
 //! against 10 ms to rewrite a file atomically):
 //!
 //! ```text
-//! chat 0 hello there
-//! copy 0 0000a1b2c3d4e5f60718293a4b5c6d7e
+//! chatchain own.log 2
+//! 5b1f0a3c chat 0 hello there
+//! 0d9e4e21 copy 0 0000a1b2c3d4e5f60718293a4b5c6d7e
 //! ```
 //!
-//! `chat ID TEXT` is a chat typed here (IDs count from 0, in order);
-//! `copy ID DIGEST` a mined copy of chat ID (its MD5 in hex). A line torn
-//! by a crash, or damaged, is skipped with a word to the user; the IDs keep
-//! the other lines meaningful. On open the log is rewritten compactly
-//! (write, sync, rename, sync the directory), and a data directory of an
-//! earlier version (`own.txt`, one chat a line: its copies or `-`, then
-//! its text) is converted.
+//! After the header line, each record is framed by the CRC-32 of the rest
+//! of its line (8 hex digits): `chat ID TEXT` is a chat typed here (IDs
+//! count from 0, in order); `copy ID DIGEST` a mined copy of chat ID (its
+//! MD5 in hex). A record torn by a crash, or damaged, fails its check and
+//! is skipped with a word to the user, whatever follows it on the line; the
+//! IDs keep the other lines meaningful. Appends go through
+//! [`AppendFile`], which cuts a failed one back, so that a later record is
+//! never joined to a torn one. On open the log is rewritten compactly
+//! (write, sync, rename, sync the directory), and the files of earlier
+//! versions are converted: `own.log` without the header (the same records
+//! without their CRC), and `own.txt` (one chat a line: its copies or `-`,
+//! then its text).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -23,6 +29,7 @@ use std::path::{Path, PathBuf};
 use wire::DIGEST_LEN;
 
 use super::OwnRecord;
+use super::append::{AppendFile, Backing};
 use crate::protocol::Digest;
 use crate::text::check_sendable;
 
@@ -30,20 +37,27 @@ use crate::text::check_sendable;
 pub const OWN_LOG: &str = "own.log";
 /// The file of earlier versions, converted on open.
 const LEGACY_OWN: &str = "own.txt";
+/// The first line of a log whose records carry their CRC.
+const HEADER: &str = "chatchain own.log 2\n";
 
 /// The open log, appended to by the store thread.
-pub struct OwnLog {
-    file: File,
+pub struct OwnLog<F: Backing = File> {
+    file: AppendFile<F>,
 }
 
-/// The record of chat `id`, typed with `text`.
+/// The record of chat `id`, typed with `text` (printable ASCII), framed.
 pub fn chat_line(id: usize, text: &[u8]) -> String {
-    format!("chat {id} {}\n", String::from_utf8_lossy(text))
+    framed(&format!("chat {id} {}", String::from_utf8_lossy(text)))
 }
 
-/// The record of a mined copy of chat `id`.
+/// The record of a mined copy of chat `id`, framed.
 pub fn copy_line(id: usize, digest: &Digest) -> String {
-    format!("copy {id} {}\n", hex(digest))
+    framed(&format!("copy {id} {}", hex(digest)))
+}
+
+/// `record` as a line of the log: its CRC-32, a space, itself.
+fn framed(record: &str) -> String {
+    format!("{:08x} {record}\n", crc32fast::hash(record.as_bytes()))
 }
 
 impl OwnLog {
@@ -65,28 +79,28 @@ impl OwnLog {
             },
             Err(e) => return Err(e),
         };
-        rewrite(dir, &path, &records)?;
+        let len = rewrite(dir, &path, &records)?;
         if legacy.exists() {
             fs::remove_file(&legacy)?;
         }
         let file = OpenOptions::new().append(true).open(&path)?;
-        Ok((OwnLog { file }, records))
+        Ok((
+            OwnLog {
+                file: AppendFile::new(file, len),
+            },
+            records,
+        ))
     }
+}
 
-    /// Appends records (their lines), not yet synced.
+impl<F: Backing> OwnLog<F> {
+    /// Appends records (whole lines of [`chat_line`] and [`copy_line`])
+    /// and syncs them; on failure none of them stays.
     ///
     /// # Errors
-    /// The write's.
+    /// The write's or the sync's.
     pub fn append(&mut self, lines: &str) -> io::Result<()> {
-        self.file.write_all(lines.as_bytes())
-    }
-
-    /// Makes what was appended durable.
-    ///
-    /// # Errors
-    /// The sync's.
-    pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.append([lines.as_bytes()])
     }
 }
 
@@ -109,30 +123,49 @@ pub fn read_records(dir: &Path) -> Result<Vec<OwnRecord>, String> {
     }
 }
 
-/// Replaces the log with one line per chat and copy, atomically.
-fn rewrite(dir: &Path, path: &Path, records: &[OwnRecord]) -> io::Result<()> {
+/// Replaces the log with one line per chat and copy, atomically; returns
+/// its length.
+fn rewrite(dir: &Path, path: &Path, records: &[OwnRecord]) -> io::Result<u64> {
     let tmp: PathBuf = dir.join(format!("{OWN_LOG}.tmp"));
     let mut file = File::create(&tmp)?;
-    let mut text = String::new();
+    let mut text = String::from(HEADER);
     for (id, (chat, copies)) in records.iter().enumerate() {
         text.push_str(&chat_line(id, chat));
         for digest in copies {
             text.push_str(&copy_line(id, digest));
         }
     }
-    file.write_all(text.as_bytes())?;
-    file.sync_all()?;
+    let written = (|| {
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
     fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
+    File::open(dir)?.sync_all()?;
+    Ok(text.len() as u64)
 }
 
+/// The records of a log: framed after the header, bare in a log of the
+/// version before it.
 fn parse_log(bytes: &[u8], path: &Path, notes: &mut Vec<String>) -> Vec<OwnRecord> {
+    // The header is line 1 of the file.
+    let (bytes, unframe, skipped): (_, fn(&[u8]) -> Option<&[u8]>, usize) =
+        match bytes.strip_prefix(HEADER.as_bytes()) {
+            Some(rest) => (rest, unframe, 1),
+            None => (bytes, |line| Some(line), 0),
+        };
     let mut records: Vec<OwnRecord> = Vec::new();
     for (n, line) in lines(bytes) {
-        let parsed = parse_record(line).filter(|record| match record {
-            Record::Chat(id, _) => *id == records.len(),
-            Record::Copy(id, _) => *id < records.len(),
-        });
+        let n = n + skipped;
+        let parsed = unframe(line)
+            .and_then(parse_record)
+            .filter(|record| match record {
+                Record::Chat(id, _) => *id == records.len(),
+                Record::Copy(id, _) => *id < records.len(),
+            });
         match parsed {
             Some(Record::Chat(_, text)) => records.push((text, Vec::new())),
             Some(Record::Copy(id, digest)) => records[id].1.push(digest),
@@ -140,6 +173,13 @@ fn parse_log(bytes: &[u8], path: &Path, notes: &mut Vec<String>) -> Vec<OwnRecor
         }
     }
     records
+}
+
+/// A framed line's record, if its CRC matches.
+fn unframe(line: &[u8]) -> Option<&[u8]> {
+    let (crc, record) = split_word(line)?;
+    let crc = u32::from_str_radix(std::str::from_utf8(crc).ok()?, 16).ok()?;
+    (crc32fast::hash(record) == crc).then_some(record)
 }
 
 enum Record {
@@ -219,6 +259,12 @@ fn hex(digest: &Digest) -> String {
 mod tests {
     use super::*;
 
+    impl<F: Backing> OwnLog<F> {
+        fn file_mut(&mut self) -> &mut F {
+            self.file.backing_mut()
+        }
+    }
+
     #[test]
     fn records_round_trip_and_a_torn_line_is_skipped() {
         let dir = tempfile::tempdir().unwrap();
@@ -229,7 +275,6 @@ mod tests {
         log.append(&copy_line(0, &[0xab; 16])).unwrap();
         log.append(&chat_line(1, b"x")).unwrap();
         log.append("copy 1 00ff").unwrap();
-        log.sync().unwrap();
         drop(log);
         let (_, records) = OwnLog::open(dir.path(), &mut notes).unwrap();
         assert_eq!(
@@ -241,6 +286,72 @@ mod tests {
         );
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert_eq!(read_records(dir.path()).unwrap(), records);
+    }
+
+    /// A full disk (or EIO, EFBIG) at every byte of a record and at the
+    /// boundaries: after the restart, exactly the acknowledged chats are
+    /// known, each once, and nothing torn is read as a chat.
+    #[test]
+    fn a_failed_append_at_any_byte_leaves_exactly_the_acknowledged_chats() {
+        use super::super::append::faulty::Faulty;
+        let torn = [b"TORN-".as_slice(), &[b't'; 240]].concat();
+        let record = chat_line(1, &torn);
+        for error in [libc::ENOSPC, libc::EIO, libc::EFBIG] {
+            for fail_at in 0..=record.len() {
+                let dir = tempfile::tempdir().unwrap();
+                let (log, _) = OwnLog::open(dir.path(), &mut Vec::new()).unwrap();
+                let file = OpenOptions::new()
+                    .append(true)
+                    .open(dir.path().join(OWN_LOG))
+                    .unwrap();
+                drop(log);
+                let len = file.metadata().unwrap().len();
+                let mut log = OwnLog {
+                    file: AppendFile::new(Faulty::new(file), len),
+                };
+                log.append(&chat_line(0, b"before")).unwrap();
+                log.file_mut().budget = Some(fail_at as u64);
+                log.file_mut().error = error;
+                let acked = log.append(&record).is_ok();
+                log.file_mut().budget = None;
+                // The next chat takes the failed one's id, as `own.rs` does.
+                let next = if acked { 2 } else { 1 };
+                log.append(&chat_line(next, b"after-space-came-back"))
+                    .unwrap();
+                drop(log);
+                let mut notes = Vec::new();
+                let (_, records) = OwnLog::open(dir.path(), &mut notes).unwrap();
+                let mut expected = vec![(b"before".to_vec(), vec![])];
+                if acked {
+                    expected.push((torn.clone(), vec![]));
+                }
+                expected.push((b"after-space-came-back".to_vec(), vec![]));
+                assert_eq!(records, expected, "error {error} at byte {fail_at}");
+                assert!(notes.is_empty(), "{notes:?}");
+            }
+        }
+    }
+
+    /// A record torn by a crash and joined by a later one (as a log of the
+    /// version before framing could be) fails its check: skipped, never
+    /// read as a chat.
+    #[test]
+    fn a_torn_record_joined_to_the_next_is_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let torn = chat_line(1, b"TORN-tttttttttttttttttttt");
+        let joined = [
+            HEADER,
+            &chat_line(0, b"before"),
+            &torn[..20],
+            &chat_line(1, b"after-space-came-back"),
+        ]
+        .concat();
+        fs::write(dir.path().join(OWN_LOG), joined).unwrap();
+        let mut notes = Vec::new();
+        let (_, records) = OwnLog::open(dir.path(), &mut notes).unwrap();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("line 3 is damaged"), "{notes:?}");
+        assert_eq!(records, vec![(b"before".to_vec(), vec![])]);
     }
 
     #[test]
