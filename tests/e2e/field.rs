@@ -10,6 +10,8 @@
 //! 3. Half-close: a peer that sends requests and shuts down its write side
 //!    gets its answers, then our close.
 //! 4. A valid history is never lost behind invalid ones arriving with it.
+//! 5. A peer that opens with a request, pushes its archive and hangs up
+//!    without reading (issue 18): the archive is taken every time.
 //!
 //! Each test asserts what must hold and prints rows of the closing table:
 //!
@@ -28,7 +30,7 @@ use wire::{History, Message, MessageType};
 
 use crate::support::misbehave::{
     Accepted, Alias, End, HalfClosed, Listener, ReconnectLoop, SelfAlias, ask_and_reset,
-    dials_logged, garbage_after, half_close, half_close_and_hold, race,
+    dials_logged, garbage_after, half_close, half_close_and_hold, push_and_hang_up, race,
 };
 use crate::support::observe::{Honest, MaxSampler};
 use crate::support::{Net, Node, Peer, WAIT, fixture_bytes, own_cpu, poll, shared_cpu};
@@ -1051,4 +1053,41 @@ fn valid_history_is_adopted_when_invalid_ones_arrive_with_it() {
             ms(worst)
         ),
     );
+}
+
+/// Issue 18, kind 2: a client sends `03` (or `01`, or `01 03`) and a valid
+/// 1,000-chat archive in one write, then closes without reading. The
+/// node's reply meets the closed socket (EPIPE, then a reset); the field
+/// saw the archive lost in 4 to 5 runs of 5. Each variant runs on a fresh
+/// node, 4 times: every archive must be adopted.
+#[test]
+fn a_peer_that_opens_with_a_request_and_hangs_up_has_its_archive_taken() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 9);
+    let archive = fixture_bytes("history-1k.bin");
+    let chats = wire::decode_archive(&archive).expect("the fixture").len();
+    let variants: [&[u8]; 3] = [&[0x03], &[0x01], &[0x01, 0x03]];
+    let mut lost = Vec::new();
+    let mut runs = 0;
+    for (v, requests) in variants.iter().enumerate() {
+        for run in 0..4u8 {
+            runs += 1;
+            let mut node = net.node(1 + 4 * v as u8 + run, &["--log", "info"]);
+            let bytes = [*requests, &archive].concat();
+            push_and_hang_up(net.addr(PUSHER), at(&net, 1 + 4 * v as u8 + run), &bytes);
+            if !node.wait_history_len(chats) {
+                lost.push(format!(
+                    "{requests:02x?} run {run}: history {:?}\n{}",
+                    node.status()["history"],
+                    node.stderr()
+                ));
+            }
+        }
+    }
+    row(
+        "peer hangs up",
+        "a_peer_that_opens_with_a_request_and_hangs_up_has_its_archive_taken",
+        &format!("{} archives lost of {runs}", lost.len()),
+    );
+    assert!(lost.is_empty(), "archives lost:\n{}", lost.join("\n"));
 }

@@ -176,6 +176,15 @@ impl Node {
     }
 
     fn adopt(&mut self, now: Instant, from: ConnId, candidate: History, pushed: bool) {
+        if let Some(peer) = self.peers.get(from)
+            && let Some(suppressed) = self.log_limit.allow(now)
+        {
+            info!(
+                "took a history of {} chats from {}{suppressed}",
+                candidate.len(),
+                peer.addr
+            );
+        }
         let (_, displaced) = self.set_history(candidate, None);
         self.mining.adopted(displaced, self.own.pending());
         self.restart_mining(now);

@@ -97,6 +97,10 @@ pub struct Conn {
     farewell: Option<Vec<u8>>,
     /// Our side of the stream is shut down: all we owed is written.
     fin_sent: bool,
+    /// A write failed (the peer hung up without reading): nothing more is
+    /// written, but what the peer sent before its end is still read and
+    /// taken, as after a FIN.
+    writing_ended: bool,
     /// When the message being received started, and at which stream
     /// offset.
     message_started: Option<(Instant, u64)>,
@@ -160,6 +164,7 @@ impl Conn {
             queued_messages: 0,
             farewell: None,
             fin_sent: false,
+            writing_ended: false,
             message_started: None,
             spoke: false,
             last_write_progress: now,
@@ -301,6 +306,12 @@ impl Conn {
         payload: Payload,
         now: Instant,
     ) -> Result<Option<(Why, usize)>, String> {
+        if self.writing_ended {
+            return Ok(match payload {
+                Payload::Archive { history, why } => Some((why, history.archive_len())),
+                Payload::Message(_) => None,
+            });
+        }
         if self.queue.is_empty() {
             self.last_write_progress = now;
         }
@@ -350,10 +361,24 @@ impl Conn {
         Ok(None)
     }
 
+    /// A write failed: drops what waits to be written (returning the
+    /// archives among it, as [`unsent_archives`](Self::unsent_archives)
+    /// does) and writes nothing more; reading goes on until the peer's
+    /// stream ends.
+    pub fn end_writing(&mut self) -> Vec<(Why, usize)> {
+        let unsent = self.unsent_archives();
+        self.writing_ended = true;
+        self.queue.clear();
+        self.queued_messages = 0;
+        self.farewell = None;
+        self.read_ready = true;
+        unsent
+    }
+
     /// A Notification saying why we close, written last (the first
     /// reason given is kept).
     pub fn notify(&mut self, text: &str, now: Instant) {
-        if self.farewell.is_none() {
+        if self.farewell.is_none() && !self.writing_ended {
             self.farewell = Some(Message::Notification(text.as_bytes().to_vec()).to_bytes());
             if self.queue.is_empty() {
                 self.last_write_progress = now;
@@ -384,7 +409,7 @@ impl Conn {
     /// what it has not received yet. True once the peer's stream has ended
     /// (or broke): the connection can close cleanly.
     pub fn finish(&mut self, buf: &mut [u8]) -> bool {
-        if !self.fin_sent {
+        if !self.fin_sent && !self.writing_ended {
             self.fin_sent = true;
             if self.stream.shutdown(std::net::Shutdown::Write).is_err() {
                 return true;

@@ -701,7 +701,23 @@ impl Reactor {
             if let State::Closing { .. } = conn.state {
                 return self.close(token);
             }
-            return self.teardown(token, Ending::Failed(format!("write failed: {e}")), now);
+            // The peer hung up without reading (many open with a request,
+            // push an archive and close): that ends our writing, not the
+            // taking of what it sent before its end, which is read and
+            // judged as after a FIN; the connection ends with its stream.
+            let (addr, id, unsent) = (conn.addr, conn.id, conn.end_writing());
+            if let Some(suppressed) = self.log_limit.allow(now) {
+                info!(
+                    "{addr} stopped reading (write failed: {e}); still taking what it sent{suppressed}"
+                );
+            }
+            for (why, bytes) in unsent {
+                self.events.push_back(Event::Unsent {
+                    conn: id,
+                    why,
+                    bytes,
+                });
+            }
         }
         self.update_interest(token);
     }

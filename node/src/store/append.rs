@@ -62,11 +62,6 @@ impl<F: Backing> AppendFile<F> {
         }
     }
 
-    /// Bytes of whole records.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
     /// Cuts the file to `len` bytes (at most its length): a history that
     /// forks keeps only the common prefix. Made durable by the next
     /// [`append`](Self::append).
@@ -237,7 +232,7 @@ mod tests {
                     records.concat()
                 };
                 assert_eq!(fs::read(&path).unwrap(), expected, "{error} at {fail_at}");
-                assert_eq!(log.len(), expected.len() as u64);
+                assert_eq!(log.len, expected.len() as u64);
             }
         }
     }

@@ -14,6 +14,9 @@
 //! - [`garbage_after`]: a client that sends requests, then a byte that
 //!   begins no message, and goes on sending junk while it reads.
 //! - [`ask_and_reset`]: a client that sends requests and resets at once.
+//! - [`push_and_hang_up`]: a client that opens with requests, pushes an
+//!   archive in the same write and closes without reading (many public
+//!   peers open every connection with a request).
 //! - [`NonReaders`]: clients that send requests and never read.
 //! - [`ReconnectLoop`]: a client that connects, sends a few bytes or none,
 //!   and closes, in a loop as fast as it can.
@@ -485,6 +488,17 @@ pub fn ask_and_reset(from: Ipv4Addr, to: SocketAddrV4, request: &[u8]) {
     socket2::SockRef::from(&stream)
         .set_linger(Some(Duration::ZERO))
         .expect("SO_LINGER");
+}
+
+/// A client that opens with a request and hangs up: connects from `from`
+/// to `to`, sends `bytes` (requests, then an archive) in one write, and
+/// closes without reading, so that the node's replies meet a closed
+/// socket (EPIPE, then a reset). Panics if it cannot connect or write.
+pub fn push_and_hang_up(from: Ipv4Addr, to: SocketAddrV4, bytes: &[u8]) {
+    let mut stream = client(from, to);
+    stream
+        .write_all(bytes)
+        .unwrap_or_else(|e| panic!("{from} -> {to}: write failed: {e}"));
 }
 
 /// A client that asks and then holds the connection: connects from `from`
