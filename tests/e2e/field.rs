@@ -12,6 +12,10 @@
 //! 4. A valid history is never lost behind invalid ones arriving with it.
 //! 5. A peer that opens with a request, pushes its archive and hangs up
 //!    without reading (issue 18): the archive is taken every time.
+//! 6. One connection per peer (issue 18): a peer that keeps one entry per
+//!    IP address is never dialed while it is connected, nor has a
+//!    connection closed on it, so its chats keep coming at once, and one
+//!    that redials when it loses its connection is not made to.
 //!
 //! Each test asserts what must hold and prints rows of the closing table:
 //!
@@ -33,6 +37,7 @@ use crate::support::misbehave::{
     dials_logged, garbage_after, half_close, half_close_and_hold, push_and_hang_up, race,
 };
 use crate::support::observe::{Honest, MaxSampler};
+use crate::support::per_ip::PerIpPeer;
 use crate::support::{Net, Node, Peer, WAIT, fixture_bytes, own_cpu, poll, shared_cpu};
 
 /// This module's id in the address plan of `support`.
@@ -1090,4 +1095,61 @@ fn a_peer_that_opens_with_a_request_and_hangs_up_has_its_archive_taken() {
         &format!("{} archives lost of {runs}", lost.len()),
     );
     assert!(lost.is_empty(), "archives lost:\n{}", lost.join("\n"));
+}
+
+/// Issue 18, kind 3: a peer keeping one entry per IP address dials the
+/// node and sends `03 01`; the field saw the node dial it back at once and
+/// close one of the two connections, leaving the peer no entry, so that
+/// its next chat took 52 to 54 s (the 60 s repair). Here its next chat
+/// must come within [`WAIT`] (it takes milliseconds), no connection may
+/// have been dialed to it or closed on it, and a peer that redials a
+/// second after losing its connection (as othiagos did 40 times in 3
+/// minutes) redials none in 20 s.
+#[test]
+fn a_peer_keeping_one_entry_per_ip_gets_its_chats_through_at_once() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 10);
+    let full = wire::decode_archive(&fixture_bytes("history-1k.bin")).expect("the fixture");
+    let mut node = net.node(1, &["--log", "debug"]);
+    let peer = PerIpPeer::start(at(&net, 200), archive_of(&full.prefix(500)));
+    peer.dial(at(&net, 1), &[0x03, 0x01], true);
+    assert!(node.wait_history_len(500), "{:?}", node.status());
+    // What the node did before: dial back, keep one, close the other.
+    let settle = Instant::now();
+    thread::sleep(Duration::from_secs(3));
+    let start = Instant::now();
+    let pushed_to = peer.push(archive_of(&full.prefix(501)));
+    let arrived = poll(WAIT * 5, || {
+        (node.status()["history"] == 501).then(Instant::now)
+    });
+    let took = arrived.map(|at| at - start);
+    // The redialing peer, over 20 s with the node.
+    thread::sleep(Duration::from_secs(20).saturating_sub(settle.elapsed()));
+    row(
+        "one connection per peer",
+        "a_peer_keeping_one_entry_per_ip_gets_its_chats_through_at_once",
+        &format!(
+            "next chat in {}; dials to the peer {}; its connections ended {}; its redials in 20 s {}",
+            took.map_or("never".to_string(), |d| format!("{:.3} s", secs(d))),
+            peer.accepted(),
+            peer.ended(),
+            peer.dials() - 1
+        ),
+    );
+    assert_eq!(pushed_to, 1, "the peer's table lost its entry for the node");
+    assert!(
+        took.is_some_and(|d| d < WAIT),
+        "the peer's chat came late or never: {took:?}"
+    );
+    assert_eq!(
+        peer.accepted(),
+        0,
+        "the node dialed a peer it was connected to"
+    );
+    assert_eq!(
+        peer.ended(),
+        0,
+        "the node closed a connection with the peer"
+    );
+    assert_eq!(peer.dials(), 1, "the peer had to redial");
 }

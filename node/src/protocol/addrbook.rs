@@ -22,8 +22,8 @@
 //! them (the longest failing gives way): a split of hours still heals, and
 //! dead addresses do not pile up.
 //!
-//! Addresses not known to listen (named in a PeerList, or dialed back to
-//! learn whether they listen) are discovered at a bounded rate:
+//! Addresses not known to listen (named in a PeerList, or dialed once
+//! after they connected to us and left, to learn whether they listen) are discovered at a bounded rate:
 //! [`DISCOVERY_BURST`] at once, then [`DISCOVERY_PER_SEC`]. On a node bound
 //! to 0.0.0.0 every loopback address leads back to the node itself, and a
 //! PeerList may name thousands of them: each is dialed once, learnt as
@@ -260,9 +260,11 @@ impl AddressBook {
         }
     }
 
-    /// A peer connected to us from `addr`: dial it back once, to learn
-    /// whether it listens (a node) or not (a client). The relay rule trusts
-    /// only listening peers to pass histories on.
+    /// A peer that connected to us from `addr` is gone: dial it once, to
+    /// learn whether it listens (a node) or not (a client). The relay rule
+    /// trusts only listening peers to pass histories on. Never while a
+    /// connection with it exists: a second one would cost a peer that
+    /// keeps one entry per address its entry.
     pub fn probe(&mut self, addr: Ipv4Addr, now: Instant) {
         if !self.dialable(addr) || !self.room_for(addr) {
             return;
@@ -370,8 +372,14 @@ impl AddressBook {
     /// Addresses to dial now, within the in-flight cap and `room` (the
     /// outbound connections that may still open, dials in flight
     /// included); those not known to listen within the discovery rate
-    /// too.
-    pub fn next_dials(&mut self, now: Instant, room: usize) -> Vec<Ipv4Addr> {
+    /// too. An address `connected` says a connection exists with is
+    /// dropped from the queue, not dialed.
+    pub fn next_dials(
+        &mut self,
+        now: Instant,
+        room: usize,
+        connected: impl Fn(Ipv4Addr) -> bool,
+    ) -> Vec<Ipv4Addr> {
         let since = self
             .tokens_at
             .map_or(Duration::ZERO, |at| now.saturating_duration_since(at));
@@ -390,7 +398,9 @@ impl AddressBook {
                 },
                 None => break,
             };
-            if self.dialable(addr) {
+            // Never an address a connection exists with (PROTOCOL.md: those
+            // "not yet connected to"); dropped from the queue.
+            if self.dialable(addr) && !connected(addr) {
                 self.connecting.insert(addr);
                 dials.push(addr);
             }
@@ -406,6 +416,14 @@ impl AddressBook {
     /// Drops queued dials to `addr` (a connection with it exists now).
     pub fn forget_queued(&mut self, addr: Ipv4Addr) {
         self.unqueue(addr);
+    }
+
+    /// A peer that connected to us from `addr` asked for our PeerList: a
+    /// node, taken to listen on the network-wide port.
+    pub fn heard_node(&mut self, addr: Ipv4Addr) {
+        if self.dialable(addr) && self.room_for(addr) {
+            self.known.entry(addr).or_default().listening = true;
+        }
     }
 
     /// A dial of `addr` connected: it listens.
@@ -483,12 +501,15 @@ mod tests {
             book.offer(ip(last), false, now);
         }
         book.offer(Ipv4Addr::UNSPECIFIED, false, now);
-        assert_eq!(book.next_dials(now, usize::MAX), [ip(2), ip(3)]);
-        assert_eq!(book.next_dials(now, usize::MAX), Vec::<Ipv4Addr>::new());
+        assert_eq!(book.next_dials(now, usize::MAX, |_| false), [ip(2), ip(3)]);
+        assert_eq!(
+            book.next_dials(now, usize::MAX, |_| false),
+            Vec::<Ipv4Addr>::new()
+        );
         book.dial_failed(ip(2), now, false);
-        assert_eq!(book.next_dials(now, usize::MAX), [ip(4)]);
+        assert_eq!(book.next_dials(now, usize::MAX, |_| false), [ip(4)]);
         book.dial_succeeded(ip(3));
-        assert_eq!(book.next_dials(now, usize::MAX), [ip(5)]);
+        assert_eq!(book.next_dials(now, usize::MAX, |_| false), [ip(5)]);
         assert!(book.is_listening(ip(3)));
         assert!(!book.is_listening(ip(4)));
     }
@@ -512,7 +533,7 @@ mod tests {
                 book.offer(alias(offered), false, now);
                 offered += 1;
             }
-            for addr in book.next_dials(now, usize::MAX) {
+            for addr in book.next_dials(now, usize::MAX, |_| false) {
                 dialed.push((now, addr));
                 if addr != ip(2) {
                     book.mark_own(addr);
@@ -540,7 +561,7 @@ mod tests {
             book.offer(alias(offered + more), false, now);
         }
         assert_eq!(
-            book.next_dials(now + Duration::from_secs(60), usize::MAX),
+            book.next_dials(now + Duration::from_secs(60), usize::MAX, |_| false),
             Vec::<Ipv4Addr>::new(),
             "aliases still dialed after the bound ({aliases} so far, the last at {:?})",
             last - start
@@ -553,10 +574,13 @@ mod tests {
         let mut book = AddressBook::new(ip(1), &[], 8, 1);
         book.probe(ip(2), now);
         book.probe(ip(2), now);
-        assert_eq!(book.next_dials(now, usize::MAX), [ip(2)]);
+        assert_eq!(book.next_dials(now, usize::MAX, |_| false), [ip(2)]);
         book.dial_failed(ip(2), now, false);
         book.probe(ip(2), now + Duration::from_secs(600));
-        assert_eq!(book.next_dials(now, usize::MAX), Vec::<Ipv4Addr>::new());
+        assert_eq!(
+            book.next_dials(now, usize::MAX, |_| false),
+            Vec::<Ipv4Addr>::new()
+        );
         assert!(!book.is_listening(ip(2)));
     }
 
@@ -655,18 +679,18 @@ mod tests {
     fn a_short_lived_connection_is_a_failure_and_a_long_one_resets_the_count() {
         let now = Instant::now();
         let mut book = AddressBook::new(ip(1), &[ip(2)], 8, 1);
-        assert_eq!(book.next_dials(now, usize::MAX), [ip(2)]);
+        assert_eq!(book.next_dials(now, usize::MAX, |_| false), [ip(2)]);
         book.dial_succeeded(ip(2));
         let first = book.ended(ip(2), Duration::from_millis(1), true, now);
         assert_eq!(first.map(|b| b.failures), Some(1));
         book.redial_wanted(now, |_| false);
         assert_eq!(
-            book.next_dials(now, usize::MAX),
+            book.next_dials(now, usize::MAX, |_| false),
             Vec::<Ipv4Addr>::new(),
             "in backoff"
         );
         book.redial_wanted(now + Duration::from_secs(2), |_| false);
-        assert_eq!(book.next_dials(now, usize::MAX), [ip(2)]);
+        assert_eq!(book.next_dials(now, usize::MAX, |_| false), [ip(2)]);
         book.dial_succeeded(ip(2));
         assert_eq!(
             book.ended(ip(2), Duration::from_millis(1), true, now)
@@ -676,7 +700,7 @@ mod tests {
         assert_eq!(book.ended(ip(2), HEALTHY_AFTER, true, now), None);
         book.redial_wanted(now, |_| false);
         assert_eq!(
-            book.next_dials(now, usize::MAX),
+            book.next_dials(now, usize::MAX, |_| false),
             [ip(2)],
             "healthy: redialed at once"
         );

@@ -110,8 +110,6 @@ pub enum Ending {
     Evicted,
     /// Receive buffers over their total limit; it held the most.
     BuffersFull,
-    /// A second connection with the same address, now idle.
-    IdleDuplicate,
 }
 
 impl Ending {
@@ -129,7 +127,6 @@ impl Ending {
             Ending::Silent => "silent",
             Ending::Evicted => "evicted",
             Ending::BuffersFull => "buffers full",
-            Ending::IdleDuplicate => "idle duplicate",
         }
     }
 }
@@ -150,7 +147,6 @@ impl fmt::Display for Ending {
             Ending::BuffersFull => {
                 f.write_str("receive buffers full: dropping the largest partial message")
             }
-            Ending::IdleDuplicate => f.write_str("duplicate connection, now idle"),
             other => f.write_str(other.kind()),
         }
     }
@@ -381,12 +377,6 @@ pub enum Action {
         conn: ConnId,
         /// The Notification's text.
         notify: Option<String>,
-    },
-    /// Close once no partial message is being received, letting a peer
-    /// that pushes one archive and hangs up finish first.
-    CloseWhenIdle {
-        /// Which.
-        conn: ConnId,
     },
     /// Mine `texts` one after the other after `prev` (the last up to 19
     /// chats of the history they go on), once `delay` has passed.

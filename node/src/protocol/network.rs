@@ -13,6 +13,11 @@ use super::io::{Action, ConnId, Direction, Ending};
 use super::peers::{Peer, survives};
 use super::report::Why;
 
+/// Two connections with one address, opened in opposite directions within
+/// this, are taken for a simultaneous dial (see `second_connection`).
+const DIAL_RACE: Duration = Duration::from_secs(5);
+/// Connections a peer opened to us, beside the one we use, kept at most.
+const MAX_DUPLICATES: usize = 4;
 /// A peer that dialed us and has said nothing is greeted after this.
 const GREET_SILENT_AFTER: Duration = Duration::from_secs(1);
 /// A peer we dialed that has sent no whole message for this long gives way
@@ -69,7 +74,11 @@ impl Node {
             debug!("no outbound connection left: closing a peer that said nothing for 30 s");
             self.outbox.push_back(Action::Close { conn, notify: None });
         }
-        for addr in self.book.next_dials(now, room) {
+        let peers = &self.peers;
+        for addr in self
+            .book
+            .next_dials(now, room, |addr| peers.is_connected(addr))
+        {
             debug!("connecting to {addr}");
             self.outbox.push_back(Action::Connect { addr });
         }
@@ -90,23 +99,17 @@ impl Node {
         let primary = match self.peers.primary_for(addr) {
             None => true,
             Some(existing) => {
-                let existing_dir = self.peers.get(existing).expect("listed").direction;
-                let (dialer, other_end) = match direction {
-                    Direction::Outbound => (local, addr),
-                    Direction::Inbound => (addr, local),
-                };
-                let new_wins = existing_dir != direction && survives(dialer, other_end);
-                if new_wins {
-                    self.demote(existing);
-                } else if direction == Direction::Outbound {
+                let race = self.dial_race(now, existing, direction);
+                let Some(keep_new) = self.second_connection(race, direction, local, addr) else {
                     debug!("{addr}: dropping our second connection");
                     self.outbox.push_back(Action::Close { conn, notify: None });
                     self.dial(now);
                     return;
-                } else {
-                    self.outbox.push_back(Action::CloseWhenIdle { conn });
+                };
+                if keep_new {
+                    self.demote(existing, race);
                 }
-                new_wins
+                keep_new
             }
         };
         if let Some(suppressed) = self.log_limit.allow(now) {
@@ -117,6 +120,7 @@ impl Node {
         }
         self.peers
             .insert(conn, Peer::new(addr, direction, now, primary));
+        self.close_extra_duplicates(addr);
         if primary {
             self.timers.peers_changed = true;
         }
@@ -128,10 +132,75 @@ impl Node {
         if primary && direction == Direction::Outbound {
             self.greet(now, conn);
         }
-        if direction == Direction::Inbound {
-            self.book.probe(addr, now);
-        }
         self.dial(now);
+    }
+
+    /// Whether a connection in `direction` that comes while `existing`
+    /// is the primary one with the same address is one of a simultaneous
+    /// dial: opposite directions, less than [`DIAL_RACE`] apart.
+    fn dial_race(&self, now: Instant, existing: ConnId, direction: Direction) -> bool {
+        self.peers
+            .get(existing)
+            .is_some_and(|old| old.direction != direction && now < old.since + DIAL_RACE)
+    }
+
+    /// A second connection with an address we have a primary connection
+    /// with: `Some(true)` when the new one becomes the primary,
+    /// `Some(false)` when it is kept beside it unused, `None` when it is
+    /// ours to close.
+    ///
+    /// We never dial an address we have a connection with, and close no
+    /// connection a peer may be using: some peers keep one entry per
+    /// address, replaced by the latest connection and dropped when any
+    /// connection with that address ends, so a duplicate we close leaves
+    /// them with none, or makes them redial in a loop. A simultaneous dial
+    /// (`race`) is the one exception: the connection dialed by the lower
+    /// address survives, a rule both ends compute alike, and each end
+    /// closes its own dial if that one loses (the other's, if it loses,
+    /// is left to its dialer), so both keep the same single connection.
+    /// Any other second connection is the peer dialing us again (the one
+    /// it opened last is the one we use) or a dial of ours that was in
+    /// flight for long (kept unused); nothing is closed.
+    fn second_connection(
+        &self,
+        race: bool,
+        direction: Direction,
+        local: Ipv4Addr,
+        addr: Ipv4Addr,
+    ) -> Option<bool> {
+        let (dialer, other_end) = match direction {
+            Direction::Outbound => (local, addr),
+            Direction::Inbound => (addr, local),
+        };
+        match (race, direction) {
+            (false, Direction::Inbound) => Some(true),
+            (false, Direction::Outbound) => Some(false),
+            (true, _) if survives(dialer, other_end) => Some(true),
+            (true, Direction::Inbound) => Some(false),
+            (true, Direction::Outbound) => None,
+        }
+    }
+
+    /// Connections a peer opened to us and left beside the one we use are
+    /// served, never closed by us, but at most [`MAX_DUPLICATES`] per
+    /// address: past that, the oldest goes (a peer that reconnects in a
+    /// loop without closing holds a bounded number of sockets). Those are
+    /// forgotten at once, so that each is closed once.
+    fn close_extra_duplicates(&mut self, addr: Ipv4Addr) {
+        let mut duplicates: Vec<(Instant, ConnId)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.addr == addr && !p.primary)
+            .map(|(c, p)| (p.since, c))
+            .collect();
+        if duplicates.len() <= MAX_DUPLICATES {
+            return;
+        }
+        duplicates.sort();
+        for &(_, conn) in &duplicates[..duplicates.len() - MAX_DUPLICATES] {
+            self.peers.remove(conn);
+            self.outbox.push_back(Action::Close { conn, notify: None });
+        }
     }
 
     /// Our dial of `addr` reached this node itself (the reactor matched the
@@ -178,19 +247,18 @@ impl Node {
         self.dial(now);
     }
 
-    /// A connection loses to a second one with the same address: ours are
-    /// closed at once, theirs once idle (the peer closes it too).
-    fn demote(&mut self, conn: ConnId) {
+    /// A connection loses to a second one with the same address: it is
+    /// kept unused, or closed if it is ours and lost a simultaneous dial
+    /// (`race`; see [`second_connection`](Self::second_connection)).
+    fn demote(&mut self, conn: ConnId, race: bool) {
         let Some(peer) = self.peers.get_mut(conn) else {
             return;
         };
         peer.primary = false;
-        debug!("{}: keeping the other connection", peer.addr);
-        let action = match peer.direction {
-            Direction::Outbound => Action::Close { conn, notify: None },
-            Direction::Inbound => Action::CloseWhenIdle { conn },
-        };
-        self.outbox.push_back(action);
+        debug!("{}: using the other connection", peer.addr);
+        if race && peer.direction == Direction::Outbound {
+            self.outbox.push_back(Action::Close { conn, notify: None });
+        }
     }
 
     pub(super) fn on_disconnected(&mut self, now: Instant, conn: ConnId, ending: Ending) {
@@ -214,11 +282,21 @@ impl Node {
         // says nothing of whether the peer can be reached.
         if self.peers.is_connected(peer.addr) {
             debug!("{}: one of two connections ended", peer.addr);
-        } else if let Some(backoff) = self.book.ended(peer.addr, lived, peer.primary, now) {
-            debug!(
-                "{}: connection ended after {lived:?}, failure {} in a row; next try in {:?}",
-                peer.addr, backoff.failures, backoff.wait
-            );
+            if peer.primary {
+                self.peers.promote_newest(peer.addr);
+            }
+        } else {
+            if let Some(backoff) = self.book.ended(peer.addr, lived, peer.primary, now) {
+                debug!(
+                    "{}: connection ended after {lived:?}, failure {} in a row; next try in {:?}",
+                    peer.addr, backoff.failures, backoff.wait
+                );
+            }
+            // Whether a peer that dialed us listens is learnt by dialing it
+            // once, never while a connection with it exists.
+            if peer.direction == Direction::Inbound {
+                self.book.probe(peer.addr, now);
+            }
         }
         self.book
             .redial_wanted(now, |addr| self.peers.is_connected(addr));
@@ -227,7 +305,18 @@ impl Node {
 
     pub(super) fn on_message(&mut self, now: Instant, conn: ConnId, message: Message) {
         match message {
-            Message::PeerRequest => self.send_peer_list(conn),
+            Message::PeerRequest => {
+                // A peer that dialed us and asks for peers runs the
+                // protocol, and nodes listen on the network-wide port: the
+                // relay rule may trust it without dialing it, which we never
+                // do while a connection with it exists.
+                if let Some(peer) = self.peers.get(conn)
+                    && peer.direction == Direction::Inbound
+                {
+                    self.book.heard_node(peer.addr);
+                }
+                self.send_peer_list(conn);
+            }
             Message::PeerList(addrs) => {
                 for &addr in &addrs {
                     let connected = self.peers.is_connected(addr);

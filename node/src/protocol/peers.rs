@@ -22,8 +22,9 @@ pub struct Peer {
     pub bytes_out: u64,
     /// The one connection used with this address. A second connection to
     /// the same address (two nodes dialing each other at once, a peer that
-    /// pushes an archive on a connection of its own) is served but not sent
-    /// to, and closed once idle.
+    /// pushes an archive on a connection of its own, or dials us again) is
+    /// served but not sent to, and left to its dialer to close (see
+    /// `network.rs`, `second_connection`).
     pub primary: bool,
     /// The last history the peer sent us.
     pub has: Option<Tip>,
@@ -149,6 +150,19 @@ impl Peers {
         self.iter()
             .find(|(_, p)| p.primary && p.addr == addr)
             .map(|(c, _)| c)
+    }
+
+    /// The primary connection with `addr` ended while others remain: the
+    /// newest of them becomes the primary.
+    pub fn promote_newest(&mut self, addr: Ipv4Addr) {
+        if let Some(peer) = self
+            .map
+            .values_mut()
+            .filter(|p| p.addr == addr)
+            .max_by_key(|p| p.since)
+        {
+            peer.primary = true;
+        }
     }
 
     /// Whether any connection with `addr` exists.

@@ -360,20 +360,18 @@ fn outbound_connections_stay_within_their_budget() {
     settings.max_outbound = 3;
     let mut h = Harness::with_config(settings, History::new());
     let source = h.connect(1, ip(2), Direction::Inbound);
-    // The dial back of the inbound peer (to learn whether it listens) is
-    // one of the three.
     let listed: Vec<Ipv4Addr> = (10..40).map(ip).collect();
     let first = dials(&h.receive(source, Message::PeerList(listed)));
-    assert_eq!(first.len(), 2, "{first:?}");
-    // Both connect: still three outbound in all, so no new dial.
-    for (id, &addr) in first.iter().enumerate() {
+    assert_eq!(first.len(), 3, "{first:?}");
+    // Two connect: two outbound and one dial in flight, so no new dial.
+    for (id, &addr) in first[..2].iter().enumerate() {
         let actions = h.connected(10 + id as u64, addr, ip(1), Direction::Outbound);
         assert!(dials(&actions).is_empty(), "{actions:?}");
     }
     assert!(dials(&h.advance(Duration::from_secs(1))).is_empty());
-    // The dial back fails: room for one more.
+    // The third dial fails: room for one more.
     let actions = h.handle(Event::ConnectFailed {
-        addr: ip(2),
+        addr: first[2],
         reason: "refused".into(),
         unanswered: false,
     });
@@ -747,12 +745,13 @@ fn a_long_history_is_adopted_and_summed_up_on_the_screen() {
 fn peer_lists_list_peers_and_drive_capped_dialing() {
     let mut h = Harness::new(History::new());
     let a = h.connect(1, ip(2), Direction::Outbound);
-    // An inbound peer is dialed back once to learn whether it listens.
+    // An inbound peer is not dialed while it is connected (issue 18: a
+    // second connection costs a peer that keeps one entry per address
+    // its entry).
     let actions = h.connected(2, ip(3), ip(1), Direction::Inbound);
     assert!(
-        actions
-            .iter()
-            .any(|x| matches!(x, Action::Connect { addr } if *addr == ip(3)))
+        !actions.iter().any(|x| matches!(x, Action::Connect { .. })),
+        "{actions:?}"
     );
     let actions = h.receive(a, Message::PeerRequest);
     assert_eq!(sent(&actions), [(a, Message::PeerList(vec![ip(3)]))]);
@@ -762,53 +761,60 @@ fn peer_lists_list_peers_and_drive_capped_dialing() {
         .map(ip)
         .collect();
     let actions = h.receive(a, Message::PeerList(offered));
-    let dials: Vec<Ipv4Addr> = actions
-        .iter()
-        .filter_map(|x| {
-            if let Action::Connect { addr } = x {
-                Some(*addr)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let dials_now = dials(&actions);
     // Own address, connected peers and duplicates skipped; four attempts
-    // at a time, the probe of 127.40.0.3 being one.
-    assert_eq!(dials, [ip(10), ip(11), ip(12)]);
+    // at a time.
+    assert_eq!(dials_now, [ip(10), ip(11), ip(12), ip(13)]);
     let actions = h.handle(Event::ConnectFailed {
         addr: ip(10),
         reason: "refused".into(),
         unanswered: false,
     });
-    assert!(matches!(actions[..], [Action::Connect { addr }] if addr == ip(13)));
+    assert!(matches!(actions[..], [Action::Connect { addr }] if addr == ip(14)));
+    // Once the inbound peer has gone, it is dialed once to learn whether
+    // it listens (queued behind the discovery in flight).
+    h.advance(Duration::from_secs(11));
+    h.handle(Event::Disconnected {
+        conn: ConnId(2),
+        ending: Ending::ClosedByPeer,
+    });
+    let mut later = Vec::new();
+    for addr in [11, 12, 13, 14] {
+        later.extend(dials(&h.handle(Event::ConnectFailed {
+            addr: ip(addr),
+            reason: "refused".into(),
+            unanswered: false,
+        })));
+    }
+    assert_eq!(later, [ip(3)]);
+}
+
+fn closed(actions: &[Action]) -> Vec<ConnId> {
+    actions
+        .iter()
+        .filter_map(|x| match x {
+            Action::Close { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .collect()
 }
 
 #[test]
 fn simultaneous_dials_keep_the_connection_from_the_lower_address() {
     // We are 127.40.0.1, lower than the peer: our outbound survives; their
-    // inbound is served until idle, then closed.
+    // inbound is kept unused, for its dialer to close by the same rule.
     let mut h = Harness::new(History::new());
     h.connect(1, ip(5), Direction::Outbound);
     let actions = h.connected(2, ip(5), ip(1), Direction::Inbound);
-    assert!(
-        matches!(actions[..], [Action::CloseWhenIdle { conn: ConnId(2) }]),
-        "{actions:?}"
-    );
+    assert!(closed(&actions).is_empty(), "{actions:?}");
+    let rows = h.node.peers.rows(h.now);
+    assert_eq!(rows.iter().filter(|r| r.duplicate).count(), 1, "{rows:?}");
 
     // Against a lower peer, its dial survives: our outbound is closed.
     let mut h = Harness::with_config(config(ip(9), vec![]), History::new());
     h.connected(1, ip(5), ip(9), Direction::Outbound);
     let actions = h.connected(2, ip(5), ip(9), Direction::Inbound);
-    assert!(
-        actions.iter().any(|a| matches!(
-            a,
-            Action::Close {
-                conn: ConnId(1),
-                ..
-            }
-        )),
-        "{actions:?}"
-    );
+    assert_eq!(closed(&actions), [ConnId(1)], "{actions:?}");
     assert!(
         sent(&actions).is_empty(),
         "an inbound primary is greeted later"
@@ -820,6 +826,39 @@ fn simultaneous_dials_keep_the_connection_from_the_lower_address() {
     });
     let actions = h.receive(ConnId(2), Message::PeerRequest);
     assert_eq!(sent(&actions)[0], (ConnId(2), Message::PeerList(vec![])));
+}
+
+#[test]
+fn a_peer_that_dials_again_gets_its_new_connection_used_and_none_closed() {
+    // Our connection to 127.40.0.9 is long established (no dial race):
+    // the peer dials us, again and again. Nothing it may be using is
+    // closed; its latest connection is the one we send on; at most
+    // MAX_DUPLICATES are kept beside it, the oldest going first.
+    let mut h = Harness::with_config(config(ip(9), vec![]), History::new());
+    h.connected(1, ip(5), ip(9), Direction::Outbound);
+    h.advance(Duration::from_secs(30));
+    let mut gone = Vec::new();
+    for id in 2..=7 {
+        gone.extend(closed(&h.connected(id, ip(5), ip(9), Direction::Inbound)));
+        h.advance(Duration::from_secs(1));
+    }
+    assert_eq!(gone, [ConnId(1), ConnId(2)], "the two oldest, past the cap");
+    let primary: Vec<_> = h
+        .node
+        .peers
+        .rows(h.now)
+        .into_iter()
+        .filter(|r| !r.duplicate)
+        .collect();
+    assert_eq!(primary.len(), 1);
+    assert_eq!(primary[0].direction, Direction::Inbound);
+    // When the one in use goes, the newest left takes its place.
+    h.handle(Event::Disconnected {
+        conn: ConnId(7),
+        ending: Ending::ClosedByPeer,
+    });
+    let rows = h.node.peers.rows(h.now);
+    assert_eq!(rows.iter().filter(|r| !r.duplicate).count(), 1, "{rows:?}");
 }
 
 #[test]

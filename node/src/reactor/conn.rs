@@ -108,8 +108,6 @@ pub struct Conn {
     pub spoke: bool,
     /// When the write queue last moved (or became non-empty).
     last_write_progress: Instant,
-    /// Close once no partial message is held, but not before this.
-    pub close_when_idle: Option<Instant>,
     /// WRITABLE interest is registered (only while the queue is non-empty
     /// or a dial is in progress).
     pub wants_write: bool,
@@ -168,7 +166,6 @@ impl Conn {
             message_started: None,
             spoke: false,
             last_write_progress: now,
-            close_when_idle: None,
             wants_write: false,
             read_ready: false,
             write_ready: false,
@@ -277,11 +274,6 @@ impl Conn {
     /// peer pushing a large archive first is not silent while it streams).
     pub fn silent(&self) -> bool {
         !self.spoke && self.message_started.is_none()
-    }
-
-    /// True between messages, with nothing left unread.
-    pub fn idle(&self) -> bool {
-        self.intake.is_idle() && self.unread.is_empty()
     }
 
     /// Memory held unchecked: a partial message, unchecked new chats, and

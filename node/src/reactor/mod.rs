@@ -42,9 +42,6 @@ const FIRST_CONN: usize = 16;
 const TICK: Duration = Duration::from_millis(100);
 /// Patience for an outgoing connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A duplicate connection stays open at least this long, so that a peer
-/// which connects only to push one archive gets to send it.
-const DUPLICATE_GRACE: Duration = Duration::from_secs(2);
 /// Data a peer's TCP has not acknowledged for this long means the peer is
 /// gone (a split network, a host that vanished): the kernel closes the
 /// connection (TCP_USER_TIMEOUT) and the node dials again. Without it, a
@@ -867,7 +864,7 @@ impl Reactor {
     }
 
     /// Deadlines of the transport: connect timeouts, messages that do not
-    /// finish, peers that read nothing, silent newcomers, idle duplicates.
+    /// finish, peers that read nothing, silent newcomers.
     fn check_clocks(&mut self, now: Instant) {
         let timeout = self.limits.read_timeout;
         let mut expired = Vec::new();
@@ -887,11 +884,6 @@ impl Reactor {
                         && now >= conn.opened + timeout
                     {
                         Some(Ending::Silent)
-                    } else if conn.close_when_idle.is_some_and(|t| now >= t)
-                        && conn.idle()
-                        && !conn.has_queued()
-                    {
-                        Some(Ending::IdleDuplicate)
                     } else {
                         None
                     }
@@ -940,11 +932,6 @@ impl Reactor {
                     c.notify(&text, now);
                 }
                 self.teardown(token, Ending::ClosedByUs, now);
-            }
-            Action::CloseWhenIdle { conn } => {
-                if let Some(c) = self.conns.get_mut(&Token(conn.0 as usize)) {
-                    c.close_when_idle = Some(now + DUPLICATE_GRACE);
-                }
             }
             Action::StartMining {
                 job,

@@ -24,6 +24,10 @@
 //!   in the PeerLists of a peer that answers every PeerRequest so).
 //! - [`race`]: several payloads sent at once on connections of their own
 //!   (competing histories).
+//! - [`PerIpPeer`](super::per_ip::PerIpPeer) (in `per_ip.rs`): a peer
+//!   that keeps one entry per IP address, dropped when any connection with
+//!   that address ends; it may redial a second after losing its
+//!   connection.
 //!
 //! Every one that runs a thread stops when told (a [`Stop`] flag) and is
 //! joined when dropped, also when a test fails early; every wait and loop
@@ -280,7 +284,7 @@ fn play_close_on(
 }
 
 /// What one read of a socket with a read timeout gave.
-enum Got {
+pub(super) enum Got {
     Bytes(usize),
     /// The other side closed: end of stream.
     Eof,
@@ -289,7 +293,7 @@ enum Got {
     Broken(io::Error),
 }
 
-fn read_once(stream: &mut TcpStream, buf: &mut [u8]) -> Got {
+pub(super) fn read_once(stream: &mut TcpStream, buf: &mut [u8]) -> Got {
     match stream.read(buf) {
         Ok(0) => Got::Eof,
         Ok(n) => Got::Bytes(n),

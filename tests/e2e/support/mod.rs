@@ -26,6 +26,7 @@ pub mod misbehave;
 mod node;
 pub mod observe;
 mod peer;
+pub mod per_ip;
 pub mod pty;
 
 pub use node::{Node, node_command, run_to_exit, run_with_input, spawn_piped};

@@ -409,7 +409,7 @@ impl Sim {
             match action {
                 Action::Send { conn, payload } => self.send(conn, payload),
                 Action::Connect { addr } => self.dial(i, addr),
-                Action::Close { conn, .. } | Action::CloseWhenIdle { conn } => {
+                Action::Close { conn, .. } => {
                     // The close goes after what was sent before it; the
                     // other end keeps its side until the close arrives.
                     if let Some((at, j, remote)) = self.net.transmit(self.elapsed, conn) {
