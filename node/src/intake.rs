@@ -6,13 +6,16 @@
 //! (bytes equal to ours are not stored again: the candidate shares our
 //! chunks), chats past the common prefix are stored and checked in batches
 //! on the validation thread as they arrive (the first invalid one ends the
-//! storing at once, and the rest is skipped), and what is held new and not
+//! storing at once, and the rest is skipped, at most `max_message` bytes of
+//! it: past that the connection ends, told why), and what is held new and not
 //! yet checked is bounded: past `max_unverified` bytes the connection is not
 //! read until the checks catch up. Full chunks of new chats go through a
 //! [`ChunkPool`], so the same archive arriving on several connections at
 //! once (a node joining, asking all its peers) is held once. An archive shorter than our history
 //! cannot win and is neither kept nor checked. The state machine is told
 //! the verdict once the archive is whole ([`Archive`]).
+
+use std::fmt;
 
 use miner::InvalidChat;
 use wire::{
@@ -83,12 +86,48 @@ pub struct Verified {
     pub result: Result<(), InvalidChat>,
 }
 
+/// Why a connection's stream cannot go on.
+#[derive(Debug)]
+pub enum IntakeError {
+    /// The bytes do not decode.
+    Decode(DecodeError),
+    /// An archive known invalid goes on past `max` bytes after its first
+    /// invalid chat: a buggy honest peer's archive ends well before, and
+    /// nothing else would bound the rest (a count claims up to 4 G chats,
+    /// a terabyte).
+    InvalidGoesOn {
+        /// Its first invalid chat.
+        invalid: InvalidChat,
+        /// The bytes skipped after it that were allowed (`--max-message`).
+        max: usize,
+    },
+}
+
+impl fmt::Display for IntakeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            IntakeError::Decode(error) => error.fmt(f),
+            IntakeError::InvalidGoesOn { invalid, max } => write!(
+                f,
+                "history ignored: {invalid}; its archive goes on for more than {max} bytes after it"
+            ),
+        }
+    }
+}
+
+impl From<DecodeError> for IntakeError {
+    fn from(error: DecodeError) -> IntakeError {
+        IntakeError::Decode(error)
+    }
+}
+
 /// The decoding state of one connection's incoming stream.
 #[derive(Debug)]
 pub struct Intake {
     conn: ConnId,
     frames: FrameDecoder,
     incoming: Option<Incoming>,
+    max_message: usize,
     max_unverified: usize,
     archives: u64,
 }
@@ -107,6 +146,8 @@ struct Incoming {
     progress: Progress,
     /// Every chat has come; the verdict waits for the last checks.
     ended: bool,
+    /// Bytes of chats skipped since it was found invalid.
+    skipped_invalid: usize,
 }
 
 #[derive(Debug)]
@@ -135,6 +176,7 @@ impl Intake {
             conn,
             frames: FrameDecoder::with_limits(max_message, usize::MAX),
             incoming: None,
+            max_message,
             max_unverified,
             archives: 0,
         }
@@ -187,7 +229,8 @@ impl Intake {
     /// `input` is for a later call.
     ///
     /// # Errors
-    /// The decoder's: the stream cannot go on.
+    /// The stream cannot go on: the decoder's error, or an archive known
+    /// invalid goes on for more than `max_message` bytes.
     pub fn push(
         &mut self,
         input: &mut &[u8],
@@ -195,7 +238,7 @@ impl Intake {
         pool: &mut ChunkPool,
         budget: usize,
         out: &mut Vec<Arrival>,
-    ) -> Result<(), DecodeError> {
+    ) -> Result<(), IntakeError> {
         while out.len() < budget && !self.is_blocked() {
             let frame = match self.frames.next(input)? {
                 None => return Ok(()),
@@ -222,11 +265,20 @@ impl Intake {
                             Progress::Matching
                         },
                         ended: false,
+                        skipped_invalid: 0,
                     });
                 }
                 Frame::Chat(chat) => {
                     let incoming = self.incoming.as_mut().expect("ArchiveStart came first");
                     incoming.take(chat, pool);
+                    if let Progress::Skipping(Some(invalid)) = incoming.progress
+                        && incoming.skipped_invalid > self.max_message
+                    {
+                        return Err(IntakeError::InvalidGoesOn {
+                            invalid,
+                            max: self.max_message,
+                        });
+                    }
                 }
                 Frame::ArchiveEnd => {
                     let position = self.frames.position();
@@ -330,6 +382,9 @@ impl Incoming {
     fn take(&mut self, chat: &[u8], pool: &mut ChunkPool) {
         let index = self.received;
         self.received += 1;
+        if let Progress::Skipping(Some(_)) = self.progress {
+            self.skipped_invalid += chat.len();
+        }
         self.digest
             .copy_from_slice(&chat[chat.len() - DIGEST_LEN..]);
         if let Progress::Matching = self.progress {

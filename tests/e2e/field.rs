@@ -12,6 +12,9 @@
 //! 4. A valid history is never lost behind invalid ones arriving with it.
 //! 5. A peer that opens with a request, pushes its archive and hangs up
 //!    without reading (issue 18): the archive is taken every time.
+//! 7. The rest of an invalid archive is bounded (issue 18): at most
+//!    `--max-message` of it is skipped, then the connection is closed with
+//!    a Notification saying why.
 //! 6. One connection per peer (issue 18): a peer that keeps one entry per
 //!    IP address is never dialed while it is connected, nor has a
 //!    connection closed on it, so its chats keep coming at once, and one
@@ -34,7 +37,8 @@ use wire::{History, Message, MessageType};
 
 use crate::support::misbehave::{
     Accepted, Alias, End, HalfClosed, Listener, ReconnectLoop, SelfAlias, ask_and_reset,
-    dials_logged, garbage_after, half_close, half_close_and_hold, push_and_hang_up, race,
+    dials_logged, endless_invalid_archive, garbage_after, half_close, half_close_and_hold,
+    push_and_hang_up, race,
 };
 use crate::support::observe::{Honest, MaxSampler};
 use crate::support::per_ip::PerIpPeer;
@@ -1152,4 +1156,43 @@ fn a_peer_keeping_one_entry_per_ip_gets_its_chats_through_at_once() {
         "the node closed a connection with the peer"
     );
     assert_eq!(peer.dials(), 1, "the peer had to redial");
+}
+
+/// Issue 18, kind 4: `04 00 30 00 00` (3 M chats claimed), then chats whose
+/// first is invalid, without end. The field saw the node read and discard
+/// 100 MB, with nothing bounding it. With `--max-message 1MiB`, the node
+/// must take at most that much after the invalid chat (plus what the
+/// sockets' buffers hold, a few MB on loopback) of 64 MiB offered, then
+/// close with a Notification saying why.
+#[test]
+fn the_rest_of_an_invalid_archive_is_bounded_and_the_peer_told_why() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 11);
+    let mut node = net.node(1, &["--max-message", "1MiB"]);
+    let offered = 64 << 20;
+    let (taken, messages) = endless_invalid_archive(net.addr(PUSHER), at(&net, 1), offered);
+    let told = messages.iter().find_map(|m| match m {
+        Message::Notification(text) => Some(String::from_utf8_lossy(text).into_owned()),
+        _ => None,
+    });
+    row(
+        "invalid archive without end",
+        "the_rest_of_an_invalid_archive_is_bounded_and_the_peer_told_why",
+        &format!(
+            "{:.1} MB taken of {:.1} MB offered; told: {told:?}",
+            taken as f64 / 1e6,
+            offered as f64 / 1e6
+        ),
+    );
+    assert!(
+        taken < 16 << 20,
+        "the node took {taken} bytes of the invalid archive"
+    );
+    let told = told.expect("a Notification saying why");
+    assert!(
+        told.contains("is invalid") && told.contains("1048576 bytes"),
+        "{told}"
+    );
+    // The node goes on serving others.
+    assert_eq!(node.status()["history"], 0);
 }

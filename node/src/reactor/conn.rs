@@ -6,9 +6,9 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
-use wire::{ChunkPool, DecodeError, History, Message};
+use wire::{ChunkPool, History, Message};
 
-use crate::intake::{Arrival, Intake};
+use crate::intake::{Arrival, Intake, IntakeError};
 use crate::protocol::{ConnId, Direction, Payload, Why};
 
 /// Small messages (not archives) a peer may leave unread before it is cut
@@ -125,8 +125,9 @@ pub enum End {
     Finished,
     /// The connection broke.
     Failed(String),
-    /// The peer sent something undecodable: tell it, then close.
-    Garbage(DecodeError),
+    /// The peer sent something undecodable, or the rest of an invalid
+    /// archive without end: tell it, then close.
+    Garbage(IntakeError),
 }
 
 impl Conn {
@@ -232,7 +233,7 @@ impl Conn {
         pool: &mut ChunkPool,
         now: Instant,
         out: &mut Vec<Arrival>,
-    ) -> Result<(), DecodeError> {
+    ) -> Result<(), IntakeError> {
         let before = out.len();
         let pushed = self
             .intake

@@ -24,7 +24,7 @@ use wire::ChunkPool;
 
 use crate::control::server::ControlServer;
 use crate::inbox::{Inbox, Mail};
-use crate::intake::Arrival;
+use crate::intake::{Arrival, IntakeError};
 use crate::log_limit::LogLimit;
 use crate::protocol::{Action, ConnId, Direction, Ending, Event, Node, Origin, Payload};
 use crate::screen::Screen;
@@ -643,7 +643,7 @@ impl Reactor {
                     conn.notify(&format!("closing: {error}"), now);
                     // A limit, not garbage: said at the default level, with
                     // the flag that raises it.
-                    if let wire::DecodeError::TooLarge { max, .. } = error
+                    if let IntakeError::Decode(wire::DecodeError::TooLarge { max, .. }) = error
                         && let Some(suppressed) = self.log_limit.allow(now)
                     {
                         warn!(

@@ -22,6 +22,7 @@
 //! without their CRC), and `own.txt` (one chat a line: its copies or `-`,
 //! then its text).
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -148,28 +149,44 @@ fn rewrite(dir: &Path, path: &Path, records: &[OwnRecord]) -> io::Result<u64> {
     Ok(text.len() as u64)
 }
 
+/// How a line of a log gives its record: checked against its CRC, or as
+/// it is in a log of the version before.
+type Unframe = fn(&[u8]) -> Option<&[u8]>;
+
 /// The records of a log: framed after the header, bare in a log of the
 /// version before it.
+///
+/// Chat IDs rise, with a gap where a chat's own record could not be
+/// written (it was kept in memory only); a copy of such a chat, written
+/// when it was mined, is ignored. A record that fails its check, or a
+/// chat out of order, is skipped with a note.
 fn parse_log(bytes: &[u8], path: &Path, notes: &mut Vec<String>) -> Vec<OwnRecord> {
     // The header is line 1 of the file.
-    let (bytes, unframe, skipped): (_, fn(&[u8]) -> Option<&[u8]>, usize) =
-        match bytes.strip_prefix(HEADER.as_bytes()) {
-            Some(rest) => (rest, unframe, 1),
-            None => (bytes, |line| Some(line), 0),
-        };
+    let (bytes, unframe, skipped): (_, Unframe, usize) = match bytes.strip_prefix(HEADER.as_bytes())
+    {
+        Some(rest) => (rest, unframe, 1),
+        None => (bytes, |line| Some(line), 0),
+    };
     let mut records: Vec<OwnRecord> = Vec::new();
+    let mut index_of: HashMap<usize, usize> = HashMap::new();
+    let mut last: Option<usize> = None;
     for (n, line) in lines(bytes) {
-        let n = n + skipped;
-        let parsed = unframe(line)
-            .and_then(parse_record)
-            .filter(|record| match record {
-                Record::Chat(id, _) => *id == records.len(),
-                Record::Copy(id, _) => *id < records.len(),
-            });
-        match parsed {
-            Some(Record::Chat(_, text)) => records.push((text, Vec::new())),
-            Some(Record::Copy(id, digest)) => records[id].1.push(digest),
-            None => notes.push(format!("{}: line {n} is damaged; skipped", path.display())),
+        match unframe(line).and_then(parse_record) {
+            Some(Record::Chat(id, text)) if last.is_none_or(|last| id > last) => {
+                last = Some(id);
+                index_of.insert(id, records.len());
+                records.push((text, Vec::new()));
+            }
+            Some(Record::Copy(id, digest)) => {
+                if let Some(&index) = index_of.get(&id) {
+                    records[index].1.push(digest);
+                }
+            }
+            _ => notes.push(format!(
+                "{}: line {} is damaged; skipped",
+                path.display(),
+                n + skipped
+            )),
         }
     }
     records
@@ -314,16 +331,16 @@ mod tests {
                 log.file_mut().error = error;
                 let acked = log.append(&record).is_ok();
                 log.file_mut().budget = None;
-                // The next chat takes the failed one's id, as `own.rs` does.
-                let next = if acked { 2 } else { 1 };
-                log.append(&chat_line(next, b"after-space-came-back"))
-                    .unwrap();
+                // Chat 1 is mined all the same (its copy is recorded), and
+                // the next chat is chat 2, as `own.rs` numbers them.
+                log.append(&copy_line(1, &[0xab; 16])).unwrap();
+                log.append(&chat_line(2, b"after-space-came-back")).unwrap();
                 drop(log);
                 let mut notes = Vec::new();
                 let (_, records) = OwnLog::open(dir.path(), &mut notes).unwrap();
                 let mut expected = vec![(b"before".to_vec(), vec![])];
                 if acked {
-                    expected.push((torn.clone(), vec![]));
+                    expected.push((torn.clone(), vec![[0xab; 16]]));
                 }
                 expected.push((b"after-space-came-back".to_vec(), vec![]));
                 assert_eq!(records, expected, "error {error} at byte {fail_at}");

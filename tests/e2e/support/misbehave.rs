@@ -14,6 +14,8 @@
 //! - [`garbage_after`]: a client that sends requests, then a byte that
 //!   begins no message, and goes on sending junk while it reads.
 //! - [`ask_and_reset`]: a client that sends requests and resets at once.
+//! - [`endless_invalid_archive`]: a client that claims an archive of
+//!   millions of chats and sends invalid ones without end.
 //! - [`push_and_hang_up`]: a client that opens with requests, pushes an
 //!   archive in the same write and closes without reading (many public
 //!   peers open every connection with a request).
@@ -492,6 +494,44 @@ pub fn ask_and_reset(from: Ipv4Addr, to: SocketAddrV4, request: &[u8]) {
     socket2::SockRef::from(&stream)
         .set_linger(Some(Duration::ZERO))
         .expect("SO_LINGER");
+}
+
+/// A client that claims an ArchiveResponse of 3 M chats and sends
+/// invalid chats (288 bytes each, their digests not beginning with two
+/// zero bytes) until the node stops taking them or `most` bytes have gone.
+/// Returns the bytes the node took (written without error) and the
+/// messages it sent back, read once writing stopped. Panics if it cannot
+/// connect.
+pub fn endless_invalid_archive(
+    from: Ipv4Addr,
+    to: SocketAddrV4,
+    most: usize,
+) -> (usize, Vec<Message>) {
+    let mut stream = client(from, to);
+    let mut chat = vec![0xff_u8; 288];
+    chat[0] = 255;
+    let block: Vec<u8> = chat.iter().copied().cycle().take(288 * 228).collect();
+    let mut sent = 0;
+    let header = [0x04, 0x00, 0x30, 0x00, 0x00];
+    if stream.write_all(&header).is_ok() {
+        sent = header.len();
+        while sent < most {
+            match stream.write(&block) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => sent += n,
+            }
+        }
+    }
+    stream.set_read_timeout(Some(WAIT)).expect("a read timeout");
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes);
+    let mut decoder = Decoder::new(wire::DEFAULT_MAX_MESSAGE);
+    let mut input = &bytes[..];
+    let mut messages = Vec::new();
+    while let Ok(Some(message)) = decoder.push(&mut input) {
+        messages.push(message);
+    }
+    (sent, messages)
 }
 
 /// A client that opens with a request and hangs up: connects from `from`

@@ -129,11 +129,6 @@ impl PerIpPeer {
             .count()
     }
 
-    /// Whether its table holds an entry for `addr`.
-    pub fn has_entry(&self, addr: Ipv4Addr) -> bool {
-        self.shared.table.lock().unwrap().contains_key(&addr)
-    }
-
     /// Connections dialed to it so far.
     pub fn accepted(&self) -> u64 {
         self.shared.accepted.load(Ordering::Relaxed)
