@@ -10,6 +10,7 @@ mod support;
 
 mod control;
 mod convergence;
+mod disk;
 mod field;
 mod hostile;
 mod node;

@@ -11,7 +11,7 @@
 //! Address plan: module F, test T, host H is `127.F.T.H` on port
 //! `47100 + 50 * (F - 1) + T`. Ids: the test modules `node` 1,
 //! `convergence` 2, `hostile` 3, `field` 4, `terminal` 5, `partition` 6,
-//! `control` 7, `scale` 8; the benches 17 (`verify` starts no node); give each new module the next free id (ports
+//! `control` 7, `scale` 8, `disk` 11; the benches 17 (`verify` starts no node); give each new module the next free id (ports
 //! 47100..=47999 leave room for 18 modules of 50 tests). Hosts 1..=99 are
 //! nodes by convention, 100..=254 test peers.
 //!
