@@ -643,7 +643,7 @@ fn bad_clients_of_the_socket_get_an_error_and_stall_nothing() {
         thread::sleep(Duration::from_millis(50));
     }
     assert!(
-        worst < Duration::from_secs(1),
+        worst < Duration::from_secs(5),
         "an honest client waited {worst:?}"
     );
     for mut hog in hogs {

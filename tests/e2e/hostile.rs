@@ -4,7 +4,7 @@
 //! resident memory is watched in `/proc`. Each test asserts what must hold
 //! and prints one row of the closing table:
 //!
-//! `cargo test -p node --test e2e hostile:: -- --nocapture 2>/dev/null | grep '^|'`
+//! `cargo test --workspace --locked --test e2e hostile:: -- --nocapture 2>/dev/null | grep '^|'`
 //!
 //! | attack | what the node did | baseline RSS | peak RSS during the attack | honest peer's worst / median answer |
 //!
@@ -475,7 +475,7 @@ fn lying_lengths_allocate_nothing_and_are_dropped_at_the_read_timeout() {
 
     // Dropped for the message that did not finish, not for anything else.
     let timed_out = node.closed("read timeout");
-    assert_eq!(timed_out, drops.len() as u64, "{}", node.stderr());
+    assert_eq!(timed_out, drops.len() as u64, "{}", node.log_tail());
     assert!(
         mem.growth_kb() <= 4 * 1024,
         "RSS grew from {} kB to {} kB under {} lying counts",
@@ -599,7 +599,7 @@ fn an_oversized_message_is_cut_off_when_it_crosses_the_limit() {
         node.closed("undecodable"),
         (ROUNDS * ATTACKERS) as u64,
         "{}",
-        node.stderr()
+        node.log_tail()
     );
     let reason = format!("exceeds the maximum of {MAX} bytes at byte {MAX}");
     assert!(log_count(&node, &reason) >= 1, "{}", node.stderr());
@@ -720,7 +720,7 @@ fn invalid_equal_and_shorter_histories_are_ignored_and_the_connection_kept() {
             assert!(
                 judged.is_some(),
                 "{what}: not rejected within {WAIT:?}; log:\n{}",
-                node.stderr()
+                node.log_tail()
             );
         }
         peer.send(&Message::ArchiveRequest);
@@ -986,7 +986,7 @@ fn a_connection_flood_is_capped_and_established_peers_keep_working() {
     // The established node peer was never dropped.
     assert!(node.peer_addrs().contains(&b), "{:?}", node.peers());
     let lost = log_count(&other, &format!("disconnected from {a}"));
-    assert_eq!(lost, lost_before, "{}", other.stderr());
+    assert_eq!(lost, lost_before, "{}", other.log_tail());
     // The flood is over: a newcomer is accepted and answered.
     let mut newcomer = net.peer(201, 1);
     newcomer.send(&Message::ArchiveRequest);
@@ -1164,7 +1164,7 @@ fn a_connection_flood_under_a_low_open_file_limit_leaves_the_node_reachable() {
         assert!(
             answered.is_some(),
             "{what}: the honest peer got no PeerList; stderr:\n{}",
-            node.stderr()
+            node.log_tail()
         );
     };
     let mut honest = net.peer(HONEST, 1);

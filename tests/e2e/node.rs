@@ -708,7 +708,7 @@ fn what_is_wrong_is_said_once_at_the_default_level() {
         ],
     );
     let said = |node: &support::Node| {
-        node.stderr()
+        node.log_tail()
             .lines()
             .filter(|l| l.contains(&format!("cannot reach bootstrap peer {absent}")))
             .map(str::to_string)
@@ -717,7 +717,7 @@ fn what_is_wrong_is_said_once_at_the_default_level() {
     // Tried at 0 s, then after 1-1.5 s, 2-3 s: three failures in 5 s.
     thread::sleep(Duration::from_secs(5));
     let lines = said(&node);
-    assert_eq!(lines.len(), 1, "{}", node.stderr());
+    assert_eq!(lines.len(), 1, "{}", node.log_tail());
     assert!(lines[0].contains("trying again in "), "{}", lines[0]);
     let peers = node.ask(&serde_json::json!({"command": "peers"}));
     let row = peers["dialing"]
@@ -731,7 +731,7 @@ fn what_is_wrong_is_said_once_at_the_default_level() {
         node.stderr().matches(&itself).count(),
         1,
         "{}",
-        node.stderr()
+        node.log_tail()
     );
     assert_eq!(
         peers["dialing"].as_array().map(Vec::len),
@@ -749,7 +749,7 @@ fn what_is_wrong_is_said_once_at_the_default_level() {
             .then_some(()))
         .is_some(),
         "{}",
-        node.stderr()
+        node.log_tail()
     );
     assert_eq!(node.closed("undecodable"), 1);
 }

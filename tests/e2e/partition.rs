@@ -31,7 +31,7 @@
 //!    own in the namespace's private mount namespace: `unshare --mount`),
 //!    the node dials it and takes its history.
 //!
-//! `cargo test -p node --test e2e partition:: -- --nocapture` prints the
+//! `cargo test --workspace --locked --test e2e partition:: -- --nocapture` prints the
 //! figures (lines beginning `partition:`). By environment, for the inner
 //! tests: PARTITION_SEED (the moments of the chats), PARTITION_SPLIT_S
 //! (how long test 1's split lasts, 15 s by default), PARTITION_NODE_ARGS
@@ -831,7 +831,7 @@ fn default_bind_inside() {
         assert!(
             recognised.is_some(),
             "the node did not tell that its dial of {from} came back to itself; stderr:\n{}",
-            node.stderr()
+            node.log_tail()
         );
         println!("partition: client {from}: the node's dial back reached itself and was closed");
         clients.push(client);
@@ -861,7 +861,7 @@ fn default_bind_inside() {
     assert!(
         rounds.iter().all(|&r| r == ASKING.as_secs() as usize),
         "not every PeerRequest was answered: {rounds:?}; stderr:\n{}",
-        node.stderr()
+        node.log_tail()
     );
 
     // `peers`: the two clients, inbound, nothing else; nothing dialed.
@@ -898,7 +898,7 @@ fn default_bind_inside() {
             loops_logged(&node, from),
             1,
             "the loop through {from} was not told exactly once; stderr:\n{}",
-            node.stderr()
+            node.log_tail()
         );
     }
 
@@ -944,7 +944,7 @@ fn default_bind_inside() {
     assert!(
         share < IDLE_CPU_SHARE,
         "the idle node used {used:?} of CPU in {idle:?}; stderr:\n{}",
-        node.stderr()
+        node.log_tail()
     );
     for client in &mut clients {
         assert!(
@@ -980,7 +980,7 @@ fn peer_name_resolved_later_inside() {
     assert!(
         said.is_some(),
         "no warning naming the host name at the default level; stderr:\n{}",
-        node.stderr()
+        node.log_tail()
     );
     let listed = node.ask(&json!({"command": "peers"}));
     println!("partition: before the name resolves: {listed}");
@@ -1007,7 +1007,7 @@ fn peer_name_resolved_later_inside() {
         adopted.is_some(),
         "the node did not take the named peer's history within 20 s; peers: {}; stderr:\n{}",
         node.ask(&json!({"command": "peers"})),
-        node.stderr()
+        node.log_tail()
     );
     println!(
         "partition: the name resolved; the node held its peer's history {:.1} s later",

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -526,7 +526,31 @@ impl Node {
         self.seen.lock().unwrap().clone()
     }
 
-    /// Everything the node wrote to stderr, every run.
+    /// The last [`TAIL_LINES`] lines of the node's stdout and log, for a
+    /// failure message, after the path of a file that keeps all of them
+    /// (under [`kept_logs`]).
+    pub fn log_tail(&self) -> String {
+        let (stdout, stderr) = (self.stdout().join("\n"), self.stderr());
+        let dir = kept_logs();
+        let file = dir.join(format!("node-{}-{}.log", self.addr, std::process::id()));
+        let kept = fs::create_dir_all(&dir)
+            .and_then(|()| fs::write(&file, format!("=== stdout\n{stdout}\n=== stderr\n{stderr}")));
+        let tail = |text: &str| {
+            let lines: Vec<&str> = text.lines().collect();
+            lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
+        };
+        format!(
+            "full output {}\n--- last {TAIL_LINES} lines of stdout:\n{}\n--- last {TAIL_LINES} lines of stderr:\n{}",
+            match kept {
+                Ok(()) => format!("in {}", file.display()),
+                Err(e) => format!("not kept ({e})"),
+            },
+            tail(&stdout),
+            tail(&stderr)
+        )
+    }
+
+    /// Everything the node wrote on stderr, every run of it.
     pub fn stderr(&self) -> String {
         (1..=self.runs)
             .map(|run| {
@@ -602,6 +626,10 @@ impl Node {
 }
 
 impl Drop for Node {
+    /// Kills the node. When the test is failing, keeps its output in
+    /// [`kept_logs`] and prints where, with the last [`TAIL_LINES`] of it:
+    /// a debug log runs to tens of thousands of lines, which would bury
+    /// the test's reason.
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -609,14 +637,27 @@ impl Drop for Node {
         }
         if thread::panicking() {
             eprintln!(
-                "=== node {} (data in {}) stdout:\n{}\n=== stderr:\n{}",
+                "=== node {} (data in {}): {}",
                 self.addr,
                 self.data_dir().display(),
-                self.stdout().join("\n"),
-                self.stderr()
+                self.log_tail()
             );
         }
     }
+}
+
+/// Lines of a node's output a failing test prints.
+pub const TAIL_LINES: usize = 50;
+
+/// Where the full output of the nodes of a failing test is kept:
+/// `target/e2e-logs/` beside the test binary.
+pub fn kept_logs() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/debug/deps/e2e-HASH -> target/e2e-logs
+    exe.ancestors()
+        .nth(3)
+        .map_or_else(std::env::temp_dir, Path::to_path_buf)
+        .join("e2e-logs")
 }
 
 /// A subscription to a node's history ([`Node::follow`]): the events of
