@@ -44,6 +44,8 @@ pub fn config(bind: Ipv4Addr, bootstrap: Vec<Ipv4Addr>) -> Config {
         max_outbound: usize::MAX,
         threads: 1,
         data_dir: "(memory)".into(),
+        pid: 1,
+        bans: Vec::new(),
     }
 }
 
@@ -95,6 +97,7 @@ impl Harness {
                     tickets,
                     stored: None,
                     outcome: Ok(()),
+                    elapsed: Duration::ZERO,
                 }),
             );
             actions.extend(self.actions());
