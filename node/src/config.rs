@@ -193,6 +193,11 @@ pub fn layer(
             let id = arg.get_id().as_str();
             let source = match first.value_source(id) {
                 Some(ValueSource::CommandLine) => "flag".to_string(),
+                Some(ValueSource::EnvVariable)
+                    if id == "log" && std::env::var_os("CHATCHAIN_LOG").is_none() =>
+                {
+                    "env NODE_LOG".to_string()
+                }
                 Some(ValueSource::EnvVariable) => {
                     format!(
                         "env {}",

@@ -13,6 +13,7 @@ mod convergence;
 mod field;
 mod hostile;
 mod node;
+mod operate;
 mod partition;
 mod scale;
 mod terminal;

@@ -211,14 +211,16 @@ fn started(path: &Path, wait: Option<Duration>) -> io::Result<()> {
 }
 
 /// Who owns the node's control socket at `path`, and what to do, after
-/// connecting failed with `e` (permission denied): the socket's owner (or,
-/// when the socket cannot even be looked at, its directory's).
+/// connecting failed with `e` (permission denied): the socket's owner, or,
+/// when the socket cannot even be looked at, the owner of the deepest
+/// directory above it that can (the one that shuts this user out).
 fn not_ours(path: &Path, e: &io::Error) -> String {
-    let owner = fs::metadata(path)
-        .or_else(|_| fs::metadata(path.parent().unwrap_or(path)))
+    let owner = path
+        .ancestors()
+        .find_map(|p| fs::metadata(p).ok())
         .map(|m| m.uid());
     match owner {
-        Ok(uid) => {
+        Some(uid) => {
             let name = user_name(uid);
             let who = name
                 .as_deref()
@@ -230,7 +232,7 @@ fn not_ours(path: &Path, e: &io::Error) -> String {
                 path.display()
             )
         }
-        Err(_) => format!(
+        None => format!(
             "cannot reach the control socket {} ({e}): it belongs to another user; run this \
              command as the user who runs the node",
             path.display()

@@ -670,10 +670,7 @@ fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
     };
     write!(
         f,
-        "node:      version {}, pid {}, up {}\naddress:   {}:{}\npeers:     {}\nhistory:   {} chats, last {last}\non disk:   {} chats\npending:   {} chats\nmining:    {mining}\nlast job:  {last_job}\nsent:      {} archives ({} mined, {} relayed, {} asked, {} to catch up), {} bytes\nclosed:    {endings}\ndata dir:  {}",
-        s.version,
-        s.pid,
-        span(s.uptime),
+        "address:   {}:{}\npeers:     {}\nhistory:   {} chats, last {last}\non disk:   {} chats\npending:   {} chats\nmining:    {mining}\nlast job:  {last_job}\nsent:      {} archives ({} mined, {} relayed, {} asked, {} to catch up), {} bytes\nclosed:    {endings}\ndata dir:  {}\nnode:      version {}, pid {}, up {}",
         s.bind,
         s.port,
         s.peers,
@@ -686,7 +683,10 @@ fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
         s.sent.asked,
         s.sent.catch_up,
         s.sent.bytes,
-        s.data_dir
+        s.data_dir,
+        s.version,
+        s.pid,
+        span(s.uptime)
     )
 }
 
