@@ -328,7 +328,7 @@ fn settings_come_from_flags_then_environment_then_file_then_defaults() {
     )
     .expect("the file");
     let (code, out, err) = with_env(
-        &["config", "--json", "--port", "47998", "--data-dir", &data],
+        &["--port", "47998", "config", "--json", "--data-dir", &data],
         &[("CHATCHAIN_LOG", "debug"), ("CHATCHAIN_MAX_INBOUND", "9")],
     );
     assert_eq!(code, Some(0), "{err}");
@@ -517,17 +517,25 @@ fn metrics_move_as_chats_flow_and_parse_with_the_reference_parser() {
         );
         return;
     };
+    // A peer pushes 1,000 chats (validated on the worker thread), then A
+    // mines 3 on top, which B takes from A.
+    net.peer(100, 1)
+        .send_raw(&crate::support::fixture_bytes("history-1k.bin"));
+    assert!(a.wait_history_len(1000), "a did not take the archive");
     for i in 0..3 {
         let (code, _, err) = client(&a, &["chat", "--wait", "mined", &format!("metric {i}")]);
         assert_eq!(code, Some(0), "{err}");
     }
-    assert!(b.wait_history_len(3), "b did not get the chats");
+    assert!(b.wait_history_len(1003), "b did not get the chats");
     let after = parse_metrics(&scrape(&a)).expect("parsed before");
     let grew = |name: &str, labels: &[(&str, &str)], by: f64| {
         let (was, is) = (sample(&before, name, labels), sample(&after, name, labels));
         assert!(is >= was + by, "{name} {labels:?}: {was} then {is}");
     };
-    grew("chatchain_history_chats", &[], 3.0);
+    grew("chatchain_history_chats", &[], 1003.0);
+    grew("chatchain_chats_received_total", &[], 1000.0);
+    grew("chatchain_validation_batches_total", &[], 1.0);
+    assert!(sample(&after, "chatchain_validation_seconds_total", &[]) > 0.0);
     grew("chatchain_chats_mined_total", &[], 3.0);
     grew("chatchain_mining_jobs_total", &[], 1.0);
     grew("chatchain_archives_sent_total", &[("reason", "mined")], 1.0);
