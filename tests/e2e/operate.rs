@@ -57,7 +57,7 @@ fn a_node_of_another_user_is_not_said_to_be_down() {
     let (code, out, err) = client_as_nobody(&node, &["status"]);
     assert_eq!((code, out.as_str()), (Some(4), ""), "{err}");
     assert!(
-        err.contains("its control socket is user root (uid 0)'s")
+        err.contains("belongs to user root (uid 0), and only its owner may use it")
             && err.contains("sudo -u root node"),
         "{err}"
     );

@@ -227,8 +227,9 @@ fn not_ours(path: &Path, e: &io::Error) -> String {
                 .map_or(format!("uid {uid}"), |n| format!("user {n} (uid {uid})"));
             let run_as = name.unwrap_or_else(|| format!("#{uid}"));
             format!(
-                "a node may run at {} but its control socket is {who}'s, and only its owner may \
-                 use it ({e}): run this command as that user, e.g. sudo -u {run_as} node ...",
+                "the control socket {} belongs to {who}, and only its owner may use it ({e}): \
+                 the node there runs as that user; run this command as that user, e.g. \
+                 sudo -u {run_as} node ...",
                 path.display()
             )
         }
