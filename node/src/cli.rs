@@ -575,6 +575,21 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_of_the_node_has_its_environment_variable() {
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long().filter(|l| !matches!(*l, "help" | "version")) else {
+                continue;
+            };
+            let want = format!("CHATCHAIN_{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(want.as_str()),
+                "--{long}"
+            );
+        }
+    }
+
+    #[test]
     fn peers_are_addresses_or_host_names() {
         let addr = |a, b, c, d| Ok(PeerArg::Addr(Ipv4Addr::new(a, b, c, d)));
         assert_eq!(parse_peer("127.0.0.5"), addr(127, 0, 0, 5));

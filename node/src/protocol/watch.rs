@@ -5,6 +5,11 @@
 //! connection. A chat displaced by a switch waits until it is mined again.
 
 use super::Node;
+
+/// Chats awaited at once, at most: each control client has one request in
+/// flight, but one that went away leaves its watch behind; past this the
+/// oldest gives way (its client, if still there, gives up at its bound).
+const MAX_WATCHES: usize = 256;
 use super::io::Origin;
 use super::own::{OwnId, Place};
 use super::report::{Placed, Reply};
@@ -31,6 +36,9 @@ fn hex(bytes: &[u8]) -> String {
 impl Node {
     /// `origin` waits for our chat `id` to reach `stage`.
     pub(super) fn watch(&mut self, id: OwnId, origin: Origin, stage: Stage) {
+        if self.watches.len() >= MAX_WATCHES {
+            self.watches.remove(0);
+        }
         self.watches.push(Watch {
             id,
             origin,
