@@ -38,7 +38,7 @@ fn gauge(value: usize) -> Gauge {
 }
 
 /// A family of counters, one per set of labels.
-fn family<'a>(rows: impl IntoIterator<Item = (Labels, u64)>) -> Family<Labels, Counter> {
+fn family(rows: impl IntoIterator<Item = (Labels, u64)>) -> Family<Labels, Counter> {
     let family = Family::<Labels, Counter>::default();
     for (labels, value) in rows {
         family.get_or_create(&labels).inc_by(value);
@@ -195,8 +195,10 @@ mod tests {
 
     #[test]
     fn a_scrape_is_openmetrics_text_with_every_figure() {
-        let mut counts = Counts::default();
-        counts.chats_mined = 3;
+        let mut counts = Counts {
+            chats_mined: 3,
+            ..Counts::default()
+        };
         counts.bytes_in.insert("peer_list", 12);
         counts.ended.insert(("inbound", "closed by peer"), 2);
         counts.store.add(Duration::from_millis(5));

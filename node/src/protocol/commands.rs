@@ -37,7 +37,7 @@ impl Node {
                 dialing: self.book.rows(now),
                 resolving: self.book.name_rows(now),
             },
-            Command::Status => Reply::Status(self.status(now)),
+            Command::Status => Reply::Status(Box::new(self.status(now))),
             Command::Help(topic) => Reply::Help {
                 text: command::help(topic),
             },

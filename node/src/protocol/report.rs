@@ -429,8 +429,8 @@ pub enum Reply {
         #[serde(default)]
         resolving: Vec<ResolvingRow>,
     },
-    /// `status` of a running node.
-    Status(Status),
+    /// `status` of a running node (boxed: the largest answer by far).
+    Status(Box<Status>),
     /// `status` of a data directory whose node is not running.
     Offline(Offline),
     /// `help`.

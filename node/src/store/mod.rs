@@ -104,8 +104,7 @@ impl DataDir {
             ));
         }
         let pid = format!("{}\n", std::process::id());
-        (&lock)
-            .set_len(0)
+        lock.set_len(0)
             .and_then(|()| (&lock).write_all(pid.as_bytes()))
             .map_err(context("cannot write", &lock_path))?;
         let bans = bans::read(dir)?;
