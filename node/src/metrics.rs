@@ -12,7 +12,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::protocol::{Scrape, Why};
+use crate::protocol::{Scrape, Timed, Why};
 
 type Labels = Vec<(&'static str, &'static str)>;
 
@@ -35,6 +35,25 @@ fn gauge(value: usize) -> Gauge {
     let gauge = Gauge::default();
     gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
     gauge
+}
+
+/// A gauge of a real number holding `value`.
+fn real_gauge(value: f64) -> Gauge<f64, AtomicU64> {
+    let gauge = Gauge::<f64, AtomicU64>::default();
+    gauge.set(value);
+    gauge
+}
+
+/// Registers how many of a thing (`count`: name and help) and their time
+/// in seconds (`time`).
+fn timed(r: &mut Registry, count: (&str, &str), time: (&str, &str), figures: Timed) {
+    r.register(count.0, count.1, counter(figures.count));
+    r.register_with_unit(
+        time.0,
+        time.1,
+        Unit::Seconds,
+        seconds(figures.total.as_secs_f64()),
+    );
 }
 
 /// A family of counters, one per set of labels.
@@ -131,56 +150,49 @@ pub fn render(scrape: &Scrape) -> String {
         gauge(scrape.backing_off),
     );
     r.register("banned_addresses", "Addresses banned", gauge(scrape.banned));
-    let rate = Gauge::<f64, AtomicU64>::default();
-    rate.set(scrape.hash_rate);
     r.register(
         "mining_hash_rate",
         "Tries per second of the last mining job that found its chats",
-        rate,
-    );
-    r.register(
-        "mining_jobs",
-        "Mining jobs that found their chats",
-        counter(counts.mining.count),
+        real_gauge(scrape.hash_rate),
     );
     r.register(
         "mining_tries",
-        "Tries of those jobs",
+        "Tries of the mining jobs that found their chats",
         counter(counts.mining_tries),
     );
+    timed(
+        &mut r,
+        ("mining_jobs", "Mining jobs that found their chats"),
+        ("mining_job", "Wall time of those jobs"),
+        counts.mining,
+    );
+    timed(
+        &mut r,
+        (
+            "validation_batches",
+            "Batches of an archive's chats validated",
+        ),
+        ("validation", "Time spent validating them"),
+        counts.validation,
+    );
+    timed(
+        &mut r,
+        (
+            "store_commits",
+            "Commits (writes and syncs) of the data directory",
+        ),
+        (
+            "store_sync",
+            "Time spent writing and syncing the data directory",
+        ),
+        counts.store,
+    );
     r.register_with_unit(
-        "mining_job",
-        "Wall time of those jobs",
+        "uptime",
+        "Since the node started",
         Unit::Seconds,
-        seconds(counts.mining.total.as_secs_f64()),
+        real_gauge(scrape.uptime.as_secs_f64()),
     );
-    r.register(
-        "validation_batches",
-        "Batches of an archive's chats validated",
-        counter(counts.validation.count),
-    );
-    r.register_with_unit(
-        "validation",
-        "Time spent validating them",
-        Unit::Seconds,
-        seconds(counts.validation.total.as_secs_f64()),
-    );
-    r.register(
-        "store_commits",
-        "Commits (writes and syncs) of the data directory",
-        counter(counts.store.count),
-    );
-    r.register_with_unit(
-        "store_sync",
-        "Time spent writing and syncing the data directory",
-        Unit::Seconds,
-        seconds(counts.store.total.as_secs_f64()),
-    );
-    r.register_with_unit("uptime", "Since the node started", Unit::Seconds, {
-        let up = Gauge::<f64, AtomicU64>::default();
-        up.set(scrape.uptime.as_secs_f64());
-        up
-    });
     let mut text = String::new();
     encode(&mut text, &r).expect("writing to a String cannot fail");
     text

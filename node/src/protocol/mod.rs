@@ -42,7 +42,7 @@ use wire::{History, Message};
 use crate::command::Stage;
 use crate::log_limit::LogLimit;
 use addrbook::AddressBook;
-pub use counts::{Counts, Scrape};
+pub use counts::{Counts, Scrape, Timed};
 use feed::Feed;
 pub use io::{
     Action, Archive, ConnId, Direction, Ending, Event, Mined, Origin, Payload, Save, Saved, Tip,
