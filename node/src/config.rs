@@ -163,20 +163,24 @@ pub fn layer(
                     )
                 })?;
             let id = arg.get_id().as_str();
+            let mut flags = Vec::new();
+            for value in values {
+                let flag = [OsString::from(format!("--{key}")), OsString::from(value)];
+                // Checked alone by the flag's own parser, even when a flag
+                // or the environment overrides it: the file is refused
+                // whole or taken whole.
+                Cli::command()
+                    .try_get_matches_from([OsString::from("node")].iter().chain(&flag))
+                    .map_err(|e| refuse(first_line(&e.to_string())))?;
+                flags.extend(flag);
+            }
             if matches!(
                 first.value_source(id),
                 Some(ValueSource::CommandLine | ValueSource::EnvVariable)
             ) {
                 continue;
             }
-            for value in values {
-                let flag = [OsString::from(format!("--{key}")), OsString::from(value)];
-                // Checked alone by the flag's own parser.
-                Cli::command()
-                    .try_get_matches_from([OsString::from("node")].iter().chain(&flag))
-                    .map_err(|e| refuse(first_line(&e.to_string())))?;
-                added.extend(flag);
-            }
+            added.extend(flags);
             from_file.push((
                 id.to_string(),
                 format!("file {}:{line}", file.path.display()),
