@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use clap::builder::TypedValueParser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use crate::command::Stage;
 use crate::resolver;
 
 /// The network-wide port (PROTOCOL.md).
@@ -36,6 +37,10 @@ pub struct Cli {
     /// The node's flags.
     #[command(flatten)]
     pub node: NodeArgs,
+
+    /// Every setting, its value and where it came from (`node config`).
+    #[arg(skip)]
+    pub settings: Vec<crate::config::Setting>,
 }
 
 /// The subcommands.
@@ -60,21 +65,22 @@ pub enum Command {
         output: PathBuf,
     },
     /// Ask the running node of a data directory (--data-dir, or the default
-    /// one of --bind) for its status; with no node running, read the data
-    /// directory and say so.
+    /// one of --bind) for its status (with its process id, uptime and
+    /// version); with no node running, read the data directory and say so
+    /// (exit status 3).
     #[command(arg = client_bind())]
     Status {
-        /// One JSON document (docs/CONTROL.md).
-        #[arg(long)]
-        json: bool,
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Ask the running node for its connections and the addresses it is
     /// still trying.
     #[command(arg = client_bind())]
     Peers {
-        /// One JSON document (docs/CONTROL.md).
-        #[arg(long)]
-        json: bool,
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// The last N chats of the history (20 by default, at most 100000); with
     /// --follow, then every chat entering it, until the node stops (exit
@@ -88,22 +94,139 @@ pub enum Command {
         /// Go on printing the history's changes as they happen.
         #[arg(short, long)]
         follow: bool,
-        /// JSON documents, one a line (docs/CONTROL.md).
-        #[arg(long)]
-        json: bool,
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Send a chat through the running node: mined and sent to every peer.
-    /// Returns once the node has saved it (it survives a crash).
+    /// Returns once the node has saved it (it survives a crash), or once it
+    /// reached the stage of --wait.
     #[command(arg = client_bind())]
     Chat {
         /// The text (the words are joined with spaces): 1 to 255 bytes of
         /// printable ASCII.
         #[arg(required = true, num_args = 1.., value_name = "TEXT")]
         text: Vec<String>,
-        /// One JSON document (docs/CONTROL.md).
+        /// Answer once the chat is saved, mined (its index and digest), or
+        /// sent to at least one peer.
+        #[arg(long, value_enum, value_name = "STAGE", default_value_t = Stage::Saved)]
+        wait: Stage,
+        /// The bound of --wait mined|sent, in seconds: past it, exit status
+        /// 6.
+        #[arg(long, value_name = "SECS", default_value = "60", value_parser = parse_read_timeout)]
+        timeout: Duration,
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Stop the running node cleanly (as SIGTERM); returns once it has
+    /// saved what it holds.
+    #[command(arg = client_bind())]
+    Stop {
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Have the running node dial HOST now, and again whenever it is lost
+    /// (as a --peer).
+    #[command(arg = client_bind())]
+    Connect {
+        /// An IPv4 address, or a host name (resolved here).
+        #[arg(value_name = "HOST", value_parser = parse_host)]
+        host: Ipv4Addr,
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Close the running node's connections with ADDR; it is no longer
+    /// dialed again when lost.
+    #[command(arg = client_bind())]
+    Disconnect {
+        /// The peer's IPv4 address.
+        #[arg(value_name = "ADDR")]
+        addr: Ipv4Addr,
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Ban ADDR: its connections close, and it is neither dialed nor
+    /// accepted nor passed on in PeerLists until the ban ends. Bans are
+    /// kept in the data directory across restarts.
+    #[command(arg = client_bind())]
+    Ban {
+        /// The IPv4 address.
+        #[arg(value_name = "ADDR")]
+        addr: Ipv4Addr,
+        /// How long: seconds, or with a unit (30m, 2h, 7d), or forever.
+        #[arg(value_name = "DURATION", default_value = crate::command::DEFAULT_BAN, value_parser = parse_ban)]
+        duration: String,
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Lift the ban of ADDR.
+    #[command(arg = client_bind())]
+    Unban {
+        /// The IPv4 address.
+        #[arg(value_name = "ADDR")]
+        addr: Ipv4Addr,
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// The banned addresses, with the time each ban has left.
+    #[command(arg = client_bind())]
+    Bans {
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Set the log level of the running node (as --log): error, warn,
+    /// info, debug, trace or off.
+    #[command(arg = client_bind())]
+    Log {
+        /// The level.
+        #[arg(value_name = "LEVEL", value_parser = parse_log_level)]
+        level: log::LevelFilter,
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Each setting (flag) in effect: its value, and where it came from:
+    /// flag, env (CHATCHAIN_...), file (PATH:LINE), or default.
+    #[command(arg = client_bind())]
+    Config {
+        /// One JSON document.
         #[arg(long)]
         json: bool,
     },
+    /// The running node's figures in the Prometheus text format
+    /// (OpenMetrics), for scrapers.
+    #[command(arg = client_bind())]
+    Metrics {
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+/// The flags of every subcommand that talks to a running node.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct ClientArgs {
+    /// One JSON document per answer, failures included (docs/CONTROL.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Wait for a node that is starting, up to SECS seconds (30 without a
+    /// value), before saying it is not running.
+    #[arg(
+        long,
+        value_name = "SECS",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "30",
+        value_parser = parse_read_timeout
+    )]
+    pub wait_start: Option<Duration>,
 }
 
 /// `--bind` as the subcommands that work on a data directory take it: the
@@ -113,6 +236,7 @@ pub enum Command {
 fn client_bind() -> clap::Arg {
     clap::Arg::new("bind")
         .long("bind")
+        .env("CHATCHAIN_BIND")
         .value_name("IP")
         .value_parser(clap::value_parser!(Ipv4Addr))
         .help(
@@ -129,74 +253,101 @@ pub struct NodeArgs {
     /// name (resolved to its IPv4 address; while the resolver says to try
     /// again, as with no network yet, it is tried again every minute at
     /// most). None: start a new network alone.
-    #[arg(long = "peer", value_name = "HOST", value_parser = parse_peer)]
+    #[arg(long = "peer", value_name = "HOST", env = "CHATCHAIN_PEER", value_delimiter = ',', value_parser = parse_peer)]
     pub peers: Vec<PeerArg>,
 
     /// The IPv4 address to listen on and to connect from.
-    #[arg(long, value_name = "IP", default_value_t = Ipv4Addr::UNSPECIFIED, global = true)]
+    #[arg(long, value_name = "IP", env = "CHATCHAIN_BIND", default_value_t = Ipv4Addr::UNSPECIFIED, global = true)]
     pub bind: Ipv4Addr,
 
     /// The network-wide port: every node of a network listens on it.
-    #[arg(long, default_value_t = DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
+    #[arg(long, env = "CHATCHAIN_PORT", default_value_t = DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
     /// Mining threads, at most 8 per core [default: all cores].
-    #[arg(long, value_name = "N", value_parser = parse_threads)]
+    #[arg(long, value_name = "N", env = "CHATCHAIN_THREADS", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
     /// Where the history and pending chats live between runs [default:
     /// DATA/chatchain/BIND (the --bind address), DATA being $XDG_DATA_HOME
     /// or ~/.local/share on Linux].
-    #[arg(long, value_name = "DIR", global = true)]
+    #[arg(long, value_name = "DIR", env = "CHATCHAIN_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
 
     /// Seconds (above 0, at most a day) a peer has to finish a message it
     /// started (plus one second per 64 KiB of it), an inbound peer to send
     /// its first one, and a peer that reads nothing to take what we queued,
     /// before the connection is closed.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_read_timeout)]
+    #[arg(long, value_name = "SECS", env = "CHATCHAIN_READ_TIMEOUT", default_value = "30", value_parser = parse_read_timeout)]
     pub read_timeout: Duration,
 
     /// Largest message but an ArchiveResponse, and most bytes of an
     /// archive's new chats held unchecked per connection (the connection is
     /// not read until they are checked): a size in bytes, with an optional
     /// suffix (KiB, MiB, GiB, kB, MB, GB), at least 1KiB.
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", env = "CHATCHAIN_MAX_MESSAGE", default_value = "64MiB", value_parser = parse_size)]
     pub max_message: usize,
 
     /// Most bytes held unchecked across all connections; past it the
     /// connection holding the most is dropped. A size, as --max-message.
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", env = "CHATCHAIN_MAX_BUFFERED", default_value = "256MiB", value_parser = parse_size)]
     pub max_buffered: usize,
 
     /// Most inbound connections at once. When full, a newcomer replaces the
     /// oldest inbound connection that has not sent a message yet, or is
     /// turned away. Also the most connections kept open after their end to
     /// finish a reply (the oldest is closed first).
-    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, value_name = "N", env = "CHATCHAIN_MAX_INBOUND", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_inbound: usize,
 
     /// Most outgoing connection attempts in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, value_name = "N", env = "CHATCHAIN_MAX_CONNECTING", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_connecting: usize,
 
     /// Level of the node's log (connection and protocol events): error,
     /// warn, info, debug, trace, or off for none. On stderr (above the
     /// prompt on a terminal), or in --log-file.
-    #[arg(long, value_name = "LEVEL", env = "NODE_LOG", default_value = "warn", value_parser = parse_log_level)]
+    #[arg(long, value_name = "LEVEL", env = "CHATCHAIN_LOG", default_value = "warn", value_parser = parse_log_level)]
     pub log: log::LevelFilter,
 
-    /// Append the log to this file instead of stderr (same levels).
-    #[arg(long, value_name = "FILE")]
+    /// Append the log to this file instead of stderr (same levels). SIGHUP
+    /// makes the node open it again by its path (for logrotate).
+    #[arg(long, value_name = "FILE", env = "CHATCHAIN_LOG_FILE")]
     pub log_file: Option<PathBuf>,
+
+    /// A TOML file of settings, keyed by the flags' long names [default:
+    /// chatchain.toml in the data directory, if there]. A flag beats the
+    /// environment (CHATCHAIN_ and the flag's name, as CHATCHAIN_DATA_DIR),
+    /// which beats the file, which beats the default.
+    #[arg(long, value_name = "FILE", env = "CHATCHAIN_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
 }
 
-/// Parses the command line; on an error (exit status 2) it says what is
-/// wrong, with a hint for an IP address given without `--peer` (the
-/// original Python program took it so).
+/// Parses the command line, the environment and the configuration file
+/// (`config.rs`); on an error (exit status 2) it says what is wrong, with
+/// a hint for an IP address given without `--peer` (the original Python
+/// program took it so). `NODE_LOG`, the older name of `CHATCHAIN_LOG`, is
+/// read when that is not set.
 pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Cli {
-    match Cli::try_parse_from(args) {
-        Ok(cli) if cli.node.max_buffered < cli.node.max_message => Cli::command()
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    let mut command = Cli::command();
+    if std::env::var_os("CHATCHAIN_LOG").is_none() {
+        command = command.mut_arg("log", |arg| arg.env("NODE_LOG"));
+    }
+    let first = command
+        .clone()
+        .try_get_matches_from(&args)
+        .unwrap_or_else(|e| exit_with(e));
+    let (layered, mut settings) = crate::config::layer(&first, &args)
+        .unwrap_or_else(|why| Cli::command().error(ErrorKind::InvalidValue, why).exit());
+    let matches = command
+        .try_get_matches_from(&layered)
+        .unwrap_or_else(|e| exit_with(e));
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_with(e));
+    crate::config::fill_values(&mut settings, &matches);
+    cli.settings = settings;
+    if cli.node.max_buffered < cli.node.max_message {
+        Cli::command()
             .error(
                 ErrorKind::ArgumentConflict,
                 format!(
@@ -205,26 +356,29 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Cli
                     cli.node.max_buffered, cli.node.max_message
                 ),
             )
-            .exit(),
-        Ok(cli) => cli,
-        Err(mut e) => {
-            if matches!(
-                e.kind(),
-                ErrorKind::InvalidSubcommand | ErrorKind::UnknownArgument
-            ) && let Some(ContextValue::String(arg)) = e
-                .get(ContextKind::InvalidSubcommand)
-                .or_else(|| e.get(ContextKind::InvalidArg))
-                .cloned()
-                && arg.parse::<Ipv4Addr>().is_ok()
-            {
-                e.insert(
-                    ContextKind::Suggested,
-                    ContextValue::StyledStrs(vec![format!("did you mean --peer {arg}?").into()]),
-                );
-            }
-            e.exit()
-        }
+            .exit()
     }
+    cli
+}
+
+/// Exits with clap's error `e` (exit status 2), hinting `--peer` for an
+/// IP address given alone.
+fn exit_with(mut e: clap::Error) -> ! {
+    if matches!(
+        e.kind(),
+        ErrorKind::InvalidSubcommand | ErrorKind::UnknownArgument
+    ) && let Some(ContextValue::String(arg)) = e
+        .get(ContextKind::InvalidSubcommand)
+        .or_else(|| e.get(ContextKind::InvalidArg))
+        .cloned()
+        && arg.parse::<Ipv4Addr>().is_ok()
+    {
+        e.insert(
+            ContextKind::Suggested,
+            ContextValue::StyledStrs(vec![format!("did you mean --peer {arg}?").into()]),
+        );
+    }
+    e.exit()
 }
 
 /// A `--peer` as parsed.
@@ -263,6 +417,21 @@ fn parse_peer(text: &str) -> Result<PeerArg, String> {
     }
 }
 
+/// `node connect HOST`: an address, or a name resolved now.
+fn parse_host(text: &str) -> Result<Ipv4Addr, String> {
+    match parse_peer(text)? {
+        PeerArg::Addr(addr) => Ok(addr),
+        PeerArg::Later { reason, .. } => {
+            Err(format!("cannot resolve host name '{text}' now: {reason}"))
+        }
+    }
+}
+
+/// A ban's duration, checked as the node checks it.
+fn parse_ban(text: &str) -> Result<String, String> {
+    crate::command::ban_span(text).map(|_| text.to_string())
+}
+
 fn parse_threads(text: &str) -> Result<usize, String> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let max = THREADS_PER_CORE * cores;
@@ -276,7 +445,7 @@ fn parse_threads(text: &str) -> Result<usize, String> {
 }
 
 /// A log level by name, any case; the error lists the names.
-fn parse_log_level(text: &str) -> Result<log::LevelFilter, String> {
+pub fn parse_log_level(text: &str) -> Result<log::LevelFilter, String> {
     text.parse().map_err(|_| {
         "a level (of --log, or NODE_LOG) is error, warn, info, debug, trace or off".to_string()
     })
@@ -381,13 +550,42 @@ mod tests {
         let help = |command: &mut clap::Command| command.render_help().to_string();
         let mut cli = Cli::command();
         assert!(help(&mut cli).contains("to listen on and to connect from"));
-        for name in ["status", "peers", "hist", "chat", "export"] {
+        for name in [
+            "status",
+            "peers",
+            "hist",
+            "chat",
+            "export",
+            "stop",
+            "connect",
+            "disconnect",
+            "ban",
+            "unban",
+            "bans",
+            "log",
+            "metrics",
+        ] {
             let text = help(cli.find_subcommand_mut(name).expect("a subcommand"));
             assert!(
                 text.contains("Selects the data directory"),
                 "{name}: {text}"
             );
             assert!(!text.contains("to listen on"), "{name}: {text}");
+        }
+    }
+
+    #[test]
+    fn every_flag_of_the_node_has_its_environment_variable() {
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long().filter(|l| !matches!(*l, "help" | "version")) else {
+                continue;
+            };
+            let want = format!("CHATCHAIN_{}", long.to_uppercase().replace('-', "_"));
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(want.as_str()),
+                "--{long}"
+            );
         }
     }
 

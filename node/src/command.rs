@@ -2,6 +2,10 @@
 //! prompt line.
 
 use std::fmt;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::text::{chat_text, printable};
 
@@ -25,12 +29,58 @@ pub fn hist(n: usize) -> Result<Command, String> {
     Ok(Command::Hist(n))
 }
 
+/// A ban lasts this long unless told otherwise (as bitcoind's `setban`),
+/// as [`ban_span`] reads it.
+pub const DEFAULT_BAN: &str = "24h";
+/// The longest ban with an end: ten years (`forever` has none).
+pub const MAX_BAN: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
+/// How far a chat sent by a control client goes before it is answered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    /// On disk (`own.log`): it survives a crash.
+    #[default]
+    Saved,
+    /// Mined into the history: its index and digest are known.
+    Mined,
+    /// Queued whole to at least one peer in an archive.
+    Sent,
+}
+
 /// A command for the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// Queue a chat for mining; the text is already checked
-    /// ([`chat_text`]).
+    /// ([`chat_text`]). Answered once saved.
     Chat(Vec<u8>),
+    /// [`Command::Chat`], answered once the chat reached `stage`.
+    ChatUntil {
+        /// The text, already checked.
+        text: Vec<u8>,
+        /// When to answer.
+        stage: Stage,
+    },
+    /// Dial this address now, and want it as a bootstrap peer is.
+    Connect(Ipv4Addr),
+    /// Close every connection with this address.
+    Disconnect(Ipv4Addr),
+    /// Ban an address for a span (`None`: forever): its connections close,
+    /// it is neither dialed nor accepted, nor named in PeerLists.
+    Ban {
+        /// The address.
+        addr: Ipv4Addr,
+        /// How long, from now.
+        span: Option<Duration>,
+    },
+    /// Lift a ban.
+    Unban(Ipv4Addr),
+    /// List the bans.
+    Bans,
+    /// Set the log level of the running node.
+    Log(log::LevelFilter),
+    /// The node's figures for scrapers (OpenMetrics text).
+    Metrics,
     /// Show the last N chats.
     Hist(usize),
     /// Show the connected peers and the addresses still being tried.
@@ -131,6 +181,47 @@ pub fn help(topic: Option<Topic>) -> String {
             format!("{usage}: {summary}\n{long}")
         }
     }
+}
+
+/// A ban's span: `forever`, or a number with a unit, `s`, `m`, `h` or
+/// `d` (seconds when none): `90`, `30m`, `2h`, `7d`. At least a second and
+/// at most [`MAX_BAN`].
+///
+/// # Errors
+/// What is wrong with `text`, in words listing the forms.
+pub fn ban_span(text: &str) -> Result<Option<Duration>, String> {
+    let text = text.trim();
+    if text == "forever" {
+        return Ok(None);
+    }
+    let bad = || {
+        format!(
+            "'{text}' is not a ban duration: a number of seconds, or with a unit (30m, 2h, \
+             7d), or 'forever'"
+        )
+    };
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let number: u64 = text[..digits].parse().map_err(|_| bad())?;
+    let unit = match &text[digits..] {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(bad()),
+    };
+    let span = number
+        .checked_mul(unit)
+        .map(Duration::from_secs)
+        .filter(|span| *span <= MAX_BAN)
+        .ok_or_else(|| format!("a ban of '{text}' is longer than ten years; use 'forever'"))?;
+    if span.is_zero() {
+        return Err(format!(
+            "a ban of '{text}' ends at once; lift a ban with 'unban'"
+        ));
+    }
+    Ok(Some(span))
 }
 
 /// Why a line is not a command, in words for the user.
@@ -285,6 +376,24 @@ mod tests {
                 .0
                 .contains("control character (0x09)")
         );
+    }
+
+    #[test]
+    fn ban_spans_take_units_or_forever_and_are_bounded() {
+        assert_eq!(ban_span("90"), Ok(Some(Duration::from_secs(90))));
+        assert_eq!(ban_span("30m"), Ok(Some(Duration::from_secs(1800))));
+        assert_eq!(ban_span("2h"), Ok(Some(Duration::from_secs(7200))));
+        assert_eq!(ban_span("7d"), Ok(Some(Duration::from_secs(7 * 86_400))));
+        assert_eq!(ban_span("forever"), Ok(None));
+        assert!(ban_span("0").unwrap_err().contains("unban"));
+        assert!(ban_span("11000d").unwrap_err().contains("ten years"));
+        assert!(ban_span("99999999999999999999").is_err());
+        for bad in ["", "soon", "5w", "-1", "1.5h"] {
+            assert!(
+                ban_span(bad).unwrap_err().contains("not a ban duration"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -2,10 +2,12 @@
 
 mod cli;
 mod command;
+mod config;
 mod control;
 mod inbox;
 mod intake;
 mod log_limit;
+mod metrics;
 mod offline;
 mod open_files;
 mod prompt;
@@ -17,12 +19,11 @@ mod store;
 mod terminal;
 mod text;
 
-use std::fs::OpenOptions;
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use env_logger::Target;
 use log::{LevelFilter, warn};
@@ -57,30 +58,75 @@ fn main() -> ExitCode {
             Ok(dir) => offline::export(&dir, &output),
             Err(why) => fail(&why),
         },
+        Some(cli::Command::Config { json }) => {
+            config::print(&cli.settings, json);
+            ExitCode::SUCCESS
+        }
         Some(client) => {
-            let (request, json) = match client {
-                cli::Command::Status { json } => (Request::Status, json),
-                cli::Command::Peers { json } => (Request::Peers, json),
-                cli::Command::Hist { n, follow, json } => (Request::Hist { n, follow }, json),
-                cli::Command::Chat { text, json } => (
-                    Request::Chat {
-                        text: text.join(" "),
-                    },
-                    json,
-                ),
-                cli::Command::Verify { .. } | cli::Command::Export { .. } => {
-                    unreachable!("matched above")
-                }
+            let (request, client, timeout) = client_request(client);
+            let options = control::client::Options {
+                json: client.json,
+                wait_start: client.wait_start,
+                timeout,
             };
             match data_dir_of(&node) {
-                Ok(dir) => control::client::run(&dir, &request, json),
-                Err(why) => control::client::fail(&why, json, ExitCode::FAILURE),
+                Ok(dir) => control::client::run(&dir, &request, options),
+                Err(why) => control::client::Failed {
+                    why,
+                    status: control::client::USAGE,
+                    kind: "usage",
+                }
+                .exit(client.json),
             }
         }
         None => match run(node, TerminalGuard::save()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(why) => fail(&why),
         },
+    }
+}
+
+/// The request of a client subcommand, its flags, and the bound of `chat
+/// --wait`.
+fn client_request(command: cli::Command) -> (Request, cli::ClientArgs, Duration) {
+    let plain = |request, client| (request, client, control::client::SAVE_WAIT);
+    match command {
+        cli::Command::Status { client } => plain(Request::Status, client),
+        cli::Command::Peers { client } => plain(Request::Peers, client),
+        cli::Command::Hist { n, follow, client } => plain(Request::Hist { n, follow }, client),
+        cli::Command::Chat {
+            text,
+            wait,
+            timeout,
+            client,
+        } => (
+            Request::Chat {
+                text: text.join(" "),
+                wait,
+            },
+            client,
+            timeout,
+        ),
+        cli::Command::Stop { client } => plain(Request::Stop, client),
+        cli::Command::Connect { host, client } => plain(Request::Connect { addr: host }, client),
+        cli::Command::Disconnect { addr, client } => plain(Request::Disconnect { addr }, client),
+        cli::Command::Ban {
+            addr,
+            duration,
+            client,
+        } => plain(Request::Ban { addr, duration }, client),
+        cli::Command::Unban { addr, client } => plain(Request::Unban { addr }, client),
+        cli::Command::Bans { client } => plain(Request::Bans, client),
+        cli::Command::Log { level, client } => plain(
+            Request::Log {
+                level: level.as_str().to_lowercase(),
+            },
+            client,
+        ),
+        cli::Command::Metrics { client } => plain(Request::Metrics, client),
+        cli::Command::Verify { .. } | cli::Command::Export { .. } | cli::Command::Config { .. } => {
+            unreachable!("not a client subcommand")
+        }
     }
 }
 
@@ -111,25 +157,25 @@ fn default_data_dir(bind: Ipv4Addr) -> Result<PathBuf, String> {
 }
 
 /// The log: the node's own modules at `--log`, other crates' warnings
-/// only (the line editor logs keystrokes at debug).
+/// only (the line editor logs keystrokes at debug). The level is the
+/// process's maximum, so that `node log LEVEL` can change it later
+/// ([`protocol::Action::SetLog`]): the filters let everything of ours through.
 fn start_log(args: &NodeArgs) -> Result<LogSink, String> {
-    let file = match &args.log_file {
-        None => None,
-        Some(path) => Some(
-            OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .map_err(|e| format!("cannot write the log file {}: {e}", path.display()))?,
-        ),
-    };
-    let sink = LogSink::new(file);
+    let sink = LogSink::new(args.log_file.as_deref()).map_err(|e| {
+        let path = args
+            .log_file
+            .as_deref()
+            .unwrap_or(std::path::Path::new(""))
+            .display();
+        format!("cannot write the log file {path}: {e}")
+    })?;
     env_logger::Builder::new()
-        .filter_level(LevelFilter::Warn.min(args.log))
-        .filter_module(env!("CARGO_CRATE_NAME"), args.log)
+        .filter_level(LevelFilter::Warn)
+        .filter_module(env!("CARGO_CRATE_NAME"), LevelFilter::Trace)
         .format_timestamp_millis()
         .target(Target::Pipe(Box::new(sink.clone())))
         .init();
+    log::set_max_level(args.log);
     Ok(sink)
 }
 
@@ -214,6 +260,8 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
         max_outbound: budget.max_outbound,
         threads,
         data_dir: data_dir.display().to_string(),
+        pid: std::process::id(),
+        bans: recovered.bans,
     };
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -240,6 +288,7 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
         store: StoreThread::spawn(dir, mailer),
         screen: screen.clone(),
         control,
+        log: log_sink,
     };
     let limits = Limits {
         read_timeout: args.read_timeout,

@@ -13,8 +13,9 @@
 //! and never waits for the terminal. When the node stops, the lines not yet
 //! handed over are printed plainly, after the terminal is put back.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -195,7 +196,13 @@ fn hand_over(
 enum LogTarget {
     Stderr,
     Screen(Screen),
-    File(File),
+    /// `--log-file`, and its path, to open it again ([`LogSink::reopen`]).
+    File(File, PathBuf),
+}
+
+/// Opens `path` to append to it, creating it if needed.
+fn append_to(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// The log's output, for env_logger's `Target::Pipe`: whole lines, to
@@ -204,10 +211,30 @@ enum LogTarget {
 pub struct LogSink(Arc<Mutex<(LogTarget, Vec<u8>)>>);
 
 impl LogSink {
-    /// Logs to stderr, or to `file` if given.
-    pub fn new(file: Option<File>) -> LogSink {
-        let target = file.map_or(LogTarget::Stderr, LogTarget::File);
-        LogSink(Arc::new(Mutex::new((target, Vec::new()))))
+    /// Logs to stderr, or appends to the file at `path` if given.
+    ///
+    /// # Errors
+    /// Opening the file.
+    pub fn new(path: Option<&Path>) -> io::Result<LogSink> {
+        let target = match path {
+            None => LogTarget::Stderr,
+            Some(path) => LogTarget::File(append_to(path)?, path.to_path_buf()),
+        };
+        Ok(LogSink(Arc::new(Mutex::new((target, Vec::new())))))
+    }
+
+    /// Opens the log file again by its path (after logrotate moved it: the
+    /// next lines go to a new file there); `None` when the log goes to no
+    /// file. On an error the old file is kept.
+    pub fn reopen(&self) -> Option<io::Result<PathBuf>> {
+        let mut sink = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let LogTarget::File(file, path) = &mut sink.0 else {
+            return None;
+        };
+        Some(append_to(path).map(|new| {
+            *file = new;
+            path.clone()
+        }))
     }
 
     /// Log lines that went to stderr go to `screen` from now on (when it
@@ -231,7 +258,7 @@ impl Write for LogSink {
                 LogTarget::Stderr => {
                     let _ = io::stderr().write_all(&line);
                 }
-                LogTarget::File(file) => {
+                LogTarget::File(file, _) => {
                     let _ = file.write_all(&line);
                 }
                 LogTarget::Screen(screen) => {

@@ -16,30 +16,21 @@ use wire::{History, Message};
 
 use crate::support::observe::MemWatch;
 use crate::support::pty::PtyNode;
-use crate::support::{Net, Node, WAIT, node_command, poll, run_to_exit, shared_cpu};
+use crate::support::{Net, Node, WAIT, node_command, poll, run_client, run_to_exit, shared_cpu};
 
 const FILE: u8 = 7;
 
 /// `node ARGS --data-dir DIR` to its end: exit code, stdout, stderr.
-fn client(node: &Node, args: &[&str]) -> (Option<i32>, String, String) {
+pub fn client(node: &Node, args: &[&str]) -> (Option<i32>, String, String) {
     client_within(node, args, WAIT)
 }
 
 /// [`client`], waiting at most `timeout` for the end.
 fn client_within(node: &Node, args: &[&str], timeout: Duration) -> (Option<i32>, String, String) {
-    let dir = node.data_dir();
-    let mut all: Vec<&str> = args.to_vec();
-    let dir = dir.display().to_string();
-    all.extend(["--data-dir", &dir]);
-    let out = run_to_exit(&all, timeout);
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_client(&node.data_dir(), args, timeout)
 }
 
-fn json(text: &str) -> Value {
+pub fn json(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
@@ -188,10 +179,12 @@ fn the_client_subcommands_talk_to_the_running_node_and_read_a_stopped_one() {
         !node.data_dir().join("control.sock").exists(),
         "the socket is removed"
     );
+    // Exit status 3: not running (what the data directory holds is said).
     let (code, out, err) = client(&node, &["status"]);
-    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(code, Some(3), "{err}");
     assert!(out.starts_with("the node is not running"), "{out}");
-    let (_, out, _) = client(&node, &["status", "--json"]);
+    let (code, out, _) = client(&node, &["status", "--json"]);
+    assert_eq!(code, Some(3));
     assert_eq!(json(&out)["reply"], "offline");
     assert_eq!(json(&out)["history"], 2);
     let (code, out, err) = client(&node, &["hist", "--json"]);
@@ -212,7 +205,7 @@ fn the_client_subcommands_talk_to_the_running_node_and_read_a_stopped_one() {
     );
     for args in [&["chat", "x"][..], &["peers"]] {
         let (code, out, err) = client(&node, args);
-        assert_eq!(code, Some(1), "{args:?}");
+        assert_eq!(code, Some(3), "{args:?}");
         assert!(out.is_empty(), "{args:?}: {out}");
         assert!(
             err.contains("no node is running with data directory"),
@@ -386,11 +379,13 @@ fn clients_of_a_node_that_does_not_answer_give_up_in_bounded_time() {
             let started = Instant::now();
             let out = run_to_exit(&all, Duration::from_secs(secs + 30));
             let waited = started.elapsed();
-            assert_eq!(out.status.code(), Some(1), "{all:?}");
+            // Exit status 5: not answering in time.
+            assert_eq!(out.status.code(), Some(5), "{all:?}");
             // With --json, the failure is a JSON document on stdout.
             let (told, quiet) = if all.iter().any(|a| a == "--json") {
                 let told = json(&String::from_utf8_lossy(&out.stdout));
                 assert_eq!(told["reply"], "error", "{all:?}: {told}");
+                assert_eq!(told["kind"], "no_answer", "{all:?}: {told}");
                 (
                     told["error"].as_str().unwrap_or("").to_string(),
                     &out.stderr,
@@ -799,11 +794,11 @@ fn client_failures_are_told_before_any_node_is_asked_and_in_json_with_json() {
         assert_eq!((code, err.as_str()), (Some(2), ""), "{args:?}: {out}");
         assert_eq!(
             json(&out),
-            serde_json::json!({"reply": "error", "error": words})
+            serde_json::json!({"reply": "error", "error": words, "kind": "usage"})
         );
     }
-    // No node, no data directory: each fails with exit status 1; with
-    // --json, as one JSON document on stdout.
+    // No node, no data directory: each fails with exit status 3 (not
+    // running); with --json, as one JSON document on stdout.
     for args in [
         &["status"][..],
         &["hist"],
@@ -812,15 +807,16 @@ fn client_failures_are_told_before_any_node_is_asked_and_in_json_with_json() {
         &["chat", "hello"],
     ] {
         let (code, out, err) = run(args);
-        assert_eq!((code, out.as_str()), (Some(1), ""), "{args:?}: {err}");
+        assert_eq!((code, out.as_str()), (Some(3), ""), "{args:?}: {err}");
         assert!(
             err.starts_with("node: no node is running"),
             "{args:?}: {err}"
         );
         let (code, out, err) = run(&[args, &["--json"]].concat());
-        assert_eq!((code, err.as_str()), (Some(1), ""), "{args:?}: {out}");
+        assert_eq!((code, err.as_str()), (Some(3), ""), "{args:?}: {out}");
         let answer = json(&out);
         assert_eq!(answer["reply"], "error", "{args:?}: {out}");
+        assert_eq!(answer["kind"], "not_running", "{args:?}: {out}");
         let error = answer["error"].as_str().expect("words");
         assert!(error.starts_with("no node is running"), "{args:?}: {error}");
     }

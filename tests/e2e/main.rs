@@ -20,6 +20,7 @@ mod disk;
 mod field;
 mod hostile;
 mod node;
+mod operate;
 mod partition;
 mod scale;
 mod terminal;

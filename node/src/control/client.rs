@@ -1,15 +1,20 @@
 //! The client subcommands: `node status`, `node peers`, `node hist [N]
-//! [--follow]`, `node chat TEXT`, each with `--json`. They talk to the node
-//! that owns the data directory, through its control socket; with no node
-//! running, `status` and `hist` read the data directory itself and say so,
-//! and `peers` and `chat` fail (exit status 1). A node that does not answer
-//! in time (stopped, or stuck) fails them too: see [`ANSWER_WAIT`]. A chat
-//! that cannot be sent is refused before the node is asked (exit status
-//! 2). With `--json`, every outcome is one JSON document on stdout, a
-//! failure an `error` reply ([`fail`]).
+//! [--follow]`, `node chat TEXT`, and those that manage the node (`stop`,
+//! `connect`, `disconnect`, `ban`, `unban`, `bans`, `log`, `metrics`),
+//! each with `--json`. They talk to the node that owns the data directory,
+//! through its control socket; with no node running, `status` and `hist`
+//! read the data directory itself and say so. Each way of failing has its
+//! own exit status ([`NOT_RUNNING`], [`NOT_OURS`], [`NO_ANSWER`],
+//! [`NOT_REACHED`]), so that a script can tell a node that is down from
+//! one it may not talk to or one that is stuck. A chat that cannot be
+//! sent is refused before the node is asked ([`USAGE`]). With `--json`,
+//! every outcome is one JSON document on stdout, a failure an `error`
+//! reply with a `kind` ([`Failed::exit`]).
 
-use std::fs::File;
+use std::ffi::CStr;
+use std::fs::{self, File};
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
@@ -19,80 +24,238 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, SockAddr, Socket, Type};
 
 use super::{Request, SOCKET_FILE};
+use crate::command::Stage;
 use crate::protocol::{Line, Reply};
 use crate::store;
 use crate::text::chat_text;
 
 /// How long a request waits for its answer, connecting and sending
-/// included, before the client gives up (exit status 1); for a followed
+/// included, before the client gives up ([`NO_ANSWER`]); for a followed
 /// `hist`, the wait for its first answer (what follows may take any time).
 pub const ANSWER_WAIT: Duration = Duration::from_secs(10);
-/// [`ANSWER_WAIT`] for `chat`, answered once the chat is on disk: a sync,
-/// which a busy disk can make slow.
-pub const CHAT_WAIT: Duration = Duration::from_secs(60);
+/// [`ANSWER_WAIT`] for `chat` (answered once the chat is on disk: a sync,
+/// which a busy disk can make slow) and `stop` (once everything is), and
+/// the default bound of `chat --wait`.
+pub const SAVE_WAIT: Duration = Duration::from_secs(60);
 /// The pause between two tries to connect to a node that accepts no
-/// connection yet (its queue of them is full).
+/// connection yet (its queue of them is full, or it is starting).
 const CONNECT_RETRY: Duration = Duration::from_millis(20);
+/// The pause between two looks for the socket of a node that is starting
+/// (`--wait-start`).
+const START_RETRY: Duration = Duration::from_millis(100);
 
+/// Exit status: the node refused the request (an `error` or `not_saved`
+/// reply), or went away while answering.
+pub const REFUSED: u8 = 1;
 /// Exit status of a usage error: a bad flag or argument, or a chat that
 /// cannot be sent.
 pub const USAGE: u8 = 2;
+/// Exit status: no node runs with this data directory (no socket, or one
+/// left by a node that is gone). `status` still says what the directory
+/// holds (as LSB's "program is not running").
+pub const NOT_RUNNING: u8 = 3;
+/// Exit status: a node runs, but its control socket is another user's
+/// (permission denied): the message names the user.
+pub const NOT_OURS: u8 = 4;
+/// Exit status: the node did not answer in time (stopped, or stuck).
+pub const NO_ANSWER: u8 = 5;
+/// Exit status: `chat --wait mined|sent` passed its bound before the chat
+/// reached the stage.
+pub const NOT_REACHED: u8 = 6;
+
+/// How a client subcommand is run.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// One JSON document per answer.
+    pub json: bool,
+    /// Wait up to this long for a node that is starting (its socket not
+    /// there yet, or not accepting): `--wait-start`.
+    pub wait_start: Option<Duration>,
+    /// The bound of `chat --wait` ([`SAVE_WAIT`] by default).
+    pub timeout: Duration,
+}
+
+/// Why a client subcommand failed: in words, with its exit status and, in
+/// JSON, its `kind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// What happened, in words.
+    pub why: String,
+    /// The exit status.
+    pub status: u8,
+    /// The `kind` of the JSON error: `refused`, `usage`, `not_running`,
+    /// `not_ours`, `no_answer`, `not_reached`.
+    pub kind: &'static str,
+}
+
+impl Failed {
+    fn new(why: String, status: u8) -> Failed {
+        let kind = match status {
+            USAGE => "usage",
+            NOT_RUNNING => "not_running",
+            NOT_OURS => "not_ours",
+            NO_ANSWER => "no_answer",
+            NOT_REACHED => "not_reached",
+            _ => "refused",
+        };
+        Failed { why, status, kind }
+    }
+
+    /// Says why and returns the exit status: with `json`, as an `error`
+    /// reply with a `kind` field on stdout (one JSON document, as every
+    /// answer); otherwise as `node: WHY` on stderr.
+    pub fn exit(&self, json: bool) -> ExitCode {
+        if json {
+            /// An `error` reply with the failure's kind.
+            #[derive(serde::Serialize)]
+            struct Error<'a> {
+                reply: &'a str,
+                error: &'a str,
+                kind: &'a str,
+            }
+            let error = Error {
+                reply: "error",
+                error: &self.why,
+                kind: self.kind,
+            };
+            let text = serde_json::to_string(&error).expect("errors serialize");
+            let _ = writeln!(io::stdout().lock(), "{text}");
+        } else {
+            let _ = writeln!(io::stderr(), "node: {}", self.why);
+        }
+        ExitCode::from(self.status)
+    }
+}
 
 /// Runs `request` against the node of data directory `dir`, printing the
 /// answer as text, or as the JSON document itself with `json`. A chat
 /// whose text cannot be sent is refused first, in the node's words (exit
 /// status [`USAGE`]).
-pub fn run(dir: &Path, request: &Request, json: bool) -> ExitCode {
-    if let Request::Chat { text } = request
+pub fn run(dir: &Path, request: &Request, options: Options) -> ExitCode {
+    let json = options.json;
+    if let Request::Chat { text, .. } = request
         && let Err(why) = chat_text(text.as_bytes())
     {
-        return fail(&why.to_string(), json, ExitCode::from(USAGE));
+        return Failed::new(why.to_string(), USAGE).exit(json);
     }
     let mut out = io::stdout().lock();
     let wait = match request {
-        Request::Chat { .. } => CHAT_WAIT,
+        Request::Chat {
+            wait: Stage::Saved, ..
+        }
+        | Request::Stop => SAVE_WAIT,
+        Request::Chat { .. } => options.timeout,
         _ => ANSWER_WAIT,
     };
-    let deadline = Instant::now() + wait;
-    let answer = match connect(&dir.join(SOCKET_FILE), deadline) {
-        Ok(stream) => ask(&stream, request, json, &mut out, deadline).map_err(|e| match e {
-            Failure::Late => late(dir, request, wait, true),
-            Failure::Broken(why) => why,
-        }),
+    let path = dir.join(SOCKET_FILE);
+    let connected = started(&path, options.wait_start)
+        .map(|()| Instant::now() + wait)
+        .and_then(|deadline| Ok((connect(&path, deadline)?, deadline)));
+    let answer = match connected {
+        Ok((stream, deadline)) => {
+            ask(&stream, request, json, &mut out, deadline).map_err(|e| match e {
+                Failure::Late => late(dir, request, wait, true),
+                Failure::Broken(why) => Failed::new(why, REFUSED),
+            })
+        }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(late(dir, request, wait, false)),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            Err(Failed::new(not_ours(&path, &e), NOT_OURS))
+        }
         Err(e) => offline(dir, request, &e),
     };
     match answer {
         Ok(Some(reply)) => {
-            let failed = matches!(reply, Reply::Error { .. } | Reply::NotSaved { .. });
+            let status = match reply {
+                Reply::Error { .. } | Reply::NotSaved { .. } => REFUSED,
+                Reply::Offline(_) => NOT_RUNNING,
+                _ => 0,
+            };
             print_reply(&mut out, &reply, json);
-            if failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            }
+            ExitCode::from(status)
         }
         Ok(None) => ExitCode::SUCCESS,
-        Err(why) => {
+        Err(failed) => {
             drop(out);
-            fail(&why, json, ExitCode::FAILURE)
+            failed.exit(json)
         }
     }
 }
 
-/// Says why a client subcommand failed and returns `status`: with `json`,
-/// as an `error` reply on stdout (one JSON document, as every answer);
-/// otherwise as `node: WHY` on stderr.
-pub fn fail(why: &str, json: bool, status: ExitCode) -> ExitCode {
-    if json {
-        let error = Reply::Error {
-            error: why.to_string(),
-        };
-        print_reply(&mut io::stdout().lock(), &error, true);
-    } else {
-        let _ = writeln!(io::stderr(), "node: {why}");
+/// Waits up to `wait` (none: not at all) for the socket at `path` to
+/// accept: a node that is starting has not made it yet, or one left by
+/// the node before refuses connections until it is replaced.
+///
+/// # Errors
+/// The last connection's error once `wait` has passed (`NotFound` or
+/// `ConnectionRefused`), or any other at once.
+fn started(path: &Path, wait: Option<Duration>) -> io::Result<()> {
+    let Some(wait) = wait else {
+        return Ok(());
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        match UnixStream::connect(path) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                ) && Instant::now() < deadline =>
+            {
+                thread::sleep(START_RETRY);
+            }
+            Err(e) => return Err(e),
+        }
     }
-    status
+}
+
+/// Who owns the node's control socket at `path`, and what to do, after
+/// connecting failed with `e` (permission denied): the socket's owner, or,
+/// when the socket cannot even be looked at, the owner of the deepest
+/// directory above it that can (the one that shuts this user out).
+fn not_ours(path: &Path, e: &io::Error) -> String {
+    let owner = path
+        .ancestors()
+        .find_map(|p| fs::metadata(p).ok())
+        .map(|m| m.uid());
+    match owner {
+        Some(uid) => {
+            let name = user_name(uid);
+            let who = name
+                .as_deref()
+                .map_or(format!("uid {uid}"), |n| format!("user {n} (uid {uid})"));
+            let run_as = name.unwrap_or_else(|| format!("#{uid}"));
+            format!(
+                "the control socket {} belongs to {who}, and only its owner may use it ({e}): \
+                 the node there runs as that user; run this command as that user, e.g. \
+                 sudo -u {run_as} node ...",
+                path.display()
+            )
+        }
+        None => format!(
+            "cannot reach the control socket {} ({e}): it belongs to another user; run this \
+             command as the user who runs the node",
+            path.display()
+        ),
+    }
+}
+
+/// The name of user `uid`, if the user database knows it.
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: getpwuid_r writes into `pwd` and `buf` (whose length is
+    // passed) and sets `found` to `pwd` or null; the name is read only
+    // while `buf` lives.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut found: *mut libc::passwd = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut found);
+        if rc != 0 || found.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        Some(CStr::from_ptr(pwd.pw_name).to_string_lossy().into_owned())
+    }
 }
 
 /// Prints `reply` as text, or as its JSON document with `json` (a closed
@@ -112,19 +275,38 @@ fn print_reply(out: &mut dyn Write, reply: &Reply, json: bool) {
 /// Why a client gives up on a node that did not answer `request` within
 /// `wait`. When it was `sent` (the node may have it, and carry it out once
 /// it goes on), a chat may still be sent: the user is told to look before
-/// sending it again.
-fn late(dir: &Path, request: &Request, wait: Duration, sent: bool) -> String {
-    let why = format!(
-        "the node at {} did not answer within {} s",
-        dir.display(),
-        wait.as_secs()
-    );
+/// sending it again. A chat awaited at a later stage than `saved` has
+/// passed its bound ([`NOT_REACHED`]).
+fn late(dir: &Path, request: &Request, wait: Duration, sent: bool) -> Failed {
+    let secs = wait.as_secs_f64();
     match request {
-        Request::Chat { .. } if sent => format!(
-            "{why}; the chat may still be saved and sent once the node goes on: \
-             check 'node hist' before sending it again"
+        Request::Chat { wait: stage, .. } if sent && *stage != Stage::Saved => Failed::new(
+            format!(
+                "the chat was not {} within {secs} s; the node may still save, mine and send \
+                 it: check 'node hist' before sending it again",
+                match stage {
+                    Stage::Sent => "sent to a peer",
+                    _ => "mined",
+                }
+            ),
+            NOT_REACHED,
         ),
-        _ => why,
+        _ => {
+            let why = format!(
+                "the node at {} did not answer within {secs} s",
+                dir.display()
+            );
+            Failed::new(
+                match request {
+                    Request::Chat { .. } if sent => format!(
+                        "{why}; the chat may still be saved and sent once the node goes on: \
+                         check 'node hist' before sending it again"
+                    ),
+                    _ => why,
+                },
+                NO_ANSWER,
+            )
+        }
     }
 }
 
@@ -292,22 +474,25 @@ fn follow(
 }
 
 /// With no node running: `status` and `hist` from the data directory,
-/// refused in the node's words when the node would refuse them.
-fn offline(dir: &Path, request: &Request, why: &io::Error) -> Result<Option<Reply>, String> {
+/// refused in the node's words when the node would refuse them; any other
+/// request fails ([`NOT_RUNNING`]).
+fn offline(dir: &Path, request: &Request, why: &io::Error) -> Result<Option<Reply>, Failed> {
     if let Err(error) = request.command() {
         return Ok(Some(Reply::Error { error }));
     }
-    let not_running = || {
-        format!(
-            "no node is running with data directory {} ({}: {why})",
-            dir.display(),
-            SOCKET_FILE
+    let not_running = |more: String| {
+        Failed::new(
+            format!(
+                "no node is running with data directory {} ({}: {why}){more}",
+                dir.display(),
+                SOCKET_FILE
+            ),
+            NOT_RUNNING,
         )
     };
     match request {
         Request::Status => {
-            let (history, pending) =
-                read_dir(dir).map_err(|e| format!("{}; {e}", not_running()))?;
+            let (history, pending) = read_dir(dir).map_err(|e| not_running(format!("; {e}")))?;
             Ok(Some(Reply::Offline(crate::protocol::Offline {
                 data_dir: dir.display().to_string(),
                 history: history.len(),
@@ -316,7 +501,7 @@ fn offline(dir: &Path, request: &Request, why: &io::Error) -> Result<Option<Repl
             })))
         }
         Request::Hist { n, .. } => {
-            let (history, _) = read_dir(dir).map_err(|e| format!("{}; {e}", not_running()))?;
+            let (history, _) = read_dir(dir).map_err(|e| not_running(format!("; {e}")))?;
             let _ = writeln!(
                 io::stderr(),
                 "the node is not running; the history of {}:",
@@ -324,7 +509,7 @@ fn offline(dir: &Path, request: &Request, why: &io::Error) -> Result<Option<Repl
             );
             Ok(Some(Reply::hist(&history, *n, false)))
         }
-        Request::Peers | Request::Chat { .. } => Err(not_running()),
+        _ => Err(not_running(String::new())),
     }
 }
 

@@ -2,15 +2,18 @@
 //! (`control.sock`, mode 0600, so only its owner can use it) on which the
 //! running node answers scripts, services and tests; and the same binary's
 //! client subcommands (`node status`, `node peers`, `node hist`, `node
-//! chat`). One JSON document per line each way; the schema is in
-//! `docs/CONTROL.md`.
+//! chat`, and those that manage the node: `stop`, `connect`, `disconnect`,
+//! `ban`, `unban`, `bans`, `log`, `metrics`). One JSON document per line
+//! each way; the schema is in `docs/CONTROL.md`.
 
 pub mod client;
 pub mod server;
 
+use std::net::Ipv4Addr;
+
 use serde::{Deserialize, Serialize};
 
-use crate::command::{self, Command, DEFAULT_HIST};
+use crate::command::{self, Command, DEFAULT_HIST, Stage};
 use crate::text::chat_text;
 
 /// The control socket's file in a data directory.
@@ -34,16 +37,66 @@ pub enum Request {
         #[serde(default)]
         follow: bool,
     },
-    /// `{"command":"chat","text":"hello"}`: answered once the chat is on
-    /// disk.
+    /// `{"command":"chat","text":"hello","wait":"mined"}`: answered once
+    /// the chat is on disk, or mined, or sent to a peer (`wait`: `saved`
+    /// when absent).
     Chat {
         /// 1 to 255 bytes of printable ASCII.
         text: String,
+        /// The stage to answer at.
+        #[serde(default, skip_serializing_if = "is_saved")]
+        wait: Stage,
     },
+    /// `{"command":"stop"}`: the clean stop of SIGTERM, answered
+    /// (`{"reply":"stopped"}`) once the node has saved what it holds.
+    Stop,
+    /// `{"command":"connect","addr":"192.0.2.7"}`: dial it now, and again
+    /// whenever it is lost (as a `--peer`).
+    Connect {
+        /// The address (the client resolves a host name first).
+        addr: Ipv4Addr,
+    },
+    /// `{"command":"disconnect","addr":"192.0.2.7"}`: close every
+    /// connection with it.
+    Disconnect {
+        /// The address.
+        addr: Ipv4Addr,
+    },
+    /// `{"command":"ban","addr":"192.0.2.7","duration":"2h"}`: ban it
+    /// (`duration`: see [`command::ban_span`]; 24h when absent).
+    Ban {
+        /// The address.
+        addr: Ipv4Addr,
+        /// How long: `90`, `30m`, `2h`, `7d` or `forever`.
+        #[serde(default = "default_ban")]
+        duration: String,
+    },
+    /// `{"command":"unban","addr":"192.0.2.7"}`: lift its ban.
+    Unban {
+        /// The address.
+        addr: Ipv4Addr,
+    },
+    /// `{"command":"bans"}`: the banned addresses.
+    Bans,
+    /// `{"command":"log","level":"debug"}`: the log level from now on.
+    Log {
+        /// error, warn, info, debug, trace or off.
+        level: String,
+    },
+    /// `{"command":"metrics"}`: the node's figures as OpenMetrics text.
+    Metrics,
 }
 
 fn default_hist() -> usize {
     DEFAULT_HIST
+}
+
+fn default_ban() -> String {
+    command::DEFAULT_BAN.to_string()
+}
+
+fn is_saved(stage: &Stage) -> bool {
+    *stage == Stage::Saved
 }
 
 impl Request {
@@ -71,17 +124,36 @@ impl Request {
     ///
     /// # Errors
     /// Why it cannot be carried out, in words: a chat's text cannot be
-    /// sent, or `hist` asks for more than [`command::MAX_HIST`] chats.
+    /// sent, `hist` asks for more than [`command::MAX_HIST`] chats, a
+    /// ban's duration or a log level is not one.
     pub fn command(&self) -> Result<Command, String> {
         Ok(match self {
             Request::Status => Command::Status,
             Request::Peers => Command::Peers,
             Request::Hist { n, .. } => command::hist(*n)?,
-            Request::Chat { text } => Command::Chat(
-                chat_text(text.as_bytes())
+            Request::Chat { text, wait } => {
+                let text = chat_text(text.as_bytes())
                     .map_err(|e| e.to_string())?
-                    .to_vec(),
-            ),
+                    .to_vec();
+                match wait {
+                    Stage::Saved => Command::Chat(text),
+                    stage => Command::ChatUntil {
+                        text,
+                        stage: *stage,
+                    },
+                }
+            }
+            Request::Stop => Command::Quit,
+            Request::Connect { addr } => Command::Connect(*addr),
+            Request::Disconnect { addr } => Command::Disconnect(*addr),
+            Request::Ban { addr, duration } => Command::Ban {
+                addr: *addr,
+                span: command::ban_span(duration)?,
+            },
+            Request::Unban { addr } => Command::Unban(*addr),
+            Request::Bans => Command::Bans,
+            Request::Log { level } => Command::Log(crate::cli::parse_log_level(level)?),
+            Request::Metrics => Command::Metrics,
         })
     }
 }
@@ -111,6 +183,44 @@ mod tests {
         }
         let array = Request::parse(b"[\"status\"]").unwrap_err();
         assert!(array.contains("a JSON object"), "{array}");
+    }
+
+    #[test]
+    fn management_requests_parse_and_check_their_fields() {
+        let command = |line: &str| Request::parse(line.as_bytes()).and_then(|r| r.command());
+        let addr = Ipv4Addr::new(127, 0, 0, 7);
+        assert_eq!(command(r#"{"command":"stop"}"#), Ok(Command::Quit));
+        assert_eq!(
+            command(r#"{"command":"ban","addr":"127.0.0.7"}"#),
+            Ok(Command::Ban {
+                addr,
+                span: Some(std::time::Duration::from_secs(86_400))
+            })
+        );
+        assert_eq!(
+            command(r#"{"command":"ban","addr":"127.0.0.7","duration":"forever"}"#),
+            Ok(Command::Ban { addr, span: None })
+        );
+        let bad = command(r#"{"command":"ban","addr":"127.0.0.7","duration":"soon"}"#);
+        assert!(bad.unwrap_err().contains("not a ban duration"));
+        let bad = command(r#"{"command":"connect","addr":"127.0.0"}"#);
+        assert!(bad.unwrap_err().contains("docs/CONTROL.md"));
+        assert_eq!(
+            command(r#"{"command":"log","level":"DEBUG"}"#),
+            Ok(Command::Log(log::LevelFilter::Debug))
+        );
+        assert!(command(r#"{"command":"log","level":"loud"}"#).is_err());
+        assert_eq!(
+            command(r#"{"command":"chat","text":"hi","wait":"sent"}"#),
+            Ok(Command::ChatUntil {
+                text: b"hi".to_vec(),
+                stage: Stage::Sent
+            })
+        );
+        assert_eq!(
+            command(r#"{"command":"chat","text":"hi"}"#),
+            Ok(Command::Chat(b"hi".to_vec()))
+        );
     }
 
     #[test]

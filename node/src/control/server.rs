@@ -97,6 +97,8 @@ struct Client {
     paused: bool,
     /// After the awaited answer, send the history's changes.
     follow_next: bool,
+    /// The awaited answer is `stop`'s: given by [`ControlServer::stop`].
+    asked_stop: bool,
     following: bool,
     /// Close once the output is written and the client's input is
     /// drained (to its end of stream, or [`MAX_DRAIN`] bytes).
@@ -178,6 +180,7 @@ impl ControlServer {
                     input: Vec::new(),
                     output: VecDeque::new(),
                     waiting: false,
+                    asked_stop: false,
                     asked_hist: false,
                     paused: false,
                     follow_next: false,
@@ -338,16 +341,22 @@ impl ControlServer {
     }
 
     /// The node has stopped (its history saved): each follower gets what
-    /// waits for it and a last event, [`Line::Stopped`], as far as its
-    /// socket takes them within [`STOP_GRACE`]; then every client is
+    /// waits for it and a last event, [`Line::Stopped`], and each client
+    /// that asked for the stop its answer, [`Reply::Stopped`], as far as
+    /// its socket takes them within [`STOP_GRACE`]; then every client is
     /// closed, and the server with them.
     pub fn stop(mut self) {
         self.unlink();
         let deadline = Instant::now() + STOP_GRACE;
-        self.clients
-            .retain(|_, c| c.following && !c.closing && !c.hung_up);
+        self.clients.retain(|_, c| {
+            (c.following || (c.waiting && c.asked_stop)) && !c.closing && !c.hung_up
+        });
         for client in self.clients.values_mut() {
-            client.send(&Line::Stopped);
+            if client.following {
+                client.send(&Line::Stopped);
+            } else {
+                client.send(&Reply::Stopped);
+            }
         }
         loop {
             let now = Instant::now();
@@ -500,6 +509,7 @@ impl Client {
             };
             let request = Request::parse(&self.input[..=end]);
             let hist = matches!(request, Ok(Request::Hist { .. }));
+            let stop = matches!(request, Ok(Request::Stop));
             let follow = matches!(request, Ok(Request::Hist { follow: true, .. }));
             let command = request.and_then(|request| match request {
                 _ if follow && !room.follow => Err(format!(
@@ -517,6 +527,7 @@ impl Client {
             match command {
                 Ok(command) => {
                     self.waiting = true;
+                    self.asked_stop = stop;
                     self.asked_hist = hist;
                     self.follow_next = follow;
                     events.push(Event::Command {

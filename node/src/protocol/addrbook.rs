@@ -38,7 +38,8 @@ use std::time::{Duration, Instant};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::report::{DialRow, ResolvingRow};
+use super::bans::Bans;
+use super::report::{BanRow, DialRow, ResolvingRow};
 
 /// Most addresses remembered; PeerLists beyond it are not followed.
 const MAX_KNOWN: usize = 4096;
@@ -110,6 +111,8 @@ pub struct AddressBook {
     /// [`DISCOVERY_BURST`]), as of `tokens_at`.
     tokens: f64,
     tokens_at: Option<Instant>,
+    /// Addresses never dialed (`node ban`).
+    bans: Bans,
 }
 
 /// What became of an address after a failure.
@@ -139,6 +142,7 @@ impl AddressBook {
             names: Vec::new(),
             tokens: DISCOVERY_BURST,
             tokens_at: None,
+            bans: Bans::default(),
         };
         for &addr in bootstrap {
             book.add_bootstrap(addr);
@@ -146,14 +150,71 @@ impl AddressBook {
         book
     }
 
-    /// A bootstrap peer: wanted whatever befalls it, dialed first.
-    fn add_bootstrap(&mut self, addr: Ipv4Addr) {
-        if self.dialable(addr) {
-            let known = self.known.entry(addr).or_default();
-            known.bootstrap = true;
-            known.wanted = true;
-            self.enqueue(addr);
+    /// A bootstrap peer (`--peer`, or `node connect`): wanted whatever
+    /// befalls it, dialed first, and now (any backoff is forgotten).
+    /// False when it cannot be dialed (banned, or this node itself).
+    pub fn add_bootstrap(&mut self, addr: Ipv4Addr) -> bool {
+        if !self.dialable(addr) {
+            return false;
         }
+        let known = self.known.entry(addr).or_default();
+        known.bootstrap = true;
+        known.wanted = true;
+        known.retry_at = None;
+        self.enqueue(addr);
+        true
+    }
+
+    /// `addr` is no longer wanted back when lost (`node disconnect`).
+    pub fn unwant(&mut self, addr: Ipv4Addr) {
+        if let Some(known) = self.known.get_mut(&addr) {
+            known.wanted = false;
+            known.bootstrap = false;
+        }
+        self.unqueue(addr);
+    }
+
+    /// The bans read at start (`now`).
+    pub fn restore_bans(&mut self, rows: &[BanRow], now: Instant) {
+        self.bans = Bans::restore(rows, now);
+        for row in rows {
+            self.unqueue(row.addr);
+        }
+    }
+
+    /// Bans `addr` for `span` from `now` (`None`: forever): it is not
+    /// dialed until the ban ends.
+    pub fn ban(&mut self, addr: Ipv4Addr, span: Option<Duration>, now: Instant) {
+        self.bans.ban(addr, span, now);
+        self.unqueue(addr);
+    }
+
+    /// Lifts the ban of `addr`; false if it had none.
+    pub fn unban(&mut self, addr: Ipv4Addr) -> bool {
+        self.bans.unban(addr)
+    }
+
+    /// Whether `addr` is banned.
+    pub fn is_banned(&self, addr: Ipv4Addr) -> bool {
+        self.bans.contains(addr)
+    }
+
+    /// Lifts the bans that ended by `now`; whether any did.
+    pub fn expire_bans(&mut self, now: Instant) -> bool {
+        self.bans.expire(now)
+    }
+
+    /// The bans, with the time each has left.
+    pub fn ban_rows(&self, now: Instant) -> Vec<BanRow> {
+        self.bans.rows(now)
+    }
+
+    /// Addresses in a backoff: failed, and waiting for their next try.
+    pub fn backing_off(&self, now: Instant) -> usize {
+        self.known
+            .values()
+            .filter(|k| k.retry_at.is_some_and(|at| at > now))
+            .count()
     }
 
     /// The `--peer` host names the resolver could not resolve at start
@@ -203,7 +264,8 @@ impl AddressBook {
         !(addr.is_unspecified()
             || addr.is_broadcast()
             || addr.is_multicast()
-            || self.own.contains(&addr))
+            || self.own.contains(&addr)
+            || self.bans.contains(addr))
     }
 
     fn enqueue(&mut self, addr: Ipv4Addr) {
@@ -351,7 +413,9 @@ impl AddressBook {
         let mut due: Vec<Ipv4Addr> = self
             .known
             .iter()
-            .filter(|&(&a, k)| k.wanted && Self::due(k, now) && !connected(a))
+            .filter(|&(&a, k)| {
+                k.wanted && Self::due(k, now) && !connected(a) && !self.bans.contains(a)
+            })
             .map(|(&a, _)| a)
             .collect();
         // In a known order, so that a simulation replays its seed.

@@ -185,7 +185,9 @@ impl Node {
                 peer.addr
             );
         }
-        let (_, displaced) = self.set_history(candidate, None);
+        let len = candidate.len();
+        let (fork, displaced) = self.set_history(candidate, None);
+        self.counts.chats_received += (len - fork) as u64;
         self.mining.adopted(displaced, self.own.pending());
         self.restart_mining(now);
         self.delivered_by_source = self.delivered_by(now, from, pushed);
@@ -301,6 +303,7 @@ impl Node {
         let tip = Tip::of(&served);
         if self.peers.get(conn).is_some() {
             self.sent.count(served.archive_len(), why);
+            self.watched_sent(served.len());
         }
         self.send(
             conn,

@@ -1,34 +1,43 @@
 //! What the node does with a command from its prompt or a control client
-//! (`chat`, `hist`, `peers`, `status`, `help`, `quit`), and the `status`
-//! it answers with.
+//! (`chat`, `hist`, `peers`, `status`, `help`, `quit`; and from the
+//! control socket, `connect`, `disconnect`, `ban`, `unban`, `bans`, `log`
+//! and `metrics`), and the `status` and metrics it answers with.
 
-use std::time::Instant;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
 
+use log::info;
+
+use super::counts::Scrape;
 use super::io::{Action, Origin, Save};
 use super::report::{Reply, Status};
 use super::{Node, Unacked};
-use crate::command::{self, Command};
+use crate::command::{self, Command, Stage};
+
+/// The version `status` gives: the one `node --version` prints.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A ban's span as the replies say it: `forever`, or `for 2h00m` (as
+/// `status` shows uptimes).
+fn for_span(span: Option<Duration>) -> String {
+    match span {
+        None => "forever".to_string(),
+        Some(span) => format!("for {}", super::report::span(span)),
+    }
+}
 
 impl Node {
     pub(super) fn on_command(&mut self, now: Instant, from: Origin, command: Command) {
         let reply = match command {
-            Command::Chat(text) => {
-                let id = self.own.queue(text.clone());
-                self.save_tracked(Unacked::Chat(from), |ticket| Save::Chat {
-                    id,
-                    text,
-                    ticket,
-                });
-                self.schedule_mining(now);
-                return;
-            }
+            Command::Chat(text) => return self.chat(now, from, text, Stage::Saved),
+            Command::ChatUntil { text, stage } => return self.chat(now, from, text, stage),
             Command::Hist(n) => Reply::hist(&self.history, n, true),
             Command::Peers => Reply::Peers {
                 peers: self.peers.rows(now),
                 dialing: self.book.rows(now),
                 resolving: self.book.name_rows(now),
             },
-            Command::Status => Reply::Status(self.status(now)),
+            Command::Status => Reply::Status(Box::new(self.status(now))),
             Command::Help(topic) => Reply::Help {
                 text: command::help(topic),
             },
@@ -36,8 +45,102 @@ impl Node {
                 self.outbox.push_back(Action::Shutdown);
                 return;
             }
+            Command::Connect(addr) => self.connect_to(now, addr),
+            Command::Disconnect(addr) => self.disconnect(addr),
+            Command::Ban { addr, span } => {
+                self.book.ban(addr, span, now);
+                let closed = self.close_all(addr);
+                self.save_bans(now);
+                info!("{addr} banned {}", for_span(span));
+                done(format!(
+                    "banned {addr} {}{}",
+                    for_span(span),
+                    match closed {
+                        0 => String::new(),
+                        n => format!("; {n} connection(s) with it closed"),
+                    }
+                ))
+            }
+            Command::Unban(addr) => {
+                if self.book.unban(addr) {
+                    self.save_bans(now);
+                    done(format!("{addr} is no longer banned"))
+                } else {
+                    error(format!("{addr} is not banned (see 'node bans')"))
+                }
+            }
+            Command::Bans => Reply::Bans {
+                bans: self.book.ban_rows(now),
+            },
+            Command::Log(level) => {
+                self.outbox.push_back(Action::SetLog(level));
+                done(format!("log level: {}", level.as_str().to_lowercase()))
+            }
+            Command::Metrics => Reply::Metrics {
+                text: crate::metrics::render(&self.scrape(now)),
+            },
         };
         self.reply(from, reply);
+    }
+
+    /// Queues our chat `text` for mining, saved first; `from` is answered
+    /// once it is on disk, or at `stage`.
+    fn chat(&mut self, now: Instant, from: Origin, text: Vec<u8>, stage: Stage) {
+        let id = self.own.queue(text.clone());
+        self.save_tracked(Unacked::Chat(from, id, stage), |ticket| Save::Chat {
+            id,
+            text,
+            ticket,
+        });
+        self.schedule_mining(now);
+    }
+
+    /// `node connect`: `addr` is dialed now and wanted from now on.
+    fn connect_to(&mut self, now: Instant, addr: Ipv4Addr) -> Reply {
+        if self.book.is_banned(addr) {
+            return error(format!("{addr} is banned: 'node unban {addr}' first"));
+        }
+        if self.peers.is_connected(addr) {
+            return done(format!("already connected to {addr}"));
+        }
+        if !self.book.add_bootstrap(addr) {
+            return error(format!(
+                "{addr} cannot be dialed: it is this node's own address"
+            ));
+        }
+        self.dial(now);
+        done(format!(
+            "connecting to {addr} (see 'node peers'); it is dialed again whenever lost"
+        ))
+    }
+
+    /// `node disconnect`: every connection with `addr` closes, and it is
+    /// no longer wanted back (it may still dial us, or be named to us).
+    fn disconnect(&mut self, addr: Ipv4Addr) -> Reply {
+        self.book.unwant(addr);
+        match self.close_all(addr) {
+            0 => error(format!("no connection with {addr} (see 'node peers')")),
+            n => done(format!("disconnecting {addr} ({n} connection(s))")),
+        }
+    }
+
+    /// Closes every connection with `addr`; how many.
+    fn close_all(&mut self, addr: Ipv4Addr) -> usize {
+        let conns: Vec<_> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.addr == addr)
+            .map(|(c, _)| c)
+            .collect();
+        for &conn in &conns {
+            self.outbox.push_back(Action::Close { conn, notify: None });
+        }
+        conns.len()
+    }
+
+    /// The bans as they stand, to the data directory.
+    pub(super) fn save_bans(&mut self, now: Instant) {
+        self.save(Save::Bans(self.book.ban_rows(now)));
     }
 
     fn status(&self, now: Instant) -> Status {
@@ -59,6 +162,34 @@ impl Node {
                 .map(|(&kind, &count)| (kind.to_string(), count))
                 .collect(),
             data_dir: self.config.data_dir.clone(),
+            pid: self.config.pid,
+            version: VERSION.to_string(),
+            uptime: now.saturating_duration_since(self.started),
         }
     }
+
+    fn scrape(&self, now: Instant) -> Scrape {
+        Scrape {
+            counts: self.counts.clone(),
+            sent: self.sent,
+            history: self.history.len(),
+            pending: self.own.pending(),
+            peers: self.peers.count(),
+            backing_off: self.book.backing_off(now),
+            banned: self.book.ban_rows(now).len(),
+            hash_rate: self
+                .mining
+                .last()
+                .map_or(0.0, |stats| super::report::Figures::from(stats).hash_rate()),
+            uptime: now.saturating_duration_since(self.started),
+        }
+    }
+}
+
+fn done(text: String) -> Reply {
+    Reply::Done { text }
+}
+
+fn error(error: String) -> Reply {
+    Reply::Error { error }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use miner::{InvalidChat, JobStats};
 use wire::{Chat, DIGEST_LEN, History, Message};
 
-use super::report::{Line, Reply, Why};
+use super::report::{BanRow, Line, Reply, Why};
 use crate::command::Command;
 
 /// A connection, named by the reactor. Never reused within a run.
@@ -171,6 +171,8 @@ pub struct Saved {
     pub stored: Option<usize>,
     /// `Err` with the reason when the writes or syncs failed.
     pub outcome: Result<(), String>,
+    /// How long the writes and syncs took (for the metrics).
+    pub elapsed: Duration,
 }
 
 /// Something that happened, told to the state machine.
@@ -285,6 +287,12 @@ pub enum Event {
         /// Its bytes not written.
         bytes: usize,
     },
+    /// The validation thread checked a batch of an archive's chats in
+    /// `elapsed` (for the metrics).
+    Validated {
+        /// Its time.
+        elapsed: Duration,
+    },
     /// A command from the prompt or a control client.
     Command {
         /// Where the reply goes.
@@ -343,6 +351,8 @@ pub enum Save {
         /// Names this save in the acknowledgement.
         ticket: u64,
     },
+    /// The bans as they stand now: the `bans` file is replaced whole.
+    Bans(Vec<BanRow>),
     /// A mined copy of our chat `id`; `ticket` comes back in [`Saved`]
     /// once it is durable.
     Copy {
@@ -407,6 +417,8 @@ pub enum Action {
         /// The answer.
         reply: Reply,
     },
+    /// Set the log level of the whole process (`node log LEVEL`).
+    SetLog(log::LevelFilter),
     /// Stop the node.
     Shutdown,
 }

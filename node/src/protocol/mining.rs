@@ -188,6 +188,9 @@ impl Node {
         }
         let mut history = self.history.clone();
         self.mining.record(stats);
+        self.counts.chats_mined += chats.len() as u64;
+        self.counts.mining.add(stats.elapsed);
+        self.counts.mining_tries += stats.tries;
         let first = history.len();
         for (&id, chat) in job.own.iter().zip(&chats) {
             let digest = *chat.digest();

@@ -11,13 +11,17 @@
 //! - `archive.rs`: which history wins, and whom to relay it to;
 //! - `network.rs`: peers coming and going, the small messages, timers;
 //! - `commands.rs`: what the prompt's and the control socket's commands do;
+//! - `bans.rs`: banned addresses; `watch.rs`: chats awaited at a stage;
+//! - `counts.rs`: the figures the metrics read;
 //! - `own.rs`: the chats typed here, until they are in the history;
 //! - `feed.rs`: what the screen has shown of the history;
 //! - `report.rs`, `io.rs`: what goes out, and the doors in and out.
 
 mod addrbook;
 mod archive;
+mod bans;
 mod commands;
+mod counts;
 mod feed;
 mod io;
 mod mining;
@@ -25,6 +29,7 @@ mod network;
 mod own;
 mod peers;
 mod report;
+mod watch;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -34,8 +39,10 @@ use rand::SeedableRng;
 use rand_xoshiro::Xoshiro256PlusPlus;
 use wire::{History, Message};
 
+use crate::command::Stage;
 use crate::log_limit::LogLimit;
 use addrbook::AddressBook;
+pub use counts::{Counts, Scrape, Timed};
 use feed::Feed;
 pub use io::{
     Action, Archive, ConnId, Direction, Ending, Event, Mined, Origin, Payload, Save, Saved, Tip,
@@ -44,7 +51,7 @@ use mining::Mining;
 use network::Timers;
 pub use own::{Digest, OwnChats};
 use peers::Peers;
-pub use report::{Line, Offline, Reply, ResolvingRow, Sent, Why};
+pub use report::{BanRow, Line, Offline, Reply, ResolvingRow, Sent, Why};
 
 /// A failure to save is said on the screen at most this often.
 const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -52,8 +59,9 @@ const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);
 /// A save of ours awaiting the store's word.
 #[derive(Debug, Clone, Copy)]
 enum Unacked {
-    /// A chat typed at `Origin`, which is told once it is on disk.
-    Chat(Origin),
+    /// Our chat `id` typed at `Origin`, which is told once it is on disk
+    /// (or, for a later [`Stage`], watched from then on).
+    Chat(Origin, own::OwnId, Stage),
     /// The first `copies` copies of our chat `id`, which may leave the node
     /// once on disk.
     Copy { id: usize, copies: usize },
@@ -81,6 +89,10 @@ pub struct Config {
     pub threads: usize,
     /// The data directory, shown by `status`.
     pub data_dir: String,
+    /// The process id, shown by `status`.
+    pub pid: u32,
+    /// The bans read from the data directory, their spans from start.
+    pub bans: Vec<BanRow>,
 }
 
 /// The state machine.
@@ -111,6 +123,12 @@ pub struct Node {
     log_limit: LogLimit,
     rng: Xoshiro256PlusPlus,
     outbox: VecDeque<Action>,
+    /// When the node started, for `status`'s uptime.
+    started: Instant,
+    /// Figures for the metrics.
+    counts: Counts,
+    /// Chats awaited at a stage by control clients.
+    watches: Vec<watch::Watch>,
 }
 
 impl Node {
@@ -124,6 +142,7 @@ impl Node {
             seed ^ 0x5eed,
         );
         book.await_names(&config.unresolved, now);
+        book.restore_bans(&config.bans, now);
         let mut node = Node {
             config,
             feed: Feed::new(history.len()),
@@ -144,6 +163,9 @@ impl Node {
             log_limit: LogLimit::default(),
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             outbox: VecDeque::new(),
+            started: now,
+            counts: Counts::default(),
+            watches: Vec::new(),
         };
         node.dial(now);
         node.schedule_mining(now);
@@ -202,6 +224,11 @@ impl Node {
                 wire_len,
             } => {
                 if self.count_in(conn, wire_len) {
+                    *self
+                        .counts
+                        .bytes_in
+                        .entry(counts::message_type(&message))
+                        .or_default() += wire_len as u64;
                     self.on_message(now, conn, message);
                     self.greet_if_new(now, conn);
                 }
@@ -212,6 +239,7 @@ impl Node {
                 wire_len,
             } => {
                 if self.count_in(conn, wire_len) {
+                    *self.counts.bytes_in.entry("archive_response").or_default() += wire_len as u64;
                     self.on_archive(now, conn, archive);
                     self.greet_if_new(now, conn);
                 }
@@ -231,8 +259,10 @@ impl Node {
                 stats,
             } => self.on_mined(now, job, outcome, stats),
             Event::Saved(saved) => self.on_saved(now, saved),
+            Event::Validated { elapsed } => self.counts.validation.add(elapsed),
             Event::Command { from, command } => self.on_command(now, from, command),
         }
+        self.check_watches();
     }
 
     /// Counts `wire_len` bytes from `conn`; false if it is not a peer.
@@ -288,23 +318,28 @@ impl Node {
         if let Some(stored) = saved.stored {
             self.stored = stored;
         }
+        self.counts.store.add(saved.elapsed);
         let mut copies_durable = false;
         for ticket in &saved.tickets {
             let Some(at) = self.unacked.iter().position(|(t, _)| t == ticket) else {
                 continue;
             };
             match self.unacked.remove(at).1 {
-                Unacked::Chat(origin) => {
-                    let reply = match &saved.outcome {
-                        Ok(()) => Reply::Saved {
+                Unacked::Chat(origin, id, stage) => match &saved.outcome {
+                    Ok(()) if stage != Stage::Saved => self.watch(id, origin, stage),
+                    Ok(()) => self.reply(
+                        origin,
+                        Reply::Saved {
                             pending: self.own.pending(),
                         },
-                        Err(reason) => Reply::NotSaved {
+                    ),
+                    Err(reason) => self.reply(
+                        origin,
+                        Reply::NotSaved {
                             reason: reason.clone(),
                         },
-                    };
-                    self.reply(origin, reply);
-                }
+                    ),
+                },
                 // Even when the disk failed: holding our chats back forever
                 // would be worse than the doubling a crash could then cause.
                 Unacked::Copy { id, copies } => {

@@ -9,6 +9,7 @@ use rand::RngExt;
 use wire::Message;
 
 use super::Node;
+use super::counts;
 use super::io::{Action, ConnId, Direction, Ending};
 use super::peers::{Peer, survives};
 use super::report::Why;
@@ -80,6 +81,7 @@ impl Node {
             .next_dials(now, room, |addr| peers.is_connected(addr))
         {
             debug!("connecting to {addr}");
+            self.counts.dials += 1;
             self.outbox.push_back(Action::Connect { addr });
         }
     }
@@ -95,6 +97,16 @@ impl Node {
         if direction == Direction::Outbound {
             self.book.dial_succeeded(addr);
         }
+        if self.book.is_banned(addr) {
+            debug!("{addr} is banned: closing its connection");
+            self.outbox.push_back(Action::Close { conn, notify: None });
+            return;
+        }
+        *self
+            .counts
+            .opened
+            .entry(counts::direction_name(direction))
+            .or_default() += 1;
         self.book.forget_queued(addr);
         let primary = match self.peers.primary_for(addr) {
             None => true,
@@ -228,6 +240,7 @@ impl Node {
         unanswered: bool,
     ) {
         debug!("connecting to {addr} failed: {reason}");
+        self.counts.dials_failed += 1;
         if let Some(backoff) = self.book.dial_failed(addr, now, unanswered)
             && backoff.bootstrap
             && backoff.failures == 1
@@ -266,6 +279,11 @@ impl Node {
         let Some(peer) = self.peers.remove(conn) else {
             return;
         };
+        *self
+            .counts
+            .ended
+            .entry((counts::direction_name(peer.direction), ending.kind()))
+            .or_default() += 1;
         let lived = now.saturating_duration_since(peer.since);
         if let Some(suppressed) = self.log_limit.allow(now) {
             info!(
@@ -373,6 +391,9 @@ impl Node {
     }
 
     pub(super) fn on_tick(&mut self, now: Instant) {
+        if self.book.expire_bans(now) {
+            self.save_bans(now);
+        }
         let silent_newcomers: Vec<ConnId> = self
             .peers
             .iter()

@@ -202,6 +202,29 @@ pub struct ResolvingRow {
     pub retry_in: Option<Duration>,
 }
 
+/// A banned address, as `bans` shows it and the `bans` file keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BanRow {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// The time the ban has left (seconds in JSON); `None` (`null`):
+    /// forever.
+    #[serde(rename = "expires_in_s", with = "opt_secs")]
+    pub expires_in: Option<Duration>,
+}
+
+/// Where a chat sent by a control client ended up: chat `index` of the
+/// history, with its `digest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Placed {
+    /// Its index in the history.
+    pub index: usize,
+    /// Its digest, 32 lowercase hex digits.
+    pub digest: String,
+    /// Chats of ours not in the history.
+    pub pending: usize,
+}
+
 /// Why an archive was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Why {
@@ -214,6 +237,21 @@ pub enum Why {
     /// The peer showed an older or losing history, or stayed silent on our
     /// ArchiveRequest.
     CatchUp,
+}
+
+impl Why {
+    /// Every why, in the order of [`Sent::bytes_by_why`].
+    pub const ALL: [Why; 4] = [Why::Mined, Why::Relayed, Why::Asked, Why::CatchUp];
+
+    /// Its name, as in `status`'s JSON and the metrics' `reason` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Why::Mined => "mined",
+            Why::Relayed => "relayed",
+            Why::Asked => "asked",
+            Why::CatchUp => "catch_up",
+        }
+    }
 }
 
 /// Archives sent since start.
@@ -231,6 +269,10 @@ pub struct Sent {
     pub asked: u64,
     /// Those sent to a peer behind us, on a losing fork, or silent.
     pub catch_up: u64,
+    /// Of the bytes, those of each why, in [`Why::ALL`]'s order (for the
+    /// metrics; not in the JSON of `status`).
+    #[serde(skip)]
+    pub bytes_by_why: [u64; 4],
 }
 
 impl Sent {
@@ -238,6 +280,7 @@ impl Sent {
     pub fn count(&mut self, bytes: usize, why: Why) {
         self.archives += 1;
         self.bytes += bytes as u64;
+        self.bytes_by_why[why as usize] += bytes as u64;
         *self.by_why(why) += 1;
     }
 
@@ -246,8 +289,16 @@ impl Sent {
     pub fn uncount(&mut self, bytes: usize, why: Why) {
         self.archives = self.archives.saturating_sub(1);
         self.bytes = self.bytes.saturating_sub(bytes as u64);
+        let bytes_of_why = &mut self.bytes_by_why[why as usize];
+        *bytes_of_why = bytes_of_why.saturating_sub(bytes as u64);
         let of_why = self.by_why(why);
         *of_why = of_why.saturating_sub(1);
+    }
+
+    /// Archives sent for `why`.
+    pub fn of(&self, why: Why) -> u64 {
+        let mut copy = *self;
+        *copy.by_why(why)
     }
 
     fn by_why(&mut self, why: Why) -> &mut u64 {
@@ -303,6 +354,15 @@ pub struct Status {
     pub endings: BTreeMap<String, u64>,
     /// The data directory.
     pub data_dir: String,
+    /// The node's process id (0 from a node that did not say).
+    #[serde(default)]
+    pub pid: u32,
+    /// The node's version (its `node --version`).
+    #[serde(default)]
+    pub version: String,
+    /// Since the node started (seconds in JSON).
+    #[serde(default, rename = "uptime_s", with = "secs")]
+    pub uptime: Duration,
 }
 
 /// A chat of `hist`.
@@ -339,6 +399,11 @@ pub enum Reply {
         /// Chats of ours not in the history.
         pending: usize,
     },
+    /// `chat` waiting for `mined`: the chat is in the history.
+    Mined(Placed),
+    /// `chat` waiting for `sent`: an archive holding the chat is queued
+    /// whole for at least one peer.
+    Sent(Placed),
     /// `chat`: queued, but saving it failed: it is kept in memory only.
     NotSaved {
         /// Why, in words.
@@ -364,13 +429,31 @@ pub enum Reply {
         #[serde(default)]
         resolving: Vec<ResolvingRow>,
     },
-    /// `status` of a running node.
-    Status(Status),
+    /// `status` of a running node (boxed: the largest answer by far).
+    Status(Box<Status>),
     /// `status` of a data directory whose node is not running.
     Offline(Offline),
     /// `help`.
     Help {
         /// The text.
+        text: String,
+    },
+    /// `stop` (control socket only): the node stopped, what it holds
+    /// saved.
+    Stopped,
+    /// `connect`, `disconnect`, `ban`, `unban`, `log`: done, in words.
+    Done {
+        /// What was done.
+        text: String,
+    },
+    /// `bans`: the banned addresses.
+    Bans {
+        /// One row per address.
+        bans: Vec<BanRow>,
+    },
+    /// `metrics`: the node's figures in the OpenMetrics text format.
+    Metrics {
+        /// The exposition, ending with `# EOF`.
         text: String,
     },
     /// A request that could not be carried out (control socket only).
@@ -400,7 +483,7 @@ impl Reply {
 
 /// A duration in whole seconds, minutes or hours, rounded down: `5s`,
 /// `2m05s`, `1h07m`.
-fn span(duration: Duration) -> String {
+pub(super) fn span(duration: Duration) -> String {
     let s = duration.as_secs();
     match s {
         0..60 => format!("{s}s"),
@@ -442,7 +525,31 @@ impl fmt::Display for Reply {
                 quoted(&offline.last),
                 offline.pending
             ),
-            Reply::Help { text } => f.write_str(text),
+            Reply::Mined(placed) => write!(
+                f,
+                "mined as #{} (digest {}); {} pending",
+                placed.index, placed.digest, placed.pending
+            ),
+            Reply::Sent(placed) => write!(
+                f,
+                "sent to a peer as #{} (digest {}); {} pending",
+                placed.index, placed.digest, placed.pending
+            ),
+            Reply::Stopped => f.write_str("stopped; the history is saved"),
+            Reply::Bans { bans } if bans.is_empty() => f.write_str("no address is banned"),
+            Reply::Bans { bans } => {
+                let mut out = String::new();
+                for ban in bans {
+                    let left = ban
+                        .expires_in
+                        .map_or("forever".to_string(), |left| format!("{} left", span(left)));
+                    let _ = writeln!(out, "{:<16} {left}", ban.addr.to_string());
+                }
+                f.write_str(out.trim_end())
+            }
+            Reply::Help { text } | Reply::Done { text } | Reply::Metrics { text } => {
+                f.write_str(text.trim_end())
+            }
             Reply::Error { error } => f.write_str(error),
         }
     }
@@ -563,7 +670,7 @@ fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
     };
     write!(
         f,
-        "address:   {}:{}\npeers:     {}\nhistory:   {} chats, last {last}\non disk:   {} chats\npending:   {} chats\nmining:    {mining}\nlast job:  {last_job}\nsent:      {} archives ({} mined, {} relayed, {} asked, {} to catch up), {} bytes\nclosed:    {endings}\ndata dir:  {}",
+        "address:   {}:{}\npeers:     {}\nhistory:   {} chats, last {last}\non disk:   {} chats\npending:   {} chats\nmining:    {mining}\nlast job:  {last_job}\nsent:      {} archives ({} mined, {} relayed, {} asked, {} to catch up), {} bytes\nclosed:    {endings}\ndata dir:  {}\nnode:      version {}, pid {}, up {}",
         s.bind,
         s.port,
         s.peers,
@@ -576,7 +683,10 @@ fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
         s.sent.asked,
         s.sent.catch_up,
         s.sent.bytes,
-        s.data_dir
+        s.data_dir,
+        s.version,
+        s.pid,
+        span(s.uptime)
     )
 }
 

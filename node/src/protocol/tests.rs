@@ -44,6 +44,8 @@ pub fn config(bind: Ipv4Addr, bootstrap: Vec<Ipv4Addr>) -> Config {
         max_outbound: usize::MAX,
         threads: 1,
         data_dir: "(memory)".into(),
+        pid: 1,
+        bans: Vec::new(),
     }
 }
 
@@ -95,6 +97,7 @@ impl Harness {
                     tickets,
                     stored: None,
                     outcome: Ok(()),
+                    elapsed: Duration::ZERO,
                 }),
             );
             actions.extend(self.actions());
@@ -986,4 +989,123 @@ fn a_peer_that_closes_at_once_is_redialed_with_backoff() {
         }
     }
     assert!((4..=6).contains(&dials), "{dials} connections in 30 s");
+}
+
+/// The replies to control client `id` among `actions`.
+fn replies_to(actions: &[Action], id: u64) -> Vec<Reply> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Reply {
+                to: Origin::Control(to),
+                reply,
+            } if *to == id => Some(reply.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_banned_address_is_neither_kept_nor_dialed_nor_passed_on_until_its_ban_ends() {
+    let mut h = Harness::new(History::new());
+    let banned = h.connect(1, ip(2), Direction::Outbound);
+    let other = h.connect(2, ip(3), Direction::Inbound);
+    let command = Command::Ban {
+        addr: ip(2),
+        span: Some(Duration::from_secs(60)),
+    };
+    let actions = h.handle(Event::Command {
+        from: Origin::Control(9),
+        command,
+    });
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Close { conn, .. } if *conn == banned))
+    );
+    assert!(actions.iter().any(
+        |a| matches!(a, Action::Save(Save::Bans(rows)) if rows.len() == 1 && rows[0].addr == ip(2))
+    ));
+    assert!(matches!(&replies_to(&actions, 9)[..], [Reply::Done { .. }]));
+    h.handle(Event::Disconnected {
+        conn: banned,
+        ending: Ending::ClosedByUs,
+    });
+    // It dials us: closed at once, and not a peer.
+    let actions = h.connected(3, ip(2), ip(1), Direction::Inbound);
+    assert_eq!(closes(&actions), 1, "{actions:?}");
+    // Named in a PeerList: not dialed; not named in ours.
+    let actions = h.receive(other, Message::PeerList(vec![ip(2), ip(4)]));
+    assert!(!dials(&actions).contains(&ip(2)), "{actions:?}");
+    let lists: Vec<Vec<Ipv4Addr>> = sent(&h.receive(other, Message::PeerRequest))
+        .into_iter()
+        .filter_map(|(_, m)| match m {
+            Message::PeerList(addrs) => Some(addrs),
+            _ => None,
+        })
+        .collect();
+    assert!(lists.len() == 1 && !lists[0].contains(&ip(2)), "{lists:?}");
+    // `connect` refuses it while banned.
+    let actions = h.handle(Event::Command {
+        from: Origin::Control(9),
+        command: Command::Connect(ip(2)),
+    });
+    assert!(matches!(
+        &replies_to(&actions, 9)[..],
+        [Reply::Error { .. }]
+    ));
+    // The ban ends on time; the bans are saved without it.
+    let actions = h.advance(Duration::from_secs(61));
+    assert!(
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::Save(Save::Bans(rows)) if rows.is_empty()))
+    );
+    let actions = h.handle(Event::Command {
+        from: Origin::Control(9),
+        command: Command::Connect(ip(2)),
+    });
+    assert_eq!(dials(&actions), [ip(2)]);
+}
+
+#[test]
+fn a_chat_awaited_at_a_stage_is_answered_there_with_its_index_and_digest() {
+    let miner = Miner::new(1);
+    let mut h = Harness::new(History::new());
+    let ask = |stage| Event::Command {
+        from: Origin::Control(5),
+        command: Command::ChatUntil {
+            text: b"hi".to_vec(),
+            stage,
+        },
+    };
+    let actions = h.handle(ask(crate::command::Stage::Sent));
+    assert!(replies_to(&actions, 5).is_empty(), "saved is not enough");
+    let [(job, ..)] = &started_mining(&actions)[..] else {
+        panic!("{actions:?}")
+    };
+    let chat = miner.mine_next(&History::new(), b"hi");
+    let actions = h.mined(*job, &chat);
+    assert!(replies_to(&actions, 5).is_empty(), "no peer yet: not sent");
+    // A peer: it is sent the history with the chat.
+    let mut actions = h.connected(1, ip(2), ip(1), Direction::Outbound);
+    actions.extend(h.receive(ConnId(1), Message::ArchiveResponse(History::new())));
+    let digest: String = chat.digest().iter().map(|b| format!("{b:02x}")).collect();
+    let placed = report::Placed {
+        index: 0,
+        digest,
+        pending: 0,
+    };
+    assert_eq!(replies_to(&actions, 5), [Reply::Sent(placed)]);
+    // At `mined`: answered once mined, with the index it got.
+    let actions = h.handle(ask(crate::command::Stage::Mined));
+    let [(job, ..)] = &started_mining(&actions)[..] else {
+        panic!("{actions:?}")
+    };
+    let again = miner.mine_next(h.node.history(), b"hi");
+    let actions = h.mined(*job, &again);
+    let [Reply::Mined(placed)] = &replies_to(&actions, 5)[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(placed.index, 1);
 }

@@ -27,7 +27,7 @@ use crate::inbox::{Inbox, Mail};
 use crate::intake::{Arrival, IntakeError};
 use crate::log_limit::LogLimit;
 use crate::protocol::{Action, ConnId, Direction, Ending, Event, Node, Origin, Payload};
-use crate::screen::Screen;
+use crate::screen::{LogSink, Screen};
 use crate::store::StoreThread;
 use conn::{Conn, End, State};
 pub use workers::{MiningThread, ValidationThread};
@@ -94,6 +94,8 @@ pub struct Workers {
     pub screen: Screen,
     /// The control socket.
     pub control: ControlServer,
+    /// The log's output, opened again on SIGHUP when it is a file.
+    pub log: LogSink,
 }
 
 /// The event loop.
@@ -196,7 +198,9 @@ impl Reactor {
         })
     }
 
-    /// Runs until `quit`, SIGINT, SIGTERM or SIGHUP; then lets the store
+    /// Runs until `quit` (or `node stop`), SIGINT, SIGTERM, or SIGHUP
+    /// when the log goes to no file (with `--log-file`, SIGHUP opens it
+    /// again, for logrotate); then lets the store
     /// thread write what is queued, and tells the control socket's
     /// followers that the node stopped. Returns how many chats typed here
     /// are not in the history yet (kept on disk, mined at the next start).
@@ -289,8 +293,17 @@ impl Reactor {
 
     fn on_signals(&mut self) {
         for signal in self.signals.pending() {
-            info!("signal {signal}: stopping");
-            self.running = false;
+            let reopened = (signal == SIGHUP)
+                .then(|| self.workers.log.reopen())
+                .flatten();
+            match reopened {
+                Some(Ok(path)) => info!("SIGHUP: log file {} opened again", path.display()),
+                Some(Err(e)) => warn!("SIGHUP: cannot open the log file again: {e}"),
+                None => {
+                    info!("signal {signal}: stopping");
+                    self.running = false;
+                }
+            }
         }
     }
 
@@ -957,6 +970,7 @@ impl Reactor {
                     self.events.extend(events);
                 }
             },
+            Action::SetLog(level) => log::set_max_level(level),
             Action::Shutdown => self.running = false,
         }
     }

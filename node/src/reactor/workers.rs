@@ -141,7 +141,12 @@ impl ValidationThread {
             .name("validation".into())
             .spawn(move || {
                 for job in rx {
-                    if !mailer.post(Mail::Verified(job.run())) {
+                    let started = Instant::now();
+                    let verified = job.run();
+                    let elapsed = started.elapsed();
+                    if !mailer.post(Mail::Event(Event::Validated { elapsed }))
+                        || !mailer.post(Mail::Verified(verified))
+                    {
                         break;
                     }
                 }

@@ -16,6 +16,7 @@
 //! network.
 
 mod append;
+mod bans;
 mod own_log;
 mod writer;
 
@@ -25,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use wire::History;
 
-use crate::protocol::Digest;
+use crate::protocol::{BanRow, Digest};
 use append::AppendFile;
 use own_log::OwnLog;
 pub use own_log::{chat_line, copy_line, read_records as read_own_records};
@@ -35,7 +36,9 @@ pub use writer::StoreThread;
 pub const MAGIC: &[u8; 8] = b"CHATLOG1";
 /// The history's file in a data directory.
 pub const HISTORY_FILE: &str = "history.bin";
-const LOCK_FILE: &str = "lock";
+/// The lock file: held locked while a node runs, and holding its process
+/// id (as bitcoind's pid file).
+pub const LOCK_FILE: &str = "lock";
 /// Bytes read at a time when loading the history.
 const READ_BLOCK: usize = 1 << 20;
 
@@ -62,6 +65,8 @@ pub struct Recovered {
     pub own: Vec<OwnRecord>,
     /// A line for the user when something had to be repaired.
     pub notes: Vec<String>,
+    /// The bans that have not ended, with their time left.
+    pub bans: Vec<BanRow>,
 }
 
 /// `what path: error`, for errors that must name the file.
@@ -100,6 +105,11 @@ impl DataDir {
                 dir.display()
             ));
         }
+        let pid = format!("{}\n", std::process::id());
+        lock.set_len(0)
+            .and_then(|()| (&lock).write_all(pid.as_bytes()))
+            .map_err(context("cannot write", &lock_path))?;
+        let bans = bans::read(dir)?;
         let mut notes = Vec::new();
         let path = dir.join(HISTORY_FILE);
         let mut file = OpenOptions::new()
@@ -139,6 +149,7 @@ impl DataDir {
                 history,
                 own,
                 notes,
+                bans,
             },
         ))
     }
@@ -154,6 +165,11 @@ impl DataDir {
         self.history.append(history.segments_from(from))?;
         self.stored = history.len();
         Ok(())
+    }
+
+    /// Replaces the bans' file (see `bans.rs`).
+    fn write_bans(&self, rows: &[BanRow]) -> io::Result<()> {
+        bans::write(&self.dir, rows)
     }
 
     /// Appends own-chat records (see `own_log.rs`) and syncs them.

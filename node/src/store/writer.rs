@@ -4,13 +4,14 @@
 //! the earliest chat any of them changed, one sync each).
 
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use wire::History;
 
 use super::{DataDir, chat_line, copy_line};
 use crate::inbox::{Mail, Mailer};
-use crate::protocol::{Event, Save, Saved};
+use crate::protocol::{BanRow, Event, Save, Saved};
 
 /// The handle of the store thread.
 pub struct StoreThread {
@@ -24,6 +25,8 @@ struct Commit {
     /// Own-chat records to append.
     own: String,
     history: Option<(History, usize)>,
+    /// The bans as they stand last.
+    bans: Option<Vec<BanRow>>,
     tickets: Vec<u64>,
 }
 
@@ -38,6 +41,7 @@ impl Commit {
                 self.own.push_str(&copy_line(id, &digest));
                 self.tickets.push(ticket);
             }
+            Save::Bans(rows) => self.bans = Some(rows),
             Save::History { history, from } => {
                 let from = self.history.as_ref().map_or(from, |(_, f)| from.min(*f));
                 self.history = Some((history, from));
@@ -55,6 +59,10 @@ impl Commit {
         if let Some((history, from)) = &self.history {
             dir.write_history(history, *from)
                 .map_err(|e| format!("writing the history in {}: {e}", dir.path().display()))?;
+        }
+        if let Some(rows) = &self.bans {
+            dir.write_bans(rows)
+                .map_err(|e| format!("writing the bans in {}: {e}", dir.path().display()))?;
         }
         Ok(())
     }
@@ -77,11 +85,13 @@ impl StoreThread {
                     for save in rx.try_iter() {
                         commit.add(save);
                     }
+                    let started = Instant::now();
                     let outcome = commit.write(&mut dir);
                     let saved = Saved {
                         tickets: commit.tickets,
                         stored: commit.history.is_some().then_some(dir.stored),
                         outcome,
+                        elapsed: started.elapsed(),
                     };
                     // After the loop has stopped nobody listens; the writes
                     // are done all the same.

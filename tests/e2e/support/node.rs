@@ -13,7 +13,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::thread;
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -81,17 +81,8 @@ where
     thread::spawn(move || {
         let _ = stdin.write_all(&input);
     });
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        thread::spawn(move || {
-            let mut bytes = Vec::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_end(&mut bytes);
-            }
-            bytes
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as _));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let status = poll(timeout, || child.try_wait().expect("waiting for node"));
     let Some(status) = status else {
         let _ = child.kill();
@@ -107,6 +98,52 @@ where
         stdout: out.join().unwrap_or_default(),
         stderr: err.join().unwrap_or_default(),
     }
+}
+
+/// Runs `command` (a client subcommand) with stdin closed to its end,
+/// within `timeout` (else kills it and panics): exit code, stdout,
+/// stderr.
+pub fn client_output(command: &mut Command, timeout: Duration) -> (Option<i32>, String, String) {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting a node client");
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
+    let status = poll(timeout, || {
+        child.try_wait().expect("waiting for the client")
+    });
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("{command:?} did not exit within {timeout:?}");
+    };
+    let text = |pipe: JoinHandle<Vec<u8>>| {
+        String::from_utf8_lossy(&pipe.join().unwrap_or_default()).into_owned()
+    };
+    (status.code(), text(out), text(err))
+}
+
+/// Reads `pipe` to its end on a thread.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        bytes
+    })
+}
+
+/// `node ARGS --data-dir DIR` to its end, within `timeout`: exit code,
+/// stdout, stderr.
+pub fn run_client(dir: &Path, args: &[&str], timeout: Duration) -> (Option<i32>, String, String) {
+    client_output(
+        node_command().args(args).arg("--data-dir").arg(dir),
+        timeout,
+    )
 }
 
 /// A running `node` process: `--bind ADDR --port PORT --data-dir DIR

@@ -466,11 +466,13 @@ impl Sim {
                             tickets: vec![ticket],
                             stored: None,
                             outcome: Ok(()),
+                            elapsed: Duration::ZERO,
                         }),
                     );
                 }
                 Action::CancelMining { .. }
-                | Action::Save(Save::History { .. })
+                | Action::Save(Save::History { .. } | Save::Bans(_))
+                | Action::SetLog(_)
                 | Action::Show(_)
                 | Action::Reply { .. }
                 | Action::Shutdown => {}
