@@ -21,13 +21,47 @@ const MAX_READ_TIMEOUT: f64 = 86_400.0;
 /// The smallest size limit: room for a few chats and a small PeerList.
 const MIN_SIZE_LIMIT: usize = 1024;
 
-/// A peer of the blockchain chat network: mines chats into the shared MD5
-/// proof-of-work history and replicates it with its peers.
+/// Examples under `-h`: the three most common uses.
+const EXAMPLES: &str = "Examples:
+  chatchain --peer 192.168.1.10          join a network (type a line to chat, /help at the prompt)
+  chatchain                              start a new network of one
+  chatchain status                       ask the running node how it is";
+
+/// Examples under `--help`.
+const LONG_EXAMPLES: &str = "Examples:
+  chatchain --peer 192.168.1.10          join a network (type a line to chat, /help at the prompt)
+  chatchain --threads 8 --peer chat.example.org
+  chatchain                              start a new network of one
+  chatchain --bind 127.0.0.2 --peer 127.0.0.1   a second node on the same machine
+  chatchain status                       ask the running node how it is
+  chatchain chat hello there             send a chat through the running node
+  chatchain hist -f                      follow the history, like tail -f
+  chatchain verify history.bin           check a history file
+
+The same program is installed as `node` too. Completions: `chatchain completions bash`;
+the manual page: `chatchain manpage` (README.md says where to put them).";
+
+/// The version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CHATCHAIN_COMMIT"),
+    ")"
+);
+
+/// A peer of the blockchain chat network.
 ///
-/// With no subcommand, runs the node: it connects to the given peers and
-/// reads commands at its prompt (type `help`).
+/// Mines chats into the shared MD5 proof-of-work history and replicates it
+/// with its peers. With no subcommand, runs the node: it connects to the
+/// given peers and reads lines at its prompt (a line is a chat; /help lists
+/// the commands). The subcommands ask a running node, or read a history.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(
+    name = "chatchain",
+    version = VERSION,
+    after_help = EXAMPLES,
+    after_long_help = LONG_EXAMPLES
+)]
 pub struct Cli {
     /// A subcommand, or none to run the node.
     #[command(subcommand)]
@@ -98,12 +132,40 @@ pub enum Command {
     Chat {
         /// The text (the words are joined with spaces): 1 to 255 bytes of
         /// printable ASCII.
-        #[arg(required = true, num_args = 1.., value_name = "TEXT")]
+        #[arg(required = true, num_args = 1.., value_name = "TEXT", allow_hyphen_values = true)]
         text: Vec<String>,
         /// One JSON document (docs/CONTROL.md).
         #[arg(long)]
         json: bool,
     },
+    /// Print the shell completion script for SHELL (README.md says where
+    /// to put it).
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page, in roff (`chatchain manpage | man -l -`).
+    Manpage,
+}
+
+/// Writes the shell completion script for `shell`, for the program named
+/// as it was run (`chatchain` or `node`), to stdout.
+pub fn completions(shell: clap_complete::Shell) {
+    let mut command = Cli::command();
+    clap_complete::generate(
+        shell,
+        &mut command,
+        crate::program_name(),
+        &mut std::io::stdout(),
+    );
+}
+
+/// Writes the manual page (roff) to stdout.
+///
+/// # Errors
+/// Writing to stdout failed.
+pub fn manpage() -> std::io::Result<()> {
+    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())
 }
 
 /// `--bind` as the subcommands that work on a data directory take it: the
@@ -114,7 +176,7 @@ fn client_bind() -> clap::Arg {
     clap::Arg::new("bind")
         .long("bind")
         .value_name("IP")
-        .value_parser(clap::value_parser!(Ipv4Addr))
+        .value_parser(parse_bind)
         .help(
             "Selects the data directory when --data-dir is not given: the default one of \
              the node bound to IP [default: 0.0.0.0]. Nothing listens on it or connects \
@@ -132,8 +194,10 @@ pub struct NodeArgs {
     #[arg(long = "peer", value_name = "HOST", value_parser = parse_peer)]
     pub peers: Vec<PeerArg>,
 
-    /// The IPv4 address to listen on and to connect from.
-    #[arg(long, value_name = "IP", default_value_t = Ipv4Addr::UNSPECIFIED, global = true)]
+    /// The IPv4 address (or host name) to listen on and to connect from.
+    /// Several nodes on one machine each take their own: 127.0.0.1,
+    /// 127.0.0.2, ...
+    #[arg(long, value_name = "IP", default_value_t = Ipv4Addr::UNSPECIFIED, global = true, value_parser = parse_bind)]
     pub bind: Ipv4Addr,
 
     /// The network-wide port: every node of a network listens on it.
@@ -154,30 +218,30 @@ pub struct NodeArgs {
     /// started (plus one second per 64 KiB of it), an inbound peer to send
     /// its first one, and a peer that reads nothing to take what we queued,
     /// before the connection is closed.
-    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_read_timeout)]
+    #[arg(long, hide_short_help = true, value_name = "SECS", default_value = "30", value_parser = parse_read_timeout)]
     pub read_timeout: Duration,
 
     /// Largest message but an ArchiveResponse, and most bytes of an
     /// archive's new chats held unchecked per connection (the connection is
     /// not read until they are checked): a size in bytes, with an optional
     /// suffix (KiB, MiB, GiB, kB, MB, GB), at least 1KiB.
-    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, hide_short_help = true, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub max_message: usize,
 
     /// Most bytes held unchecked across all connections; past it the
     /// connection holding the most is dropped. A size, as --max-message.
-    #[arg(long, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, hide_short_help = true, value_name = "SIZE", default_value = "256MiB", value_parser = parse_size)]
     pub max_buffered: usize,
 
     /// Most inbound connections at once. When full, a newcomer replaces the
     /// oldest inbound connection that has not sent a message yet, or is
     /// turned away. Also the most connections kept open after their end to
     /// finish a reply (the oldest is closed first).
-    #[arg(long, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, hide_short_help = true, value_name = "N", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_inbound: usize,
 
     /// Most outgoing connection attempts in flight at once.
-    #[arg(long, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, hide_short_help = true, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_connecting: usize,
 
     /// Level of the node's log (connection and protocol events): error,
@@ -187,7 +251,7 @@ pub struct NodeArgs {
     pub log: log::LevelFilter,
 
     /// Append the log to this file instead of stderr (same levels).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, hide_short_help = true, value_name = "FILE")]
     pub log_file: Option<PathBuf>,
 }
 
@@ -242,7 +306,20 @@ pub enum PeerArg {
     },
 }
 
+/// `--peer`: an address or a host name, with the network's port or none.
 fn parse_peer(text: &str) -> Result<PeerArg, String> {
+    if let Some((host, port)) = text.rsplit_once(':')
+        && let Ok(port) = port.parse::<u16>()
+    {
+        if port == DEFAULT_PORT {
+            return parse_peer(host);
+        }
+        return Err(format!(
+            "'{text}' names port {port}, but a network's nodes all listen on one port \
+             ({DEFAULT_PORT}, or the --port the whole network runs with): give --peer {host}, \
+             and --port {port} if that network runs on it"
+        ));
+    }
     if let Ok(addr) = text.parse() {
         return Ok(PeerArg::Addr(addr));
     }
@@ -260,6 +337,16 @@ fn parse_peer(text: &str) -> Result<PeerArg, String> {
             reason: e.reason,
         }),
         Err(e) => Err(format!("cannot resolve host name '{text}': {}", e.reason)),
+    }
+}
+
+/// `--bind`: an IPv4 address, or a host name resolved to one.
+fn parse_bind(text: &str) -> Result<Ipv4Addr, String> {
+    match parse_peer(text)? {
+        PeerArg::Addr(addr) => Ok(addr),
+        PeerArg::Later { reason, .. } => Err(format!(
+            "cannot resolve host name '{text}' now ({reason}): give an IPv4 address"
+        )),
     }
 }
 
@@ -411,5 +498,22 @@ mod tests {
                 .unwrap_err()
                 .contains("not an IPv4 address")
         );
+        assert_eq!(parse_peer("127.0.0.5:51511"), addr(127, 0, 0, 5));
+        let other_port = parse_peer("127.0.0.5:4000").unwrap_err();
+        assert!(
+            other_port.contains("one port") && other_port.contains("--port 4000"),
+            "{other_port}"
+        );
+        assert_eq!(parse_bind("localhost"), Ok(Ipv4Addr::LOCALHOST));
+    }
+
+    /// A chat that begins with '-' is a chat, not flags (`-hello` would be
+    /// `-h` and print help).
+    #[test]
+    fn a_chat_may_begin_with_a_hyphen() {
+        match parse(["node", "chat", "-hello", "there", "--json"]).command {
+            Some(Command::Chat { text, .. }) => assert_eq!(text[0], "-hello"),
+            other => panic!("{other:?}"),
+        }
     }
 }

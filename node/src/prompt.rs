@@ -6,6 +6,8 @@
 //!
 //! At the editor: Ctrl-C clears the line being typed, and on an empty line
 //! stops the node, as `quit` does; Ctrl-D on an empty line stops it too.
+//! Tab completes command names; Ctrl-Z suspends the node as a shell job,
+//! the terminal put back, and `fg` draws the prompt and the line again.
 //! Lines typed ahead or pasted several at once are all carried out, in
 //! order (the editor keeps what it read beyond a line for the next one).
 //! When stdin is a pipe and ends, the node goes on without a prompt.
@@ -20,11 +22,15 @@ use std::sync::Arc;
 use std::thread;
 
 use log::warn;
+use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
 use rustyline::history::FileHistory;
+use rustyline::validate::Validator;
 use rustyline::{
-    Cmd, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler, KeyEvent,
-    Movement, RepeatCount,
+    Cmd, ConditionalEventHandler, Config, Context, Editor, Event, EventContext, EventHandler,
+    Helper, KeyEvent, Movement, RepeatCount,
 };
 
 use crate::command::{self, Command};
@@ -51,7 +57,51 @@ impl ConditionalEventHandler for ClearOrInterrupt {
     }
 }
 
-type LineEditor = Editor<(), FileHistory>;
+/// Ctrl-Z: the terminal is put back as it was, the node stops (as a shell
+/// job); on `fg` the editor's mode comes back and the prompt and the line
+/// being typed are drawn again.
+struct Suspend;
+
+impl ConditionalEventHandler for Suspend {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, _: &EventContext) -> Option<Cmd> {
+        crate::terminal::suspend();
+        Some(Cmd::Repaint)
+    }
+}
+
+/// Tab completes the command names (`/st` to `/status `).
+struct Names;
+
+impl Completer for Names {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let typed = &line[..pos];
+        if !typed.starts_with('/') || typed.contains(' ') {
+            return Ok((0, Vec::new()));
+        }
+        let names = command::NAMES
+            .iter()
+            .filter(|name| name.starts_with(typed))
+            .map(|name| format!("{name} "))
+            .collect();
+        Ok((0, names))
+    }
+}
+
+impl Hinter for Names {
+    type Hint = String;
+}
+impl Highlighter for Names {}
+impl Validator for Names {}
+impl Helper for Names {}
+
+type LineEditor = Editor<Names, FileHistory>;
 
 /// Starts reading commands, with the command history in `history_file`
 /// when stdin is a terminal; the screen's lines go above the line being
@@ -88,9 +138,14 @@ fn editor(history_file: &Path) -> rustyline::Result<LineEditor> {
         .auto_add_history(false)
         .build();
     let mut editor = LineEditor::with_config(config)?;
+    editor.set_helper(Some(Names));
     editor.bind_sequence(
         KeyEvent::ctrl('C'),
         EventHandler::Conditional(Box::new(ClearOrInterrupt)),
+    );
+    editor.bind_sequence(
+        KeyEvent::ctrl('Z'),
+        EventHandler::Conditional(Box::new(Suspend)),
     );
     if let Err(e) = editor.load_history(history_file)
         && !matches!(&e, ReadlineError::Io(io) if io.kind() == io::ErrorKind::NotFound)
@@ -128,7 +183,7 @@ fn post_command(mailer: &Mailer, command: Command) -> bool {
 fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer, state: &EditorState) {
     loop {
         state.set_reading(true);
-        let read = editor.readline("> ");
+        let read = editor.readline(&state.prompt());
         state.set_reading(false);
         match read {
             Ok(line) => {

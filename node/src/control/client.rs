@@ -48,6 +48,9 @@ pub fn run(dir: &Path, request: &Request, json: bool) -> ExitCode {
     {
         return fail(&why.to_string(), json, ExitCode::from(USAGE));
     }
+    if let Err(why) = super::check_path(dir) {
+        return fail(&why, json, ExitCode::FAILURE);
+    }
     let mut out = io::stdout().lock();
     let wait = match request {
         Request::Chat { .. } => CHAT_WAIT,
@@ -90,7 +93,7 @@ pub fn fail(why: &str, json: bool, status: ExitCode) -> ExitCode {
         };
         print_reply(&mut io::stdout().lock(), &error, true);
     } else {
-        let _ = writeln!(io::stderr(), "node: {why}");
+        let _ = writeln!(io::stderr(), "{}: {why}", crate::program_name());
     }
     status
 }

@@ -12,7 +12,8 @@
 //! - `network.rs`: peers coming and going, the small messages, timers;
 //! - `commands.rs`: what the prompt's and the control socket's commands do;
 //! - `own.rs`: the chats typed here, until they are in the history;
-//! - `feed.rs`: what the screen has shown of the history;
+//! - `feed.rs`: the exact account of the history's changes, for scripts;
+//! - `room.rs`: what a person at the terminal is shown;
 //! - `report.rs`, `io.rs`: what goes out, and the doors in and out.
 
 mod addrbook;
@@ -25,6 +26,7 @@ mod network;
 mod own;
 mod peers;
 mod report;
+mod room;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -45,6 +47,8 @@ use network::Timers;
 pub use own::{Digest, OwnChats};
 use peers::Peers;
 pub use report::{Line, Offline, Reply, ResolvingRow, Sent, Why};
+pub use room::{ScreenLine, StatusBar};
+use room::Room;
 
 /// A failure to save is said on the screen at most this often.
 const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -81,7 +85,13 @@ pub struct Config {
     pub threads: usize,
     /// The data directory, shown by `status`.
     pub data_dir: String,
+    /// The screen is a person's terminal: it shows the room (`room.rs`),
+    /// not the feed's exact lines.
+    pub room: bool,
 }
+
+/// The longest a `quit` waits for our chats to be mined and saved.
+const QUIT_WAIT: Duration = Duration::from_secs(5);
 
 /// The state machine.
 pub struct Node {
@@ -92,6 +102,10 @@ pub struct Node {
     book: AddressBook,
     mining: Mining,
     feed: Feed,
+    /// What the terminal shows, when it is a person's.
+    room: Option<Room>,
+    /// A `quit` waits for our chats to be mined and saved until then.
+    quitting: Option<Instant>,
     /// Addresses the peer our current history came from delivers it to
     /// (see the relay rule in `archive.rs`); empty for a history mined here.
     delivered_by_source: HashSet<Ipv4Addr>,
@@ -124,8 +138,16 @@ impl Node {
             seed ^ 0x5eed,
         );
         book.await_names(&config.unresolved, now);
+        let (room, backlog) = if config.room {
+            let (room, backlog) = Room::new(&history);
+            (Some(room), backlog)
+        } else {
+            (None, Vec::new())
+        };
         let mut node = Node {
             config,
+            room,
+            quitting: None,
             feed: Feed::new(history.len()),
             stored: history.len(),
             history,
@@ -145,8 +167,12 @@ impl Node {
             rng: Xoshiro256PlusPlus::seed_from_u64(seed),
             outbox: VecDeque::new(),
         };
+        for line in backlog {
+            node.print(line);
+        }
         node.dial(now);
         node.schedule_mining(now);
+        node.update_status();
         node
     }
 
@@ -233,6 +259,8 @@ impl Node {
             Event::Saved(saved) => self.on_saved(now, saved),
             Event::Command { from, command } => self.on_command(now, from, command),
         }
+        self.update_status();
+        self.check_quit(now);
     }
 
     /// Counts `wire_len` bytes from `conn`; false if it is not a peer.
@@ -294,6 +322,9 @@ impl Node {
                 continue;
             };
             match self.unacked.remove(at).1 {
+                // The prompt is not told that a chat is saved (`status`
+                // says what is pending): only when it could not be.
+                Unacked::Chat(Origin::Prompt) if saved.outcome.is_ok() => {}
                 Unacked::Chat(origin) => {
                     let reply = match &saved.outcome {
                         Ok(()) => Reply::Saved {

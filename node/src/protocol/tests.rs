@@ -44,6 +44,7 @@ pub fn config(bind: Ipv4Addr, bootstrap: Vec<Ipv4Addr>) -> Config {
         max_outbound: usize::MAX,
         threads: 1,
         data_dir: "(memory)".into(),
+        room: false,
     }
 }
 

@@ -465,6 +465,11 @@ impl Screen {
         self.lines.get(self.cursor.0).map_or("", String::as_str)
     }
 
+    /// What is typed at the prompt on the cursor's line (see [`typed`]).
+    pub fn editing(&self) -> Option<&str> {
+        typed(self.cursor_line())
+    }
+
     /// The first line for which `matches` holds.
     pub fn position(&self, matches: impl Fn(&str) -> bool) -> Option<usize> {
         self.lines.iter().position(|l| matches(l))
@@ -474,6 +479,26 @@ impl Screen {
     pub fn has_line(&self, line: &str) -> bool {
         self.lines.iter().any(|l| l == line)
     }
+}
+
+/// What a prompt line shows typed (`[1 peer, 3 chats] > TEXT`, or `>
+/// TEXT` before the node has said its status); `None` for other lines.
+pub fn typed(line: &str) -> Option<&str> {
+    let rest = match line.strip_prefix('[') {
+        Some(status) => {
+            let end = status.find("] >")?;
+            let inner = &status[..end];
+            if !inner.contains(" peer") {
+                return None;
+            }
+            &status[end + 2..]
+        }
+        None => line,
+    };
+    if rest == ">" {
+        return Some("");
+    }
+    rest.strip_prefix("> ")
 }
 
 impl std::fmt::Display for Screen {

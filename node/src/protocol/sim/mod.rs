@@ -472,6 +472,8 @@ impl Sim {
                 Action::CancelMining { .. }
                 | Action::Save(Save::History { .. })
                 | Action::Show(_)
+                | Action::Print(_)
+                | Action::Status(_)
                 | Action::Reply { .. }
                 | Action::Shutdown => {}
             }
