@@ -33,7 +33,7 @@ use wire::ChunkPool;
 use cli::{NodeArgs, PeerArg};
 use control::Request;
 use control::server::ControlServer;
-use protocol::{Config, Node, OwnChats, ResolvingRow};
+use protocol::{Config, Node, OwnChats, ResolvingRow, StatusBar};
 use reactor::{Endpoint, Limits, MiningThread, Reactor, ValidationThread, Workers};
 use screen::{LogSink, Screen};
 use store::{DataDir, StoreThread};
@@ -249,7 +249,17 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let waker = reactor::waker(&poll).map_err(|e| format!("cannot start the event loop: {e}"))?;
     let (mailer, inbox) = inbox::channel(waker);
     let screen = Screen::plain();
-    prompt::spawn(mailer.clone(), &screen, data_dir.join(PROMPT_HISTORY));
+    let status = StatusBar {
+        peers: 0,
+        history: history.len(),
+        pending: own.pending(),
+    };
+    prompt::spawn(
+        mailer.clone(),
+        &screen,
+        data_dir.join(PROMPT_HISTORY),
+        status,
+    );
     for name in &unresolved {
         resolver::retry(name.name.clone(), mailer.clone());
     }

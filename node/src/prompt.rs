@@ -35,7 +35,7 @@ use rustyline::{
 
 use crate::command::{self, Command};
 use crate::inbox::{Mail, Mailer};
-use crate::protocol::{self, Origin};
+use crate::protocol::{self, Origin, StatusBar};
 use crate::screen::{EditorState, Screen};
 
 /// Commands kept in the history file.
@@ -104,17 +104,23 @@ impl Helper for Names {}
 type LineEditor = Editor<Names, FileHistory>;
 
 /// Starts reading commands, with the command history in `history_file`
-/// when stdin is a terminal; the screen's lines go above the line being
-/// edited from then on.
+/// when stdin is a terminal, and `status` on the prompt until the node
+/// tells another; the screen's lines go above the line being edited from
+/// then on.
 ///
 /// # Panics
 /// If the prompt thread cannot be spawned.
-pub fn spawn(mailer: Mailer, screen: &Screen, history_file: PathBuf) -> thread::JoinHandle<()> {
+pub fn spawn(
+    mailer: Mailer,
+    screen: &Screen,
+    history_file: PathBuf,
+    status: StatusBar,
+) -> thread::JoinHandle<()> {
     if io::stdin().is_terminal() && io::stdout().is_terminal() {
         match editor(&history_file) {
             Ok(mut editor) => match editor.create_external_printer() {
                 Ok(printer) => {
-                    let state = Arc::new(EditorState::default());
+                    let state = Arc::new(EditorState::new(status));
                     screen.use_editor(Box::new(printer), Arc::clone(&state));
                     return thread::Builder::new()
                         .name("prompt".into())

@@ -56,6 +56,14 @@ pub struct EditorState {
 }
 
 impl EditorState {
+    /// The state of an editor whose prompt shows `status` first.
+    pub fn new(status: StatusBar) -> EditorState {
+        EditorState {
+            prompt: Mutex::new(status.prompt()),
+            ..EditorState::default()
+        }
+    }
+
     /// The prompt thread enters (`true`) or leaves `readline`.
     pub fn set_reading(&self, reading: bool) {
         self.reading.store(reading, Ordering::SeqCst);
@@ -63,12 +71,10 @@ impl EditorState {
 
     /// The prompt to read the next line with.
     pub fn prompt(&self) -> String {
-        let prompt = self.prompt.lock().unwrap_or_else(PoisonError::into_inner);
-        if prompt.is_empty() {
-            "> ".to_string()
-        } else {
-            prompt.clone()
-        }
+        self.prompt
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 

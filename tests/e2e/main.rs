@@ -8,6 +8,7 @@
 
 mod support;
 
+mod cli;
 mod control;
 mod convergence;
 mod field;

@@ -11,7 +11,7 @@
 //! Address plan: module F, test T, host H is `127.F.T.H` on port
 //! `47100 + 50 * (F - 1) + T`. Ids: the test modules `node` 1,
 //! `convergence` 2, `hostile` 3, `field` 4, `terminal` 5, `partition` 6,
-//! `control` 7, `scale` 8; the benches 17 (`verify` starts no node); give each new module the next free id (ports
+//! `control` 7, `scale` 8, `cli` 9; the benches 17 (`verify` starts no node); give each new module the next free id (ports
 //! 47100..=47999 leave room for 18 modules of 50 tests). Hosts 1..=99 are
 //! nodes by convention, 100..=254 test peers.
 //!
@@ -28,7 +28,9 @@ pub mod observe;
 mod peer;
 pub mod pty;
 
-pub use node::{Node, node_command, run_to_exit, run_with_input, spawn_piped};
+pub use node::{
+    Node, chatchain_command, node_command, run_command, run_to_exit, run_with_input, spawn_piped,
+};
 pub use peer::{Peer, connect_from, plain};
 
 use std::fs;
