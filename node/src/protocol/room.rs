@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use wire::History;
 
-use super::feed::{Change, SHOW_AT_MOST};
+use super::feed::Change;
+use super::own::Digest;
 use super::report::{Figures, Line};
 use crate::log_limit::LogLimit;
 use crate::text::printable;
@@ -40,6 +41,10 @@ pub const MAX_HOLD: Duration = Duration::from_secs(2);
 pub const GONE_AFTER: Duration = Duration::from_secs(30);
 /// Chats shown at start.
 pub const BACKLOG: usize = 10;
+/// New chats shown one by one at once; more are summed up in one line
+/// (`hist` shows them). More than the feed's: chats typed at the same
+/// moment on several nodes are shown together, once the race is over.
+pub const SHOW_AT_MOST: usize = 40;
 /// Texts of shown chats remembered to recognise them when they move.
 const WINDOW: usize = 256;
 
@@ -119,8 +124,9 @@ pub struct Room {
     limbo: Vec<(Vec<u8>, Instant)>,
     /// The last change not shown yet, and the first.
     changed: Option<(Instant, Instant)>,
-    /// This node mined the chats from this index on, with these figures.
-    mined: Option<(usize, Figures)>,
+    /// The chats this node mined that are not shown yet (by digest), and
+    /// the figures of the job that found the last of them.
+    mined: Vec<(Digest, Option<Figures>)>,
     peer_lines: LogLimit,
     bar: Option<StatusBar>,
 }
@@ -150,7 +156,7 @@ impl Room {
             shown,
             limbo: Vec::new(),
             changed: None,
-            mined: None,
+            mined: Vec::new(),
             peer_lines: LogLimit::default(),
             bar: None,
         };
@@ -182,11 +188,13 @@ impl Room {
             let gone = self.shown.split_off(change.fork - self.at);
             self.limbo.extend(gone.into_iter().map(|text| (text, now)));
         }
-        if self.mined.is_some_and(|(from, _)| from >= change.fork) {
-            self.mined = None;
-        }
         if let Some((from, stats)) = change.mined {
-            self.mined = Some((from, stats.into()));
+            let len = history.len();
+            for index in from..len {
+                let digest = *history.chat(index).expect("index < len").digest();
+                let figures = (index + 1 == len).then(|| stats.into());
+                self.mined.push((digest, figures));
+            }
         }
         let first = self.changed.map_or(now, |(_, first)| first);
         self.changed = Some((now, first));
@@ -239,18 +247,16 @@ impl Room {
                 self.limbo.swap_remove(at);
                 continue;
             }
-            let shown = match self.mined {
-                Some((first, figures)) if index >= first && index + 1 == len => {
-                    format!("{} (mined here: {figures})", printable(text))
-                }
-                Some((first, _)) if index >= first => format!("{} (mined here)", printable(text)),
-                _ => printable(text),
+            let digest = history.chat(index).expect("index < len").digest();
+            let shown = match self.mined.iter().find(|(d, _)| d == digest) {
+                Some((_, Some(figures))) => format!("{} (mined here: {figures})", printable(text)),
+                Some((_, None)) => format!("{} (mined here)", printable(text)),
+                None => printable(text),
             };
             lines.push(ScreenLine::stamped(shown));
         }
-        if self.mined.is_some_and(|(first, _)| first < len) {
-            self.mined = None;
-        }
+        // Copies displaced before they were shown are not shown.
+        self.mined.clear();
         while self.shown.len() > WINDOW {
             self.shown.pop_front();
             self.at += 1;
