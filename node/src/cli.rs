@@ -127,12 +127,13 @@ pub enum Command {
         json: bool,
     },
     /// Send a chat through the running node: mined and sent to every peer.
-    /// Returns once the node has saved it (it survives a crash).
-    #[command(arg = client_bind())]
+    /// Returns once the node has saved it (it survives a crash). A text
+    /// that begins with '-' follows '--': `chat -- -hello`.
+    #[command(arg = client_bind(), disable_help_flag = true, arg = long_help_flag())]
     Chat {
         /// The text (the words are joined with spaces): 1 to 255 bytes of
         /// printable ASCII.
-        #[arg(required = true, num_args = 1.., value_name = "TEXT", allow_hyphen_values = true)]
+        #[arg(required = true, num_args = 1.., value_name = "TEXT")]
         text: Vec<String>,
         /// One JSON document (docs/CONTROL.md).
         #[arg(long)]
@@ -166,6 +167,15 @@ pub fn completions(shell: clap_complete::Shell) {
 /// Writing to stdout failed.
 pub fn manpage() -> std::io::Result<()> {
     clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())
+}
+
+/// `--help` alone, for `chat`: `-h` would be taken from a chat such as
+/// `-hello`, printing the help instead of saying what to do.
+fn long_help_flag() -> clap::Arg {
+    clap::Arg::new("help")
+        .long("help")
+        .action(clap::ArgAction::Help)
+        .help("Print help")
 }
 
 /// `--bind` as the subcommands that work on a data directory take it: the
@@ -259,34 +269,52 @@ pub struct NodeArgs {
 /// wrong, with a hint for an IP address given without `--peer` (the
 /// original Python program took it so).
 pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Cli {
-    match Cli::try_parse_from(args) {
-        Ok(cli) if cli.node.max_buffered < cli.node.max_message => Cli::command()
-            .error(
-                ErrorKind::ArgumentConflict,
-                format!(
-                    "--max-buffered ({} bytes) is below --max-message ({} bytes): one \
-                     message in progress could never be held",
-                    cli.node.max_buffered, cli.node.max_message
-                ),
-            )
-            .exit(),
-        Ok(cli) => cli,
+    try_parse(args).unwrap_or_else(|e| e.exit())
+}
+
+/// [`parse`], returning the error instead of exiting.
+fn try_parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Result<Cli, clap::Error> {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    match Cli::try_parse_from(&args) {
+        Ok(cli) if cli.node.max_buffered < cli.node.max_message => Err(Cli::command().error(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "--max-buffered ({} bytes) is below --max-message ({} bytes): one \
+                 message in progress could never be held",
+                cli.node.max_buffered, cli.node.max_message
+            ),
+        )),
+        Ok(cli) => Ok(cli),
         Err(mut e) => {
-            if matches!(
-                e.kind(),
-                ErrorKind::InvalidSubcommand | ErrorKind::UnknownArgument
-            ) && let Some(ContextValue::String(arg)) = e
-                .get(ContextKind::InvalidSubcommand)
-                .or_else(|| e.get(ContextKind::InvalidArg))
-                .cloned()
-                && arg.parse::<Ipv4Addr>().is_ok()
-            {
-                e.insert(
-                    ContextKind::Suggested,
-                    ContextValue::StyledStrs(vec![format!("did you mean --peer {arg}?").into()]),
-                );
+            let invalid = match e.kind() {
+                ErrorKind::InvalidSubcommand | ErrorKind::UnknownArgument => e
+                    .get(ContextKind::InvalidSubcommand)
+                    .or_else(|| e.get(ContextKind::InvalidArg))
+                    .cloned(),
+                _ => None,
+            };
+            if let Some(ContextValue::String(arg)) = invalid {
+                if arg.parse::<Ipv4Addr>().is_ok() {
+                    e.insert(
+                        ContextKind::Suggested,
+                        ContextValue::StyledStrs(vec![format!("did you mean --peer {arg}?").into()]),
+                    );
+                } else if let Some(word) = args
+                    .iter()
+                    .filter_map(|a| a.to_str())
+                    .find(|a| a.starts_with(&arg) && a.len() > arg.len())
+                {
+                    // `chat -hello`: clap names only '-h'.
+                    e.insert(
+                        ContextKind::Suggested,
+                        ContextValue::StyledStrs(vec![
+                            format!("a text that begins with '-' follows '--': chat -- {word}")
+                                .into(),
+                        ]),
+                    );
+                }
             }
-            e.exit()
+            Err(e)
         }
     }
 }
@@ -507,12 +535,18 @@ mod tests {
         assert_eq!(parse_bind("localhost"), Ok(Ipv4Addr::LOCALHOST));
     }
 
-    /// A chat that begins with '-' is a chat, not flags (`-hello` would be
-    /// `-h` and print help).
+    /// `chat -hello` is no `-h`: refused with clap's tip (`-- -hello`),
+    /// and `chat -- -hello` sends it.
     #[test]
-    fn a_chat_may_begin_with_a_hyphen() {
-        match parse(["node", "chat", "-hello", "there", "--json"]).command {
-            Some(Command::Chat { text, .. }) => assert_eq!(text[0], "-hello"),
+    fn a_chat_that_begins_with_a_hyphen_follows_two_dashes() {
+        let refused = try_parse(["node", "chat", "-hello"]).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::UnknownArgument);
+        assert!(
+            refused.to_string().contains("follows '--': chat -- -hello"),
+            "{refused}"
+        );
+        match parse(["node", "chat", "--json", "--", "-hello", "there"]).command {
+            Some(Command::Chat { text, json }) => assert_eq!((text[0].as_str(), json), ("-hello", true)),
             other => panic!("{other:?}"),
         }
     }

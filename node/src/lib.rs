@@ -135,7 +135,8 @@ fn cannot_listen(at: Endpoint, e: &std::io::Error) -> String {
     let (bind, port) = (at.bind, at.port);
     match e.kind() {
         std::io::ErrorKind::AddrInUse => format!(
-            "cannot listen on {bind}:{port}: another program holds that port (another node?). \
+            "cannot listen on {bind}:{port}: the address is in use: another program holds that \
+             port (another node?). \
              To run several nodes on one machine, give each its own address: --bind \
              127.0.0.2, --bind 127.0.0.3, ... (each gets its own data directory)"
         ),

@@ -145,15 +145,16 @@ fn errors_name_the_fix() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("at most 107") && err.contains("shorter"), "{err}");
 
-    // A chat beginning with '-' is a chat, not '-h'.
+    // A chat beginning with '-' is not '-h': refused, naming '--'.
     let out = chatchain(&[
         "chat",
         "-hello",
         "--data-dir",
         &dir.path().display().to_string(),
     ]);
-    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
-    assert!(!text(&out.stdout).contains("Usage"), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("-- -hello"), "{err}");
 
     // A file that is no history.
     let out = chatchain(&["verify", "/etc/passwd"]);
