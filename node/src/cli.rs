@@ -75,7 +75,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check a history: a data directory (its history.bin), an
+    /// Check a history file.
+    ///
+    /// A data directory (its history.bin), an
     /// ArchiveResponse as it travels on the wire, or a bare history (a u32
     /// count, then the chats); `-` reads stdin. Streams: memory stays flat
     /// whatever the size. Exit status: 0 valid, 1 invalid, 2 unreadable or
@@ -84,8 +86,10 @@ pub enum Command {
         /// The file, data directory, or `-` for stdin.
         file: PathBuf,
     },
-    /// Write the history of a data directory (--data-dir, or the default
-    /// one of --bind) as an ArchiveResponse, to share or check it.
+    /// Write a data directory's history as an ArchiveResponse.
+    ///
+    /// The data directory is --data-dir, or the default one of --bind; the
+    /// archive is to share or check it.
     #[command(arg = client_bind())]
     Export {
         /// Where to write it; `-` (the default) for stdout, unless stdout
@@ -93,25 +97,28 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE", default_value = "-")]
         output: PathBuf,
     },
-    /// Ask the running node of a data directory (--data-dir, or the default
-    /// one of --bind) for its status; with no node running, read the data
-    /// directory and say so.
+    /// Ask the running node how it is.
+    ///
+    /// The node of a data directory (--data-dir, or the default one of
+    /// --bind); with no node running, read the data directory and say so.
     #[command(arg = client_bind())]
     Status {
         /// One JSON document (docs/CONTROL.md).
         #[arg(long)]
         json: bool,
     },
-    /// Ask the running node for its connections and the addresses it is
-    /// still trying.
+    /// Ask the running node for its connections.
+    ///
+    /// Then the addresses it is still trying.
     #[command(arg = client_bind())]
     Peers {
         /// One JSON document (docs/CONTROL.md).
         #[arg(long)]
         json: bool,
     },
-    /// The last N chats of the history (20 by default, at most 100000); with
-    /// --follow, then every chat entering it, until the node stops (exit
+    /// Show the last N chats of the history.
+    ///
+    /// 20 by default, at most 100000; with --follow, then every chat entering it, until the node stops (exit
     /// status 0) or goes away (1). With no node running, read the data
     /// directory and say so.
     #[command(arg = client_bind())]
@@ -126,8 +133,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Send a chat through the running node: mined and sent to every peer.
-    /// Returns once the node has saved it (it survives a crash). A text
+    /// Send a chat through the running node.
+    ///
+    /// It is mined and sent to every peer. Returns once the node has saved it (it survives a crash). A text
     /// that begins with '-' follows '--': `chat -- -hello`.
     #[command(arg = client_bind(), disable_help_flag = true, arg = long_help_flag())]
     Chat {
@@ -139,13 +147,16 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the shell completion script for SHELL (README.md says where
-    /// to put it).
+    /// Print the shell completion script for SHELL.
+    ///
+    /// README.md says where to put it.
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
-    /// Print the manual page, in roff (`chatchain manpage | man -l -`).
+    /// Print the manual page.
+    ///
+    /// In roff: `chatchain manpage | man -l -` shows it.
     Manpage,
 }
 
@@ -198,19 +209,25 @@ fn client_bind() -> clap::Arg {
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     /// A peer to connect to at start (repeatable): an IPv4 address or a host
-    /// name (resolved to its IPv4 address; while the resolver says to try
-    /// again, as with no network yet, it is tried again every minute at
-    /// most). None: start a new network alone.
+    /// name.
+    ///
+    /// A host name is resolved to its IPv4 address; while the resolver says
+    /// to try again, as with no network yet, it is tried again every minute
+    /// at most. An address may name the network's port (`IP:51511`). None:
+    /// start a new network alone.
     #[arg(long = "peer", value_name = "HOST", value_parser = parse_peer)]
     pub peers: Vec<PeerArg>,
 
     /// The IPv4 address (or host name) to listen on and to connect from.
+    ///
     /// Several nodes on one machine each take their own: 127.0.0.1,
     /// 127.0.0.2, ...
     #[arg(long, value_name = "IP", default_value_t = Ipv4Addr::UNSPECIFIED, global = true, value_parser = parse_bind)]
     pub bind: Ipv4Addr,
 
-    /// The network-wide port: every node of a network listens on it.
+    /// The network-wide port.
+    ///
+    /// Every node of a network listens on it.
     #[arg(long, default_value_t = DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
@@ -218,7 +235,9 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
-    /// Where the history and pending chats live between runs [default:
+    /// Where the history and pending chats live between runs.
+    ///
+    /// [default:
     /// DATA/chatchain/BIND (the --bind address), DATA being $XDG_DATA_HOME
     /// or ~/.local/share on Linux].
     #[arg(long, value_name = "DIR", global = true)]
@@ -254,8 +273,9 @@ pub struct NodeArgs {
     #[arg(long, hide_short_help = true, value_name = "N", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_connecting: usize,
 
-    /// Level of the node's log (connection and protocol events): error,
-    /// warn, info, debug, trace, or off for none. On stderr (above the
+    /// Level of the node's log: error, warn, info, debug, trace, or off.
+    ///
+    /// The log says connection and protocol events. On stderr (above the
     /// prompt on a terminal), or in --log-file.
     #[arg(long, value_name = "LEVEL", env = "NODE_LOG", default_value = "warn", value_parser = parse_log_level)]
     pub log: log::LevelFilter,
