@@ -293,7 +293,9 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Cli
 }
 
 /// [`parse`], returning the error instead of exiting.
-fn try_parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Result<Cli, clap::Error> {
+fn try_parse(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+) -> Result<Cli, clap::Error> {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     match Cli::try_parse_from(&args) {
         Ok(cli) if cli.node.max_buffered < cli.node.max_message => Err(Cli::command().error(
@@ -317,7 +319,9 @@ fn try_parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Res
                 if arg.parse::<Ipv4Addr>().is_ok() {
                     e.insert(
                         ContextKind::Suggested,
-                        ContextValue::StyledStrs(vec![format!("did you mean --peer {arg}?").into()]),
+                        ContextValue::StyledStrs(vec![
+                            format!("did you mean --peer {arg}?").into(),
+                        ]),
                     );
                 } else if let Some(word) = args
                     .iter()
@@ -566,7 +570,9 @@ mod tests {
             "{refused}"
         );
         match parse(["node", "chat", "--json", "--", "-hello", "there"]).command {
-            Some(Command::Chat { text, json }) => assert_eq!((text[0].as_str(), json), ("-hello", true)),
+            Some(Command::Chat { text, json }) => {
+                assert_eq!((text[0].as_str(), json), ("-hello", true))
+            }
             other => panic!("{other:?}"),
         }
     }

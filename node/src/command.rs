@@ -250,12 +250,14 @@ fn command(word: &[u8], args: &[u8]) -> Option<Result<Option<Command>, BadComman
         b"status" => no_argument(Command::Status),
         b"help" => match args {
             b"" => Ok(Some(Command::Help(None))),
-            name => topic(name).map(|t| Some(Command::Help(Some(t)))).ok_or_else(|| {
-                BadCommand(format!(
-                    "no command '{}'; type /help for the list",
-                    printable(name)
-                ))
-            }),
+            name => topic(name)
+                .map(|t| Some(Command::Help(Some(t))))
+                .ok_or_else(|| {
+                    BadCommand(format!(
+                        "no command '{}'; type /help for the list",
+                        printable(name)
+                    ))
+                }),
         },
         b"quit" | b"exit" => no_argument(Command::Quit),
         _ => return None,
@@ -313,7 +315,12 @@ mod tests {
                 .0
                 .contains("unknown command '/mine'")
         );
-        assert!(parse(b"/help me").unwrap_err().0.contains("no command 'me'"));
+        assert!(
+            parse(b"/help me")
+                .unwrap_err()
+                .0
+                .contains("no command 'me'")
+        );
     }
 
     #[test]
@@ -334,7 +341,12 @@ mod tests {
             "not sent: 'status report ready' begins with the command 'status' ('status' \
              takes no argument); to send it as a chat, type /chat status report ready"
         );
-        for line in [&b"quit now"[..], b"hist of the world", b"Help me", b"exit stage left"] {
+        for line in [
+            &b"quit now"[..],
+            b"hist of the world",
+            b"Help me",
+            b"exit stage left",
+        ] {
             assert!(parse(line).unwrap_err().0.contains("/chat "), "{line:?}");
         }
         assert_eq!(

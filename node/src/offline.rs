@@ -140,7 +140,11 @@ fn check(input: &mut dyn Read, out: &mut dyn Write) -> Result<Verdict, Unreadabl
             describe_message(other),
             other as u8
         )));
-    } else if first.len() >= 4 && first[..4].iter().all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace()) {
+    } else if first.len() >= 4
+        && first[..4]
+            .iter()
+            .all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
         return Err(Unreadable::Format(format!(
             "not a history file: it begins with text ('{}'); this reads a node's \
              history.bin (or its data directory), an ArchiveResponse, or a bare history",
@@ -361,7 +365,10 @@ impl<'a> Blocks<'a> {
 /// history cannot be read or written. A reason on stderr.
 pub fn export(dir: &Path, output: &Path) -> ExitCode {
     if output == Path::new("-") && io::stdout().is_terminal() {
-        eprintln!("{} export: stdout is a terminal: give --output FILE, or redirect it", crate::program_name());
+        eprintln!(
+            "{} export: stdout is a terminal: give --output FILE, or redirect it",
+            crate::program_name()
+        );
         return ExitCode::from(USAGE);
     }
     match write_export(dir, output) {

@@ -187,7 +187,10 @@ mod tests {
     fn utf8_is_shown_and_the_rest_escaped() {
         assert_eq!(printable(b"a\nb\xff"), "a\\nb\\xff");
         assert_eq!(printable("café ☕".as_bytes()), "café ☕");
-        assert_eq!(printable("a\u{200b}\u{202e}b".as_bytes()), r"a\xe2\x80\x8b\xe2\x80\xaeb");
+        assert_eq!(
+            printable("a\u{200b}\u{202e}b".as_bytes()),
+            r"a\xe2\x80\x8b\xe2\x80\xaeb"
+        );
         assert_eq!(printable(b"caf\xc3"), r"caf\xc3");
         assert_eq!(printable("\u{85}".as_bytes()), r"\xc2\x85");
         assert_eq!(printable(br#"it's "quoted" \n"#), r#"it's "quoted" \\n"#);

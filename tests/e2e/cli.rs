@@ -62,7 +62,11 @@ fn chatchain_is_the_same_program_and_its_help_is_short_then_long() {
         "{out}"
     );
     assert!(!out.contains("--max-inbound"), "{out}");
-    assert!(out.lines().count() <= 40, "{} lines:\n{out}", out.lines().count());
+    assert!(
+        out.lines().count() <= 40,
+        "{} lines:\n{out}",
+        out.lines().count()
+    );
     let long = text(&chatchain(&["--help"]).stdout);
     assert!(
         long.contains("--max-inbound") && long.contains("--bind 127.0.0.2"),
@@ -79,7 +83,11 @@ fn chatchain_is_the_same_program_and_its_help_is_short_then_long() {
     assert!(text(&bash.stdout).contains("_chatchain()"));
     let man = chatchain(&["manpage"]);
     assert_eq!(man.status.code(), Some(0));
-    assert!(text(&man.stdout).starts_with(".ie"), "{}", text(&man.stdout));
+    assert!(
+        text(&man.stdout).starts_with(".ie"),
+        "{}",
+        text(&man.stdout)
+    );
     assert!(text(&man.stdout).contains(".TH chatchain"));
 }
 
@@ -121,7 +129,10 @@ fn errors_name_the_fix() {
     let out = chatchain(&["--peer", "127.0.0.1:4000"]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("one port") && err.contains("--port 4000"), "{err}");
+    assert!(
+        err.contains("one port") && err.contains("--port 4000"),
+        "{err}"
+    );
 
     // A second node on the same address: what to do, and no directory left.
     let dir = temp_dir();
@@ -143,7 +154,10 @@ fn errors_name_the_fix() {
     let out = chatchain(&["status", "--data-dir", &long.display().to_string()]);
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("at most 107") && err.contains("shorter"), "{err}");
+    assert!(
+        err.contains("at most 107") && err.contains("shorter"),
+        "{err}"
+    );
 
     // A chat beginning with '-' is not '-h': refused, naming '--'.
     let out = chatchain(&[

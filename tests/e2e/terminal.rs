@@ -376,7 +376,10 @@ fn three_nodes_chatting_at_once_show_each_chat_once_in_final_order() {
             "node {}:\n{screen}",
             node.addr
         );
-        eprintln!("=== the screen of node {} after the burst:\n{screen}", node.addr);
+        eprintln!(
+            "=== the screen of node {} after the burst:\n{screen}",
+            node.addr
+        );
     }
     // One leaves: the others say so.
     nodes[2].type_line("/quit");
@@ -501,9 +504,7 @@ fn utf8_chats_are_shown_as_written_and_a_typed_one_is_refused_by_its_character()
     }
     wait_editing(&node);
     node.type_line("/hist");
-    node.wait_line("'hist' showing UTF-8", |l| {
-        l == "#0 caf\u{e9} \u{2615}"
-    });
+    node.wait_line("'hist' showing UTF-8", |l| l == "#0 caf\u{e9} \u{2615}");
     wait_editing(&node);
     node.type_line("caf\u{e9}");
     node.wait_line("the refusal naming the character", |l| {
@@ -738,9 +739,10 @@ fn ctrl_c_clears_the_line_being_typed_and_stops_on_an_empty_one() {
         "{screen}"
     );
     assert!(
-        !screen.lines.iter().any(|l| stamped(l).is_some()
-            || l.contains("not sent")
-            || l.contains("abcstatus")),
+        !screen
+            .lines
+            .iter()
+            .any(|l| stamped(l).is_some() || l.contains("not sent") || l.contains("abcstatus")),
         "Ctrl-C did not clear the line: {screen}"
     );
     // Ctrl-C on the empty line stops the node.
@@ -783,10 +785,11 @@ fn lines_arriving_in_one_read_are_all_carried_out_in_order() {
             "paste {paste}: the answers to status, help, peers came as {answers:?}\n{screen}"
         );
         // Each line was shown as typed, in order.
-        let echoes: Vec<&str> = lines_after(&screen, from, |l| typed(l).is_some_and(|t| !t.is_empty()))
-            .into_iter()
-            .filter_map(typed)
-            .collect();
+        let echoes: Vec<&str> =
+            lines_after(&screen, from, |l| typed(l).is_some_and(|t| !t.is_empty()))
+                .into_iter()
+                .filter_map(typed)
+                .collect();
         assert_eq!(
             echoes,
             ["status", "help", "peers"],

@@ -47,8 +47,8 @@ use network::Timers;
 pub use own::{Digest, OwnChats};
 use peers::Peers;
 pub use report::{Line, Offline, Reply, ResolvingRow, Sent, Why};
-pub use room::{ScreenLine, StatusBar};
 use room::Room;
+pub use room::{ScreenLine, StatusBar};
 
 /// A failure to save is said on the screen at most this often.
 const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);

@@ -320,7 +320,10 @@ mod tests {
         let refs: Vec<&str> = all.iter().map(String::as_str).collect();
         let (_, lines) = Room::new(&history(&refs));
         assert_eq!(lines.len(), 1 + BACKLOG);
-        assert!(lines[0].text.contains("the last 10 of 15 chats"), "{lines:?}");
+        assert!(
+            lines[0].text.contains("the last 10 of 15 chats"),
+            "{lines:?}"
+        );
         assert_eq!(lines[1].text, "      c5");
         let (_, none) = Room::new(&History::new());
         assert!(none.is_empty());

@@ -978,7 +978,10 @@ fn the_room_shows_a_mined_chat_once_the_history_is_quiet() {
     let chat = miner::Miner::new(1).mine_next(&History::new(), b"hi");
     let actions = h.mined(0, &chat);
     assert!(printed(&actions).is_empty(), "{actions:?}");
-    assert_eq!(shown(&actions), ["#0 hi (mined: 1 tries in 1.0 ms, 0.0 MH/s)"]);
+    assert_eq!(
+        shown(&actions),
+        ["#0 hi (mined: 1 tries in 1.0 ms, 0.0 MH/s)"]
+    );
     let actions = h.advance(Duration::from_millis(300));
     assert_eq!(
         printed(&actions),
