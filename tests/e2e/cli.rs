@@ -8,19 +8,12 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use tempfile::TempDir;
-
-use crate::support::{Net, WAIT, chatchain_command, run_command, run_with_input, shared_cpu};
+use crate::support::{
+    Net, WAIT, chatchain_command, run_command, run_with_input, shared_cpu, temp_dir,
+};
 
 /// This module's id in the address plan of `support`.
 const FILE: u8 = 9;
-
-fn temp_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("node-cli-")
-        .tempdir()
-        .expect("creating a temporary directory")
-}
 
 /// Runs `chatchain ARGS` with stdin closed, bounded by [`WAIT`].
 fn chatchain(args: &[&str]) -> Output {
@@ -98,7 +91,7 @@ fn chatchain_is_the_same_program_and_its_help_is_short_then_long() {
 fn a_piped_quit_waits_for_the_chat_typed_before_it() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 1);
-    let dir = temp_dir();
+    let dir = temp_dir("node-cli-");
     let out = run_with_input(
         node_args(&net, dir.path()),
         b"chat x\nquit\n",
@@ -135,7 +128,7 @@ fn errors_name_the_fix() {
     );
 
     // A second node on the same address: what to do, and no directory left.
-    let dir = temp_dir();
+    let dir = temp_dir("node-cli-");
     let _taken = std::net::TcpListener::bind((net.addr(1), net.port())).expect("the port");
     let fresh = dir.path().join("never-made");
     let mut args = node_args(&net, &fresh);
@@ -182,7 +175,7 @@ fn errors_name_the_fix() {
 fn bind_takes_a_host_name() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 3);
-    let dir = temp_dir();
+    let dir = temp_dir("node-cli-");
     let port = net.port().to_string();
     let data = dir.path().display().to_string();
     let mut command = chatchain_command();

@@ -13,18 +13,11 @@ use rexpect::process::WaitStatus;
 use tempfile::TempDir;
 
 use crate::support::pty::{PtyNode, Screen, keys, typed};
-use crate::support::{Net, WAIT, fixture_bytes, poll, shared_cpu, spawn_piped, texts};
+use crate::support::{Net, WAIT, fixture_bytes, poll, shared_cpu, spawn_piped, temp_dir, texts};
 use wire::History;
 
 /// This module's id in the address plan of `support`.
 const FILE: u8 = 5;
-
-fn temp_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("node-pty-")
-        .tempdir()
-        .expect("creating a temporary directory")
-}
 
 /// The line of a clean stop.
 fn stopped_line(dir: &TempDir) -> String {
@@ -255,7 +248,11 @@ fn three_nodes_chatting_at_once_show_each_chat_once_in_final_order() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 1);
     let port = net.port();
-    let dirs = [temp_dir(), temp_dir(), temp_dir()];
+    let dirs = [
+        temp_dir("node-pty-"),
+        temp_dir("node-pty-"),
+        temp_dir("node-pty-"),
+    ];
     // A chain: 3 knows 2, 2 knows 1; they mesh through their PeerLists.
     let a = PtyNode::start(net.addr(1), port, dirs[0].path(), &[]);
     let b_peer = net.addr(1).to_string();
@@ -414,7 +411,7 @@ fn shown(texts: &[String]) -> Vec<String> {
 fn a_big_catch_up_is_summed_up_and_the_backlog_shown_at_the_next_start() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 18);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     wait_editing(&node);
     let big = fixture_bytes("history-1k.bin");
@@ -482,7 +479,7 @@ fn a_big_catch_up_is_summed_up_and_the_backlog_shown_at_the_next_start() {
 fn utf8_chats_are_shown_as_written_and_a_typed_one_is_refused_by_its_character() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 20);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     wait_editing(&node);
     let miner = miner::Miner::new(1);
@@ -533,7 +530,7 @@ enum WayOut {
 fn leaves_the_terminal_as_found(test: u8, way: WayOut) {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, test);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     let found = node.mode_at_start;
     assert!(
@@ -656,7 +653,7 @@ fn fails_and_leaves_the_terminal_as_found(node: &mut PtyNode, why: &str) {
 fn a_locked_data_directory_leaves_the_terminal_as_found() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 9);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut holder = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     let mut second = PtyNode::spawn(net.addr(2), net.port(), dir.path(), &[]);
     fails_and_leaves_the_terminal_as_found(&mut second, "is in use by another node");
@@ -669,7 +666,7 @@ fn a_locked_data_directory_leaves_the_terminal_as_found() {
 fn a_port_in_use_leaves_the_terminal_as_found() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 10);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let _taken = TcpListener::bind((net.addr(1), net.port())).expect("taking the port");
     let mut node = PtyNode::spawn(net.addr(1), net.port(), dir.path(), &[]);
     fails_and_leaves_the_terminal_as_found(&mut node, "cannot listen on");
@@ -693,7 +690,7 @@ fn lines_after(screen: &Screen, from: usize, matches: impl Fn(&str) -> bool) -> 
 fn bytes_that_are_not_utf8_drop_the_line_and_the_prompt_goes_on() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 19);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     wait_editing(&node);
     node.send(b"chat caf\xe9\r");
@@ -718,7 +715,7 @@ fn bytes_that_are_not_utf8_drop_the_line_and_the_prompt_goes_on() {
 fn ctrl_c_clears_the_line_being_typed_and_stops_on_an_empty_one() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 11);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     wait_editing(&node);
     node.send(b"chat abc");
@@ -762,7 +759,7 @@ fn ctrl_c_clears_the_line_being_typed_and_stops_on_an_empty_one() {
 fn lines_arriving_in_one_read_are_all_carried_out_in_order() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 12);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     let firsts = |l: &str| {
         l.starts_with("address:") || l.starts_with("Type a line") || l == "no peers connected"
@@ -802,7 +799,7 @@ fn lines_arriving_in_one_read_are_all_carried_out_in_order() {
 fn command_history_survives_a_restart() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 13);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     wait_editing(&node);
     node.type_line("help chat");
@@ -844,7 +841,7 @@ fn command_history_survives_a_restart() {
 fn help_lists_every_command_and_explains_one() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 14);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     // '/help', 'help', 'HELP' and '?' all list the commands.
     for (at, asked) in ["/help", "help", "HELP", "?"].into_iter().enumerate() {
@@ -912,7 +909,7 @@ fn help_lists_every_command_and_explains_one() {
 fn typed_lines_are_chats_and_slash_commands_run() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 21);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     wait_editing(&node);
     node.type_line("hello");
@@ -974,7 +971,7 @@ fn typed_lines_are_chats_and_slash_commands_run() {
 fn ctrl_z_then_fg_restores_the_terminal_and_redraws_the_line() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 22);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut shell = PtyNode::start_in_shell(net.addr(1), net.port(), dir.path());
     wait_editing(&shell);
     shell.send(b"half typed");
@@ -1034,7 +1031,7 @@ fn ctrl_z_then_fg_restores_the_terminal_and_redraws_the_line() {
 fn log_lines_go_above_the_line_being_typed() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 15);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &["--log", "info"]);
     wait_editing(&node);
     let typing = "chat typed while a peer comes and goes";
@@ -1093,7 +1090,7 @@ fn log_lines_go_above_the_line_being_typed() {
 fn the_debug_log_shows_the_node_and_never_the_line_editor() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 16);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &["--log", "debug"]);
     wait_editing(&node);
     // Keys of every kind: typing, Ctrl-C, history, Enter.
@@ -1129,7 +1126,7 @@ fn the_debug_log_shows_the_node_and_never_the_line_editor() {
 fn a_closed_stdout_is_no_reason_to_panic() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 17);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut child = spawn_piped([
         "--bind".as_ref(),
         net.addr(1).to_string().as_ref(),

@@ -302,14 +302,6 @@ mod tests {
             .collect()
     }
 
-    fn change(fork: usize) -> Change {
-        Change {
-            fork,
-            displaced: 0,
-            mined: None,
-        }
-    }
-
     fn texts(lines: &[ScreenLine]) -> Vec<&str> {
         lines.iter().map(|l| l.text.as_str()).collect()
     }
@@ -334,12 +326,12 @@ mod tests {
         let t0 = Instant::now();
         let (mut room, _) = Room::new(&History::new());
         let h1 = history(&["a"]);
-        assert!(room.changed(t0, &h1, change(0)).is_empty());
+        assert!(room.changed(t0, &h1, Change::at(0)).is_empty());
         assert_eq!(texts(&room.tick(t0 + QUIET, &h1)), ["a"]);
         // A rival: "b" takes #0, "a" comes back at #1.
         let h2 = history(&["b", "a"]);
         let t1 = t0 + Duration::from_secs(1);
-        assert!(room.changed(t1, &h2, change(0)).is_empty());
+        assert!(room.changed(t1, &h2, Change::at(0)).is_empty());
         assert_eq!(texts(&room.tick(t1 + QUIET, &h2)), ["b"]);
         assert!(room.tick(t1 + GONE_AFTER, &h2).is_empty());
     }
@@ -349,7 +341,7 @@ mod tests {
         let t0 = Instant::now();
         let (mut room, _) = Room::new(&history(&["a", "b"]));
         let h = history(&["a", "x"]);
-        room.changed(t0, &h, change(1));
+        room.changed(t0, &h, Change::at(1));
         assert_eq!(texts(&room.tick(t0 + QUIET, &h)), ["x"]);
         let gone = room.tick(t0 + GONE_AFTER, &h);
         assert_eq!(
@@ -364,14 +356,33 @@ mod tests {
         let t0 = Instant::now();
         let (mut room, _) = Room::new(&History::new());
         let h = history(&["a"]);
-        room.changed(t0, &h, change(0));
+        room.changed(t0, &h, Change::at(0));
         let step = QUIET / 2;
         let mut now = t0;
         while now < t0 + MAX_HOLD {
-            assert!(room.changed(now, &h, change(1)).is_empty());
+            assert!(room.changed(now, &h, Change::at(1)).is_empty());
             now += step;
         }
-        assert_eq!(texts(&room.changed(now, &h, change(1))), ["a"]);
+        assert_eq!(texts(&room.changed(now, &h, Change::at(1))), ["a"]);
+    }
+
+    /// A peer that comes and goes in a loop cannot flood the screen.
+    #[test]
+    fn joins_and_leaves_are_rate_limited() {
+        let t0 = Instant::now();
+        let mut room = Room::new(&History::new()).0;
+        let addr = Ipv4Addr::new(127, 0, 0, 9);
+        let said = (0..100)
+            .filter(|&n| room.peer(t0, addr, n % 2 == 0, n % 2).is_some())
+            .count();
+        assert_eq!(said, 20);
+        let later = room
+            .peer(t0 + Duration::from_secs(1), addr, true, 1)
+            .expect("a line a while later");
+        assert_eq!(
+            later.text,
+            "127.0.0.9 joined (1 peer connected) (80 similar lines left out)"
+        );
     }
 
     #[test]

@@ -103,6 +103,15 @@ pub fn texts(history: &History) -> Vec<String> {
         .collect()
 }
 
+/// A fresh temporary directory whose name begins with `prefix`, removed
+/// when dropped.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("creating a temporary directory")
+}
+
 /// Polls `check` every 50 ms until it returns `Some`, or `timeout` passes.
 pub fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + timeout;

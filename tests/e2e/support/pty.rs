@@ -136,14 +136,19 @@ impl PtyNode {
     /// after the `listening on` line (panics, with the screen, if not).
     pub fn start(addr: Ipv4Addr, port: u16, data_dir: &Path, args: &[&str]) -> PtyNode {
         let node = PtyNode::spawn(addr, port, data_dir, args);
-        node.wait_screen(WAIT, "the prompt after 'listening on'", |screen| {
+        node.wait_prompt();
+        node
+    }
+
+    /// Waits for the node's prompt after its `listening on` line.
+    fn wait_prompt(&self) {
+        self.wait_screen(WAIT, "the prompt after 'listening on'", |screen| {
             let at = screen.position(|l| l.starts_with("listening on "))?;
             screen.lines[at + 1..]
                 .iter()
                 .any(|l| typed(l).is_some())
                 .then_some(())
         });
-        node
     }
 
     /// Starts `node` in a new pty and returns at once (it may fail to
@@ -176,13 +181,7 @@ impl PtyNode {
             .collect();
         shell.wait_line("the shell's prompt", |l| l.starts_with('$'));
         shell.type_line(&line.join(" "));
-        shell.wait_screen(WAIT, "the node's prompt in the shell", |screen| {
-            let at = screen.position(|l| l.starts_with("listening on "))?;
-            screen.lines[at + 1..]
-                .iter()
-                .any(|l| typed(l).is_some())
-                .then_some(())
-        });
+        shell.wait_prompt();
         shell
     }
 
