@@ -16,6 +16,7 @@
 //! never ends), and bytes a terminal sends that are not UTF-8 are refused
 //! with a message: neither stops the node.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -69,10 +70,13 @@ impl ConditionalEventHandler for Suspend {
     }
 }
 
-/// Tab completes the command names (`/st` to `/status `).
-struct Names;
+/// The editor's helper: Tab completes the command names (`/st` to
+/// `/status `), and the prompt shows the node's status as it changes.
+struct PromptHelper {
+    state: Arc<EditorState>,
+}
 
-impl Completer for Names {
+impl Completer for PromptHelper {
     type Candidate = String;
 
     fn complete(
@@ -94,14 +98,34 @@ impl Completer for Names {
     }
 }
 
-impl Hinter for Names {
+impl Hinter for PromptHelper {
     type Hint = String;
 }
-impl Highlighter for Names {}
-impl Validator for Names {}
-impl Helper for Names {}
 
-type LineEditor = Editor<Names, FileHistory>;
+/// The editor draws the prompt through this at every refresh (a line
+/// printed above it, a key typed): the status of now, made as wide as the
+/// prompt the line was read with (the editor measured that one); that
+/// prompt when the status of now is wider (a number gained a digit), until
+/// the next line.
+impl Highlighter for PromptHelper {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
+        &'s self,
+        prompt: &'p str,
+        _default: bool,
+    ) -> Cow<'b, str> {
+        let now = self.state.prompt();
+        match now.strip_suffix("> ") {
+            Some(status) if now.len() <= prompt.len() => {
+                Cow::Owned(format!("{status:<0$}> ", prompt.len() - 2))
+            }
+            _ => Cow::Borrowed(prompt),
+        }
+    }
+}
+impl Validator for PromptHelper {}
+impl Helper for PromptHelper {}
+
+type LineEditor = Editor<PromptHelper, FileHistory>;
 
 /// Starts reading commands, with the command history in `history_file`
 /// when stdin is a terminal, and `status` on the prompt until the node
@@ -121,6 +145,9 @@ pub fn spawn(
             Ok(mut editor) => match editor.create_external_printer() {
                 Ok(printer) => {
                     let state = Arc::new(EditorState::new(status));
+                    editor.set_helper(Some(PromptHelper {
+                        state: Arc::clone(&state),
+                    }));
                     screen.use_editor(Box::new(printer), Arc::clone(&state));
                     return thread::Builder::new()
                         .name("prompt".into())
@@ -144,7 +171,6 @@ fn editor(history_file: &Path) -> rustyline::Result<LineEditor> {
         .auto_add_history(false)
         .build();
     let mut editor = LineEditor::with_config(config)?;
-    editor.set_helper(Some(Names));
     editor.bind_sequence(
         KeyEvent::ctrl('C'),
         EventHandler::Conditional(Box::new(ClearOrInterrupt)),

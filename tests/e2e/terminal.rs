@@ -362,7 +362,7 @@ fn three_nodes_chatting_at_once_show_each_chat_once_in_final_order() {
         );
         // The prompt, drawn again after a line, says the peers and chats.
         assert_eq!(peer_count(node), 2);
-        let prompt = format!("[2 peers, {} chats] >", history.len());
+        let prompt = format!("[peers 2, chats {}, pending 0]", history.len());
         node.wait_screen(WAIT, "the status on the prompt", |s| {
             s.cursor_line().starts_with(&prompt).then_some(())
         });
@@ -467,7 +467,9 @@ fn a_big_catch_up_is_summed_up_and_the_backlog_shown_at_the_next_start() {
     want.push("      mined on top of a thousand".into());
     assert_eq!(screen.lines[at + 1..at + 11], want, "{screen}");
     assert!(
-        screen.cursor_line().starts_with("[0 peers, 1001 chats] >"),
+        screen
+            .cursor_line()
+            .starts_with("[peers 0, chats 1001, pending 0] >"),
         "{screen}"
     );
 }
@@ -955,7 +957,9 @@ fn typed_lines_are_chats_and_slash_commands_run() {
     let screen = node.screen();
     assert!(screen.has_line("#2 the old way"), "{screen}");
     assert!(
-        screen.cursor_line().starts_with("[0 peers, 4 chats] >"),
+        screen
+            .cursor_line()
+            .starts_with("[peers 0, chats 4, pending 0] >"),
         "{screen}"
     );
     wait_editing(&node);

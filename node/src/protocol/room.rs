@@ -87,19 +87,14 @@ pub struct StatusBar {
 }
 
 impl StatusBar {
-    /// The prompt: `[2 peers, 14 chats] > `, with `, 1 pending` while some
-    /// of ours wait.
+    /// The prompt: `[peers 2, chats 14, pending 0] > `. Numbers only, so
+    /// that the prompt keeps its width as they change (the line editor
+    /// draws the status of now in place of the prompt as wide).
     pub fn prompt(&self) -> String {
-        let mut text = format!(
-            "[{}, {}",
-            count(self.peers, "peer"),
-            count(self.history, "chat")
-        );
-        if self.pending > 0 {
-            text.push_str(&format!(", {} pending", self.pending));
-        }
-        text.push_str("] > ");
-        text
+        format!(
+            "[peers {}, chats {}, pending {}] > ",
+            self.peers, self.history, self.pending
+        )
     }
 }
 
@@ -392,7 +387,7 @@ mod tests {
             history: 0,
             pending: 2,
         };
-        assert_eq!(bar.prompt(), "[1 peer, 0 chats, 2 pending] > ");
+        assert_eq!(bar.prompt(), "[peers 1, chats 0, pending 2] > ");
         let mut room = Room::new(&History::new()).0;
         assert_eq!(room.status(bar), Some(bar));
         assert_eq!(room.status(bar), None);

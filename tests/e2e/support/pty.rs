@@ -527,20 +527,12 @@ impl Screen {
     }
 }
 
-/// What a prompt line shows typed (`[1 peer, 3 chats] > TEXT`, or `>
-/// TEXT` before the node has said its status); `None` for other lines.
+/// What a prompt line shows typed (`[peers 1, chats 3, pending 0] >
+/// TEXT`); `None` for other lines.
 pub fn typed(line: &str) -> Option<&str> {
-    let rest = match line.strip_prefix('[') {
-        Some(status) => {
-            let end = status.find("] >")?;
-            let inner = &status[..end];
-            if !inner.contains(" peer") {
-                return None;
-            }
-            &status[end + 2..]
-        }
-        None => line,
-    };
+    let status = line.strip_prefix("[peers ")?;
+    let end = status.find(']')?;
+    let rest = status[end + 1..].trim_start();
     if rest == ">" {
         return Some("");
     }
