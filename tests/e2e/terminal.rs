@@ -494,6 +494,12 @@ fn utf8_chats_are_shown_as_written_and_a_typed_one_is_refused_by_its_character()
     peer.send(&wire::Message::ArchiveResponse(history));
     let shown = ["caf\u{e9} \u{2615}", r"zero\xe2\x80\x8bwidth", r"bell\x07"];
     node.wait_line("the last chat", |l| stamped(l) == Some(shown[2]));
+    // The status on the prompt follows, with nothing typed.
+    node.wait_screen(WAIT, "the prompt's status of now", |s| {
+        s.cursor_line()
+            .starts_with("[peers 1, chats 3, pending 0] >")
+            .then_some(())
+    });
     let screen = node.screen();
     for text in shown {
         assert!(
