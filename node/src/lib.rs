@@ -238,10 +238,10 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let own = OwnChats::restore(recovered.own, &history);
     let (bootstrap, unresolved) = split_peers(args.peers, args.bind);
     say(&format!(
-        "listening on {}:{}; {} chats in the history, {} pending; data in {}",
+        "listening on {}:{}; {} in the history, {} pending; data in {}",
         args.bind,
         args.port,
-        history.len(),
+        text::count(history.len(), "chat"),
         own.pending(),
         data_dir.display()
     ));

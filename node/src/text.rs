@@ -58,6 +58,15 @@ fn is_invisible(c: char) -> bool {
         )
 }
 
+/// `1 chat`, `2 chats`: a count of `what` in words.
+pub fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
 /// The text of a chat as typed (at the prompt, by `node chat`, in a
 /// control request): surrounding spaces dropped, then [`check_sendable`].
 /// One rule everywhere, so that the same words make the same chat.

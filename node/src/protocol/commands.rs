@@ -6,9 +6,10 @@ use std::time::Instant;
 
 use super::io::{Action, Origin, Save};
 use super::report::{Reply, Status};
-use super::room::{ScreenLine, StatusBar, count};
+use super::room::{ScreenLine, StatusBar};
 use super::{Node, QUIT_WAIT, Unacked};
 use crate::command::{self, Command};
+use crate::text::count;
 
 impl Node {
     pub(super) fn on_command(&mut self, now: Instant, from: Origin, command: Command) {

@@ -13,8 +13,7 @@ use miner::JobStats;
 use serde::{Deserialize, Serialize};
 
 use super::io::Direction;
-use super::room::count;
-use crate::text::printable;
+use crate::text::{count, printable};
 
 /// The figures of a mining job: tries and time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

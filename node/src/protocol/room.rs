@@ -30,7 +30,7 @@ use super::feed::Change;
 use super::own::Digest;
 use super::report::{Figures, Line};
 use crate::log_limit::LogLimit;
-use crate::text::printable;
+use crate::text::{count, printable};
 
 /// A chat is shown once the history has not changed for this long.
 pub const QUIET: Duration = Duration::from_millis(250);
@@ -95,15 +95,6 @@ impl StatusBar {
             "[peers {}, chats {}, pending {}] > ",
             self.peers, self.history, self.pending
         )
-    }
-}
-
-/// `1 chat`, `2 chats`.
-pub fn count(n: usize, what: &str) -> String {
-    if n == 1 {
-        format!("1 {what}")
-    } else {
-        format!("{n} {what}s")
     }
 }
 
