@@ -22,13 +22,47 @@ const MAX_READ_TIMEOUT: f64 = 86_400.0;
 /// The smallest size limit: room for a few chats and a small PeerList.
 const MIN_SIZE_LIMIT: usize = 1024;
 
-/// A peer of the blockchain chat network: mines chats into the shared MD5
-/// proof-of-work history and replicates it with its peers.
+/// Examples under `-h`: the three most common uses.
+const EXAMPLES: &str = "Examples:
+  chatchain --peer 192.168.1.10          join a network (type a line to chat, /help at the prompt)
+  chatchain                              start a new network of one
+  chatchain status                       ask the running node how it is";
+
+/// Examples under `--help`.
+const LONG_EXAMPLES: &str = "Examples:
+  chatchain --peer 192.168.1.10          join a network (type a line to chat, /help at the prompt)
+  chatchain --threads 8 --peer chat.example.org
+  chatchain                              start a new network of one
+  chatchain --bind 127.0.0.2 --peer 127.0.0.1   a second node on the same machine
+  chatchain status                       ask the running node how it is
+  chatchain chat hello there             send a chat through the running node
+  chatchain hist -f                      follow the history, like tail -f
+  chatchain verify history.bin           check a history file
+
+The same program is installed as `node` too. Completions: `chatchain completions bash`;
+the manual page: `chatchain manpage` (README.md says where to put them).";
+
+/// The version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CHATCHAIN_COMMIT"),
+    ")"
+);
+
+/// A peer of the blockchain chat network.
 ///
-/// With no subcommand, runs the node: it connects to the given peers and
-/// reads commands at its prompt (type `help`).
+/// Mines chats into the shared MD5 proof-of-work history and replicates it
+/// with its peers. With no subcommand, runs the node: it connects to the
+/// given peers and reads lines at its prompt (a line is a chat; /help lists
+/// the commands). The subcommands ask a running node, or read a history.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about)]
+#[command(
+    name = "chatchain",
+    version = VERSION,
+    after_help = EXAMPLES,
+    after_long_help = LONG_EXAMPLES
+)]
 pub struct Cli {
     /// A subcommand, or none to run the node.
     #[command(subcommand)]
@@ -46,7 +80,9 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Check a history: a data directory (its history.bin), an
+    /// Check a history file.
+    ///
+    /// A data directory (its history.bin), an
     /// ArchiveResponse as it travels on the wire, or a bare history (a u32
     /// count, then the chats); `-` reads stdin. Streams: memory stays flat
     /// whatever the size. Exit status: 0 valid, 1 invalid, 2 unreadable or
@@ -55,8 +91,10 @@ pub enum Command {
         /// The file, data directory, or `-` for stdin.
         file: PathBuf,
     },
-    /// Write the history of a data directory (--data-dir, or the default
-    /// one of --bind) as an ArchiveResponse, to share or check it.
+    /// Write a data directory's history as an ArchiveResponse.
+    ///
+    /// The data directory is --data-dir, or the default one of --bind; the
+    /// archive is to share or check it.
     #[command(arg = client_bind())]
     Export {
         /// Where to write it; `-` (the default) for stdout, unless stdout
@@ -64,26 +102,29 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE", default_value = "-")]
         output: PathBuf,
     },
-    /// Ask the running node of a data directory (--data-dir, or the default
-    /// one of --bind) for its status (with its process id, uptime and
-    /// version); with no node running, read the data directory and say so
-    /// (exit status 3).
+    /// Ask the running node how it is.
+    ///
+    /// The node of a data directory (--data-dir, or the default one of
+    /// --bind): its state, process id, uptime and version. With no node
+    /// running, read the data directory and say so (exit status 3).
     #[command(arg = client_bind())]
     Status {
         /// How to reach the node.
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Ask the running node for its connections and the addresses it is
-    /// still trying.
+    /// Ask the running node for its connections.
+    ///
+    /// Then the addresses it is still trying.
     #[command(arg = client_bind())]
     Peers {
         /// How to reach the node.
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// The last N chats of the history (20 by default, at most 100000); with
-    /// --follow, then every chat entering it, until the node stops (exit
+    /// Show the last N chats of the history.
+    ///
+    /// 20 by default, at most 100000; with --follow, then every chat entering it, until the node stops (exit
     /// status 0) or goes away (1). With no node running, read the data
     /// directory and say so.
     #[command(arg = client_bind())]
@@ -98,10 +139,12 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Send a chat through the running node: mined and sent to every peer.
-    /// Returns once the node has saved it (it survives a crash), or once it
-    /// reached the stage of --wait.
-    #[command(arg = client_bind())]
+    /// Send a chat through the running node.
+    ///
+    /// It is mined and sent to every peer. Returns once the node has saved
+    /// it (it survives a crash), or once it reached the stage of --wait. A
+    /// text that begins with '-' follows '--': `chat -- -hello`.
+    #[command(arg = client_bind(), disable_help_flag = true, arg = long_help_flag())]
     Chat {
         /// The text (the words are joined with spaces): 1 to 255 bytes of
         /// printable ASCII.
@@ -208,6 +251,46 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Print the shell completion script for SHELL.
+    ///
+    /// README.md says where to put it.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page.
+    ///
+    /// In roff: `chatchain manpage | man -l -` shows it.
+    Manpage,
+}
+
+/// Writes the shell completion script for `shell`, for the program named
+/// as it was run (`chatchain` or `node`), to stdout.
+pub fn completions(shell: clap_complete::Shell) {
+    let mut command = Cli::command();
+    clap_complete::generate(
+        shell,
+        &mut command,
+        crate::program_name(),
+        &mut std::io::stdout(),
+    );
+}
+
+/// Writes the manual page (roff) to stdout.
+///
+/// # Errors
+/// Writing to stdout failed.
+pub fn manpage() -> std::io::Result<()> {
+    clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())
+}
+
+/// `--help` alone, for `chat`: `-h` would be taken from a chat such as
+/// `-hello`, printing the help instead of saying what to do.
+fn long_help_flag() -> clap::Arg {
+    clap::Arg::new("help")
+        .long("help")
+        .action(clap::ArgAction::Help)
+        .help("Print help")
 }
 
 /// The flags of every subcommand that talks to a running node.
@@ -238,7 +321,7 @@ fn client_bind() -> clap::Arg {
         .long("bind")
         .env("CHATCHAIN_BIND")
         .value_name("IP")
-        .value_parser(clap::value_parser!(Ipv4Addr))
+        .value_parser(parse_bind)
         .help(
             "Selects the data directory when --data-dir is not given: the default one of \
              the node bound to IP [default: 0.0.0.0]. Nothing listens on it or connects \
@@ -250,17 +333,25 @@ fn client_bind() -> clap::Arg {
 #[derive(Debug, Args)]
 pub struct NodeArgs {
     /// A peer to connect to at start (repeatable): an IPv4 address or a host
-    /// name (resolved to its IPv4 address; while the resolver says to try
-    /// again, as with no network yet, it is tried again every minute at
-    /// most). None: start a new network alone.
+    /// name.
+    ///
+    /// A host name is resolved to its IPv4 address; while the resolver says
+    /// to try again, as with no network yet, it is tried again every minute
+    /// at most. An address may name the network's port (`IP:51511`). None:
+    /// start a new network alone.
     #[arg(long = "peer", value_name = "HOST", env = "CHATCHAIN_PEER", value_delimiter = ',', value_parser = parse_peer)]
     pub peers: Vec<PeerArg>,
 
-    /// The IPv4 address to listen on and to connect from.
-    #[arg(long, value_name = "IP", env = "CHATCHAIN_BIND", default_value_t = Ipv4Addr::UNSPECIFIED, global = true)]
+    /// The IPv4 address (or host name) to listen on and to connect from.
+    ///
+    /// Several nodes on one machine each take their own: 127.0.0.1,
+    /// 127.0.0.2, ...
+    #[arg(long, value_name = "IP", env = "CHATCHAIN_BIND", default_value_t = Ipv4Addr::UNSPECIFIED, global = true, value_parser = parse_bind)]
     pub bind: Ipv4Addr,
 
-    /// The network-wide port: every node of a network listens on it.
+    /// The network-wide port.
+    ///
+    /// Every node of a network listens on it.
     #[arg(long, env = "CHATCHAIN_PORT", default_value_t = DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
@@ -268,7 +359,9 @@ pub struct NodeArgs {
     #[arg(long, value_name = "N", env = "CHATCHAIN_THREADS", value_parser = parse_threads)]
     pub threads: Option<usize>,
 
-    /// Where the history and pending chats live between runs [default:
+    /// Where the history and pending chats live between runs.
+    ///
+    /// [default:
     /// DATA/chatchain/BIND (the --bind address), DATA being $XDG_DATA_HOME
     /// or ~/.local/share on Linux].
     #[arg(long, value_name = "DIR", env = "CHATCHAIN_DATA_DIR", global = true)]
@@ -278,41 +371,47 @@ pub struct NodeArgs {
     /// started (plus one second per 64 KiB of it), an inbound peer to send
     /// its first one, and a peer that reads nothing to take what we queued,
     /// before the connection is closed.
-    #[arg(long, value_name = "SECS", env = "CHATCHAIN_READ_TIMEOUT", default_value = "30", value_parser = parse_read_timeout)]
+    #[arg(long, hide_short_help = true, value_name = "SECS", env = "CHATCHAIN_READ_TIMEOUT", default_value = "30", value_parser = parse_read_timeout)]
     pub read_timeout: Duration,
 
     /// Largest message but an ArchiveResponse, and most bytes of an
     /// archive's new chats held unchecked per connection (the connection is
     /// not read until they are checked): a size in bytes, with an optional
     /// suffix (KiB, MiB, GiB, kB, MB, GB), at least 1KiB.
-    #[arg(long, value_name = "SIZE", env = "CHATCHAIN_MAX_MESSAGE", default_value = "64MiB", value_parser = parse_size)]
+    #[arg(long, hide_short_help = true, value_name = "SIZE", env = "CHATCHAIN_MAX_MESSAGE", default_value = "64MiB", value_parser = parse_size)]
     pub max_message: usize,
 
     /// Most bytes held unchecked across all connections; past it the
     /// connection holding the most is dropped. A size, as --max-message.
-    #[arg(long, value_name = "SIZE", env = "CHATCHAIN_MAX_BUFFERED", default_value = "256MiB", value_parser = parse_size)]
+    #[arg(long, hide_short_help = true, value_name = "SIZE", env = "CHATCHAIN_MAX_BUFFERED", default_value = "256MiB", value_parser = parse_size)]
     pub max_buffered: usize,
 
     /// Most inbound connections at once. When full, a newcomer replaces the
     /// oldest inbound connection that has not sent a message yet, or is
     /// turned away. Also the most connections kept open after their end to
     /// finish a reply (the oldest is closed first).
-    #[arg(long, value_name = "N", env = "CHATCHAIN_MAX_INBOUND", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, hide_short_help = true, value_name = "N", env = "CHATCHAIN_MAX_INBOUND", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_inbound: usize,
 
     /// Most outgoing connection attempts in flight at once.
-    #[arg(long, value_name = "N", env = "CHATCHAIN_MAX_CONNECTING", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
+    #[arg(long, hide_short_help = true, value_name = "N", env = "CHATCHAIN_MAX_CONNECTING", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..).map(|n| n as usize))]
     pub max_connecting: usize,
 
-    /// Level of the node's log (connection and protocol events): error,
-    /// warn, info, debug, trace, or off for none. On stderr (above the
+    /// Level of the node's log: error, warn, info, debug, trace, or off.
+    ///
+    /// The log says connection and protocol events. On stderr (above the
     /// prompt on a terminal), or in --log-file.
     #[arg(long, value_name = "LEVEL", env = "CHATCHAIN_LOG", default_value = "warn", value_parser = parse_log_level)]
     pub log: log::LevelFilter,
 
     /// Append the log to this file instead of stderr (same levels). SIGHUP
     /// makes the node open it again by its path (for logrotate).
-    #[arg(long, value_name = "FILE", env = "CHATCHAIN_LOG_FILE")]
+    #[arg(
+        long,
+        hide_short_help = true,
+        value_name = "FILE",
+        env = "CHATCHAIN_LOG_FILE"
+    )]
     pub log_file: Option<PathBuf>,
 
     /// A TOML file of settings, keyed by the flags' long names [default:
@@ -329,6 +428,13 @@ pub struct NodeArgs {
 /// program took it so). `NODE_LOG`, the older name of `CHATCHAIN_LOG`, is
 /// read when that is not set.
 pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Cli {
+    try_parse(args).unwrap_or_else(|e| e.exit())
+}
+
+/// [`parse`], returning the error instead of exiting.
+fn try_parse(
+    args: impl IntoIterator<Item = impl Into<OsString> + Clone>,
+) -> Result<Cli, clap::Error> {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     let mut command = Cli::command();
     if std::env::var_os("CHATCHAIN_LOG").is_none() {
@@ -337,48 +443,59 @@ pub fn parse(args: impl IntoIterator<Item = impl Into<OsString> + Clone>) -> Cli
     let first = command
         .clone()
         .try_get_matches_from(&args)
-        .unwrap_or_else(|e| exit_with(e));
+        .map_err(|e| hint(e, &args))?;
     let (layered, mut settings) = crate::config::layer(&first, &args)
-        .unwrap_or_else(|why| Cli::command().error(ErrorKind::InvalidValue, why).exit());
+        .map_err(|why| Cli::command().error(ErrorKind::InvalidValue, why))?;
     let matches = command
         .try_get_matches_from(&layered)
-        .unwrap_or_else(|e| exit_with(e));
-    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| exit_with(e));
+        .map_err(|e| hint(e, &args))?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| hint(e, &args))?;
     crate::config::fill_values(&mut settings, &matches);
     cli.settings = settings;
     if cli.node.max_buffered < cli.node.max_message {
-        Cli::command()
-            .error(
-                ErrorKind::ArgumentConflict,
-                format!(
-                    "--max-buffered ({} bytes) is below --max-message ({} bytes): one \
-                     message in progress could never be held",
-                    cli.node.max_buffered, cli.node.max_message
-                ),
-            )
-            .exit()
+        return Err(Cli::command().error(
+            ErrorKind::ArgumentConflict,
+            format!(
+                "--max-buffered ({} bytes) is below --max-message ({} bytes): one \
+                 message in progress could never be held",
+                cli.node.max_buffered, cli.node.max_message
+            ),
+        ));
     }
-    cli
+    Ok(cli)
 }
 
-/// Exits with clap's error `e` (exit status 2), hinting `--peer` for an
-/// IP address given alone.
-fn exit_with(mut e: clap::Error) -> ! {
-    if matches!(
-        e.kind(),
-        ErrorKind::InvalidSubcommand | ErrorKind::UnknownArgument
-    ) && let Some(ContextValue::String(arg)) = e
-        .get(ContextKind::InvalidSubcommand)
-        .or_else(|| e.get(ContextKind::InvalidArg))
-        .cloned()
-        && arg.parse::<Ipv4Addr>().is_ok()
-    {
-        e.insert(
-            ContextKind::Suggested,
-            ContextValue::StyledStrs(vec![format!("did you mean --peer {arg}?").into()]),
-        );
+/// clap's error `e` with a hint: `--peer` for an IP address given alone,
+/// `--` for a chat text that begins with '-' (`chat -hello`: clap names
+/// only '-h').
+fn hint(mut e: clap::Error, args: &[OsString]) -> clap::Error {
+    let invalid = match e.kind() {
+        ErrorKind::InvalidSubcommand | ErrorKind::UnknownArgument => e
+            .get(ContextKind::InvalidSubcommand)
+            .or_else(|| e.get(ContextKind::InvalidArg))
+            .cloned(),
+        _ => None,
+    };
+    if let Some(ContextValue::String(arg)) = invalid {
+        if arg.parse::<Ipv4Addr>().is_ok() {
+            e.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![format!("did you mean --peer {arg}?").into()]),
+            );
+        } else if let Some(word) = args
+            .iter()
+            .filter_map(|a| a.to_str())
+            .find(|a| a.starts_with(&arg) && a.len() > arg.len())
+        {
+            e.insert(
+                ContextKind::Suggested,
+                ContextValue::StyledStrs(vec![
+                    format!("a text that begins with '-' follows '--': chat -- {word}").into(),
+                ]),
+            );
+        }
     }
-    e.exit()
+    e
 }
 
 /// A `--peer` as parsed.
@@ -396,7 +513,20 @@ pub enum PeerArg {
     },
 }
 
+/// `--peer`: an address or a host name, with the network's port or none.
 fn parse_peer(text: &str) -> Result<PeerArg, String> {
+    if let Some((host, port)) = text.rsplit_once(':')
+        && let Ok(port) = port.parse::<u16>()
+    {
+        if port == DEFAULT_PORT {
+            return parse_peer(host);
+        }
+        return Err(format!(
+            "'{text}' names port {port}, but a network's nodes all listen on one port \
+             ({DEFAULT_PORT}, or the --port the whole network runs with): give --peer {host}, \
+             and --port {port} if that network runs on it"
+        ));
+    }
     if let Ok(addr) = text.parse() {
         return Ok(PeerArg::Addr(addr));
     }
@@ -430,6 +560,16 @@ fn parse_host(text: &str) -> Result<Ipv4Addr, String> {
 /// A ban's duration, checked as the node checks it.
 fn parse_ban(text: &str) -> Result<String, String> {
     crate::command::ban_span(text).map(|_| text.to_string())
+}
+
+/// `--bind`: an IPv4 address, or a host name resolved to one.
+fn parse_bind(text: &str) -> Result<Ipv4Addr, String> {
+    match parse_peer(text)? {
+        PeerArg::Addr(addr) => Ok(addr),
+        PeerArg::Later { reason, .. } => Err(format!(
+            "cannot resolve host name '{text}' now ({reason}): give an IPv4 address"
+        )),
+    }
 }
 
 fn parse_threads(text: &str) -> Result<usize, String> {
@@ -609,5 +749,30 @@ mod tests {
                 .unwrap_err()
                 .contains("not an IPv4 address")
         );
+        assert_eq!(parse_peer("127.0.0.5:51511"), addr(127, 0, 0, 5));
+        let other_port = parse_peer("127.0.0.5:4000").unwrap_err();
+        assert!(
+            other_port.contains("one port") && other_port.contains("--port 4000"),
+            "{other_port}"
+        );
+        assert_eq!(parse_bind("localhost"), Ok(Ipv4Addr::LOCALHOST));
+    }
+
+    /// `chat -hello` is no `-h`: refused with clap's tip (`-- -hello`),
+    /// and `chat -- -hello` sends it.
+    #[test]
+    fn a_chat_that_begins_with_a_hyphen_follows_two_dashes() {
+        let refused = try_parse(["node", "chat", "-hello"]).unwrap_err();
+        assert_eq!(refused.kind(), ErrorKind::UnknownArgument);
+        assert!(
+            refused.to_string().contains("follows '--': chat -- -hello"),
+            "{refused}"
+        );
+        match parse(["node", "chat", "--json", "--", "-hello", "there"]).command {
+            Some(Command::Chat { text, client, .. }) => {
+                assert_eq!((text[0].as_str(), client.json), ("-hello", true))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

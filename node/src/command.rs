@@ -111,28 +111,29 @@ pub enum Topic {
 }
 
 /// Every command: its usage, one line of summary, and the longer text of
-/// `help COMMAND`.
+/// `/help COMMAND`.
 const TOPICS: [(Topic, &str, &str, &str); 6] = [
     (
         Topic::Chat,
-        "chat TEXT",
-        "mine TEXT into the history and send it to every peer",
-        "TEXT is everything after 'chat ', 1 to 255 bytes of printable ASCII. The chat is \
-         saved in the data directory before it is acknowledged, then mined on top of the \
-         current history and sent to every peer. If a longer history without it wins, it \
-         is mined again: it ends in the history exactly once.",
+        "/chat TEXT",
+        "send TEXT as a chat (a line without '/' is sent so too)",
+        "TEXT is everything after '/chat ', 1 to 255 bytes of printable ASCII (the \
+         network's chats are ASCII). The chat is saved in the data directory, then mined \
+         on top of the current history and sent to every peer; with no peer connected it \
+         waits for one. If a rival history without it wins, it is mined again: it ends in \
+         the history exactly once, and is shown once.",
     ),
     (
         Topic::Hist,
-        "hist [N]",
+        "/hist [N]",
         "show the last N chats (default 20) with their index",
         "Shows the last N chats of the history (20 if N is not given, at most 100000: \
-         'node export' writes the whole history), each as '#INDEX TEXT'; bytes outside \
-         printable ASCII are shown escaped.",
+         'node export' writes the whole history), each as '#INDEX TEXT'; control and \
+         invisible characters, and bytes that are not UTF-8, are shown escaped.",
     ),
     (
         Topic::Peers,
-        "peers",
+        "/peers",
         "show the connected peers and the addresses still being tried",
         "One row per connection: address, direction (inbound: it dialed us; outbound: we \
          dialed it; * marks a second connection with the same address, closed once idle), \
@@ -141,7 +142,7 @@ const TOPICS: [(Topic, &str, &str, &str); 6] = [
     ),
     (
         Topic::Status,
-        "status",
+        "/status",
         "show this node's address, peers, history, pending chats and mining",
         "Shows the address and port, the number of peers, the history's length and last \
          chat, the chats of ours not yet in the history, what the miner is doing and the \
@@ -149,28 +150,44 @@ const TOPICS: [(Topic, &str, &str, &str); 6] = [
     ),
     (
         Topic::Help,
-        "help [COMMAND]",
+        "/help [COMMAND]",
         "list the commands, or explain one",
-        "'help' lists every command; 'help COMMAND' explains one.",
+        "'/help' lists every command; '/help COMMAND' explains one. '?' is '/help'.",
     ),
     (
         Topic::Quit,
-        "quit, exit",
+        "/quit, /exit",
         "stop the node, keeping the history on disk",
-        "Stops the node cleanly: connections are closed and everything is saved in the \
-         data directory. Ctrl-C on an empty line and Ctrl-D do the same.",
+        "Stops the node cleanly, once chats of yours still being mined are mined and \
+         saved (at most a few seconds): connections are closed and everything is saved in \
+         the data directory. Ctrl-C on an empty line and Ctrl-D do the same.",
     ),
+];
+
+/// The command names, as typed with their `/` (Tab completes them).
+pub const NAMES: [&str; 7] = [
+    "/chat", "/hist", "/peers", "/status", "/help", "/quit", "/exit",
 ];
 
 /// The text of `help` (no topic) or `help TOPIC`.
 pub fn help(topic: Option<Topic>) -> String {
     match topic {
         None => {
-            let mut out = String::from("commands:");
+            let mut out = String::from(
+                "Type a line and press Enter: it is sent as a chat. Commands begin with '/':",
+            );
             for (_, usage, summary, _) in TOPICS {
-                out.push_str(&format!("\n  {usage:<15} {summary}"));
+                out.push_str(&format!("\n  {usage:<16} {summary}"));
             }
-            out.push_str("\ntype 'help COMMAND' for more about one");
+            out.push_str(
+                "\nchat TEXT, hist, peers, status, help, quit and exit work without '/' \
+                 too, in any case. A line that begins with one of these words but does not \
+                 fit the command (such as 'status report ready') is not sent: type \
+                 '/chat status report ready' to send it ('//' sends a line that begins \
+                 with '/'). Tab completes command names; '/help COMMAND' explains one.\
+                 \nThe time before a chat (HH:MM) is when this node saw it: the protocol \
+                 carries no timestamps.",
+            );
             out
         }
         Some(topic) => {
@@ -234,68 +251,113 @@ impl fmt::Display for BadCommand {
     }
 }
 
-/// Parses one line (without its line ending). `Ok(None)` for a blank line.
+/// Parses one line (without its line ending), as IRC clients do: a line is
+/// a chat, a command begins with `/` (`//` sends a chat that begins with
+/// `/`), and `?` is `/help`. The words of the first prompt (`chat TEXT`,
+/// `hist`, `peers`, `status`, `help`, `quit`, `exit`) are commands without
+/// `/` too; a line that begins with one of them but does not fit it is
+/// refused, never sent as a chat. `Ok(None)` for a blank line.
 ///
 /// # Errors
 /// [`BadCommand`] naming what is wrong: an unknown command, a missing or
-/// extra argument, a chat text that cannot be sent.
+/// extra argument, a chat text that cannot be sent, a line that begins
+/// with a command's word.
 pub fn parse(line: &[u8]) -> Result<Option<Command>, BadCommand> {
     let trimmed = line.trim_ascii();
     if trimmed.is_empty() {
         return Ok(None);
     }
-    let (word, rest) = match trimmed.iter().position(|&b| b == b' ') {
-        Some(at) => (&trimmed[..at], &trimmed[at + 1..]),
-        None => (trimmed, &[][..]),
-    };
+    if trimmed == b"?" {
+        return Ok(Some(Command::Help(None)));
+    }
+    if let Some(rest) = trimmed.strip_prefix(b"/") {
+        if rest.starts_with(b"/") {
+            return chat(rest);
+        }
+        let (word, args) = split_word(rest);
+        return command(word, args).unwrap_or_else(|| {
+            Err(BadCommand(format!(
+                "unknown command '/{}'; type /help (a line without '/' is sent as a chat)",
+                printable(word)
+            )))
+        });
+    }
+    let (word, args) = split_word(trimmed);
+    match command(word, args) {
+        None => chat(trimmed),
+        Some(Ok(command)) => Ok(command),
+        Some(Err(_)) if word.eq_ignore_ascii_case(b"chat") => chat(args),
+        Some(Err(why)) => Err(BadCommand(format!(
+            "not sent: '{}' begins with the command '{}' ({why}); to send it as a chat, \
+             type /chat {}",
+            printable(trimmed),
+            printable(word).to_lowercase(),
+            printable(trimmed)
+        ))),
+    }
+}
+
+/// The first word of a line and the rest after one space.
+fn split_word(line: &[u8]) -> (&[u8], &[u8]) {
+    match line.iter().position(|&b| b == b' ') {
+        Some(at) => (&line[..at], &line[at + 1..]),
+        None => (line, &[][..]),
+    }
+}
+
+fn chat(text: &[u8]) -> Result<Option<Command>, BadCommand> {
+    chat_text(text)
+        .map(|text| Some(Command::Chat(text.to_vec())))
+        .map_err(|e| BadCommand(e.to_string()))
+}
+
+/// The command named `word` (any case) with `args`; `None` if no command
+/// has that name.
+fn command(word: &[u8], args: &[u8]) -> Option<Result<Option<Command>, BadCommand>> {
+    let name = word.to_ascii_lowercase();
+    let args = args.trim_ascii();
     let no_argument = |command: Command| {
-        if rest.trim_ascii().is_empty() {
+        if args.is_empty() {
             Ok(Some(command))
         } else {
             Err(BadCommand(format!(
                 "'{}' takes no argument",
-                printable(word)
+                printable(&name)
             )))
         }
     };
-    match word {
-        b"chat" => chat_text(rest)
-            .map(|text| Some(Command::Chat(text.to_vec())))
-            .map_err(|e| BadCommand(e.to_string())),
+    Some(match name.as_slice() {
+        b"chat" => chat(args),
         b"hist" => {
-            let arg = rest.trim_ascii();
-            if arg.is_empty() {
-                return Ok(Some(Command::Hist(DEFAULT_HIST)));
+            if args.is_empty() {
+                return Some(Ok(Some(Command::Hist(DEFAULT_HIST))));
             }
-            let n = std::str::from_utf8(arg)
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .ok_or_else(|| BadCommand("usage: hist [N], N a whole number".into()))?;
-            hist(n).map(Some).map_err(BadCommand)
+            match std::str::from_utf8(args).ok().and_then(|s| s.parse().ok()) {
+                Some(n) => hist(n).map(Some).map_err(BadCommand),
+                None => Err(BadCommand("usage: hist [N], N a whole number".into())),
+            }
         }
         b"peers" => no_argument(Command::Peers),
         b"status" => no_argument(Command::Status),
-        b"help" => match rest.trim_ascii() {
+        b"help" => match args {
             b"" => Ok(Some(Command::Help(None))),
             name => topic(name)
                 .map(|t| Some(Command::Help(Some(t))))
                 .ok_or_else(|| {
                     BadCommand(format!(
-                        "no command '{}'; type 'help' for the list",
+                        "no command '{}'; type /help for the list",
                         printable(name)
                     ))
                 }),
         },
         b"quit" | b"exit" => no_argument(Command::Quit),
-        _ => Err(BadCommand(format!(
-            "unknown command '{}'; type 'help'",
-            printable(word)
-        ))),
-    }
+        _ => return None,
+    })
 }
 
 fn topic(name: &[u8]) -> Option<Topic> {
-    Some(match name {
+    let name = name.strip_prefix(b"/").unwrap_or(name).to_ascii_lowercase();
+    Some(match name.as_slice() {
         b"chat" => Topic::Chat,
         b"hist" => Topic::Hist,
         b"peers" => Topic::Peers,
@@ -310,38 +372,77 @@ fn topic(name: &[u8]) -> Option<Topic> {
 mod tests {
     use super::*;
 
+    fn chat_of(text: &str) -> Result<Option<Command>, BadCommand> {
+        Ok(Some(Command::Chat(text.as_bytes().to_vec())))
+    }
+
     #[test]
-    fn commands_parse() {
-        assert_eq!(
-            parse(b"chat hello  world "),
-            Ok(Some(Command::Chat(b"hello  world".to_vec())))
-        );
+    fn commands_parse_with_or_without_a_slash_in_any_case() {
+        assert_eq!(parse(b"chat hello  world "), chat_of("hello  world"));
+        assert_eq!(parse(b"/chat hello"), chat_of("hello"));
         assert_eq!(parse(b"  hist"), Ok(Some(Command::Hist(20))));
-        assert_eq!(parse(b"hist 5"), Ok(Some(Command::Hist(5))));
-        assert_eq!(parse(b"peers"), Ok(Some(Command::Peers)));
-        assert_eq!(parse(b"status"), Ok(Some(Command::Status)));
-        assert_eq!(parse(b"quit"), Ok(Some(Command::Quit)));
+        assert_eq!(parse(b"/hist 5"), Ok(Some(Command::Hist(5))));
+        assert_eq!(parse(b"HIST 5"), Ok(Some(Command::Hist(5))));
+        assert_eq!(parse(b"/peers"), Ok(Some(Command::Peers)));
+        assert_eq!(parse(b"Status"), Ok(Some(Command::Status)));
+        assert_eq!(parse(b"/quit"), Ok(Some(Command::Quit)));
         assert_eq!(parse(b"exit"), Ok(Some(Command::Quit)));
-        assert_eq!(parse(b"help"), Ok(Some(Command::Help(None))));
+        assert_eq!(parse(b"HELP"), Ok(Some(Command::Help(None))));
+        assert_eq!(parse(b"?"), Ok(Some(Command::Help(None))));
         assert_eq!(
-            parse(b"help exit"),
+            parse(b"/help /exit"),
             Ok(Some(Command::Help(Some(Topic::Quit))))
         );
         assert_eq!(parse(b"   "), Ok(None));
-        assert!(parse(b"hist x").is_err());
         assert_eq!(parse(b"hist 100000"), Ok(Some(Command::Hist(MAX_HIST))));
-        let refused = parse(b"hist 100001").unwrap_err().0;
+        let refused = parse(b"/hist 100001").unwrap_err().0;
         assert!(
             refused.contains("at most 100000") && refused.contains("node export"),
             "{refused}"
         );
-        assert!(parse(b"status now").is_err());
-        assert!(parse(b"help me").unwrap_err().0.contains("no command 'me'"));
         assert!(
-            parse(b"mine it")
+            parse(b"/mine it")
                 .unwrap_err()
                 .0
-                .contains("unknown command 'mine'")
+                .contains("unknown command '/mine'")
+        );
+        assert!(
+            parse(b"/help me")
+                .unwrap_err()
+                .0
+                .contains("no command 'me'")
+        );
+    }
+
+    #[test]
+    fn a_line_is_a_chat_and_a_doubled_slash_sends_a_slash() {
+        assert_eq!(parse(b"hello"), chat_of("hello"));
+        assert_eq!(parse(b"mine it"), chat_of("mine it"));
+        assert_eq!(parse(b"statusreport"), chat_of("statusreport"));
+        assert_eq!(parse(b"//me waves"), chat_of("/me waves"));
+    }
+
+    /// No line is taken silently as the other kind: one that begins with a
+    /// command's word and does not fit it is refused, saying how to send it.
+    #[test]
+    fn a_line_that_begins_with_a_command_word_is_refused_with_the_way_to_send_it() {
+        let refused = parse(b"status report ready").unwrap_err().0;
+        assert_eq!(
+            refused,
+            "not sent: 'status report ready' begins with the command 'status' ('status' \
+             takes no argument); to send it as a chat, type /chat status report ready"
+        );
+        for line in [
+            &b"quit now"[..],
+            b"hist of the world",
+            b"Help me",
+            b"exit stage left",
+        ] {
+            assert!(parse(line).unwrap_err().0.contains("/chat "), "{line:?}");
+        }
+        assert_eq!(
+            parse(b"/chat status report ready"),
+            chat_of("status report ready")
         );
     }
 
@@ -351,27 +452,24 @@ mod tests {
     fn what_is_refused_is_shown_escaped_as_everywhere() {
         let refused = |line: &[u8]| parse(line).unwrap_err().0;
         assert_eq!(
-            refused(b"status\0"),
-            "unknown command 'status\\x00'; type 'help'"
+            refused(b"/status\0"),
+            "unknown command '/status\\x00'; type /help (a line without '/' is sent as a chat)"
         );
-        assert_eq!(
-            refused(b"caf\xc3\xa9"),
-            "unknown command 'caf\\xc3\\xa9'; type 'help'"
-        );
-        assert_eq!(refused(b"peers \x1b"), "'peers' takes no argument");
-        assert!(refused(b"help \x07").contains("no command '\\x07'"));
+        assert!(refused(b"caf\xc3\xa9").contains("'\u{e9}' (U+00E9)"));
+        assert_eq!(refused(b"/peers \x1b"), "'peers' takes no argument");
+        assert!(refused(b"/help \x07").contains("no command '\\x07'"));
     }
 
     #[test]
     fn chat_text_rules_apply() {
         assert!(parse(b"chat").unwrap_err().0.contains("empty"));
-        assert!(parse(b"chat    ").unwrap_err().0.contains("empty"));
+        assert!(parse(b"/chat    ").unwrap_err().0.contains("empty"));
         let long = [b"chat ".as_slice(), &[b'a'; 256]].concat();
         assert!(parse(&long).unwrap_err().0.contains("256 bytes"));
         let max = [b"chat ".as_slice(), &[b'a'; 255]].concat();
         assert!(parse(&max).is_ok());
         assert!(
-            parse(b"chat tab\there")
+            parse(b"tab\there")
                 .unwrap_err()
                 .0
                 .contains("control character (0x09)")
@@ -399,9 +497,10 @@ mod tests {
     #[test]
     fn help_lists_every_command_and_explains_each() {
         let all = help(None);
-        for word in ["chat", "hist", "peers", "status", "help", "quit", "exit"] {
+        for word in NAMES {
             assert!(all.contains(word), "{word} missing from {all}");
         }
+        assert!(all.contains("status report ready") && all.contains("HH:MM"));
         for (topic, usage, ..) in TOPICS {
             assert!(help(Some(topic)).starts_with(usage));
         }

@@ -67,7 +67,7 @@ pub fn verify(path: &Path) -> ExitCode {
     let (name, mut input): (String, Box<dyn Read>) = match open(path) {
         Ok(opened) => opened,
         Err(why) => {
-            eprintln!("node verify: {why}");
+            eprintln!("{} verify: {why}", crate::program_name());
             return ExitCode::from(UNREADABLE);
         }
     };
@@ -82,11 +82,11 @@ pub fn verify(path: &Path) -> ExitCode {
             ExitCode::from(INVALID)
         }
         Err(Unreadable::Io(e)) => {
-            eprintln!("node verify: {name}: {e}");
+            eprintln!("{} verify: {name}: {e}", crate::program_name());
             ExitCode::from(UNREADABLE)
         }
         Err(Unreadable::Format(why)) => {
-            eprintln!("node verify: {name}: {why}");
+            eprintln!("{} verify: {name}: {why}", crate::program_name());
             ExitCode::from(UNREADABLE)
         }
     }
@@ -139,6 +139,16 @@ fn check(input: &mut dyn Read, out: &mut dyn Write) -> Result<Verdict, Unreadabl
             "holds {}, not an ArchiveResponse (type byte 0x{:02x}, not 0x04) nor a history",
             describe_message(other),
             other as u8
+        )));
+    } else if first.len() >= 4
+        && first[..4]
+            .iter()
+            .all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
+        return Err(Unreadable::Format(format!(
+            "not a history file: it begins with text ('{}'); this reads a node's \
+             history.bin (or its data directory), an ArchiveResponse, or a bare history",
+            String::from_utf8_lossy(&first[..4]).escape_debug()
         )));
     } else if first.len() >= 4 {
         (Layout::Bare, Some(reader.count()?))
@@ -355,7 +365,10 @@ impl<'a> Blocks<'a> {
 /// history cannot be read or written. A reason on stderr.
 pub fn export(dir: &Path, output: &Path) -> ExitCode {
     if output == Path::new("-") && io::stdout().is_terminal() {
-        eprintln!("node export: stdout is a terminal: give --output FILE, or redirect it");
+        eprintln!(
+            "{} export: stdout is a terminal: give --output FILE, or redirect it",
+            crate::program_name()
+        );
         return ExitCode::from(USAGE);
     }
     match write_export(dir, output) {
@@ -364,7 +377,7 @@ pub fn export(dir: &Path, output: &Path) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(why) => {
-            eprintln!("node export: {why}");
+            eprintln!("{} export: {why}", crate::program_name());
             ExitCode::FAILURE
         }
     }

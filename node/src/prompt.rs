@@ -6,6 +6,8 @@
 //!
 //! At the editor: Ctrl-C clears the line being typed, and on an empty line
 //! stops the node, as `quit` does; Ctrl-D on an empty line stops it too.
+//! Tab completes command names; Ctrl-Z suspends the node as a shell job,
+//! the terminal put back, and `fg` draws the prompt and the line again.
 //! Lines typed ahead or pasted several at once are all carried out, in
 //! order (the editor keeps what it read beyond a line for the next one).
 //! When stdin is a pipe and ends, the node goes on without a prompt.
@@ -14,22 +16,27 @@
 //! never ends), and bytes a terminal sends that are not UTF-8 are refused
 //! with a message: neither stops the node.
 
+use std::borrow::Cow;
 use std::io::{self, BufRead, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread;
 
 use log::warn;
+use rustyline::completion::Completer;
 use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
 use rustyline::history::FileHistory;
+use rustyline::validate::Validator;
 use rustyline::{
-    Cmd, ConditionalEventHandler, Config, Editor, Event, EventContext, EventHandler, KeyEvent,
-    Movement, RepeatCount,
+    Cmd, ConditionalEventHandler, Config, Context, Editor, Event, EventContext, EventHandler,
+    Helper, KeyEvent, Movement, RepeatCount,
 };
 
 use crate::command::{self, Command};
 use crate::inbox::{Mail, Mailer};
-use crate::protocol::{self, Origin};
+use crate::protocol::{self, Origin, StatusBar};
 use crate::screen::{EditorState, Screen};
 
 /// Commands kept in the history file.
@@ -51,20 +58,96 @@ impl ConditionalEventHandler for ClearOrInterrupt {
     }
 }
 
-type LineEditor = Editor<(), FileHistory>;
+/// Ctrl-Z: the terminal is put back as it was, the node stops (as a shell
+/// job); on `fg` the editor's mode comes back and the prompt and the line
+/// being typed are drawn again.
+struct Suspend;
+
+impl ConditionalEventHandler for Suspend {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, _: &EventContext) -> Option<Cmd> {
+        crate::terminal::suspend();
+        Some(Cmd::Repaint)
+    }
+}
+
+/// The editor's helper: Tab completes the command names (`/st` to
+/// `/status `), and the prompt shows the node's status as it changes.
+struct PromptHelper {
+    state: Arc<EditorState>,
+}
+
+impl Completer for PromptHelper {
+    type Candidate = String;
+
+    fn complete(
+        &self,
+        line: &str,
+        pos: usize,
+        _: &Context<'_>,
+    ) -> rustyline::Result<(usize, Vec<String>)> {
+        let typed = &line[..pos];
+        if !typed.starts_with('/') || typed.contains(' ') {
+            return Ok((0, Vec::new()));
+        }
+        let names = command::NAMES
+            .iter()
+            .filter(|name| name.starts_with(typed))
+            .map(|name| format!("{name} "))
+            .collect();
+        Ok((0, names))
+    }
+}
+
+impl Hinter for PromptHelper {
+    type Hint = String;
+}
+
+/// The editor draws the prompt through this at every refresh (a line
+/// printed above it, a key typed): the status of now, made as wide as the
+/// prompt the line was read with (the editor measured that one); that
+/// prompt when the status of now is wider (a number gained a digit), until
+/// the next line.
+impl Highlighter for PromptHelper {
+    fn highlight_prompt<'b, 's: 'b, 'p: 'b>(
+        &'s self,
+        prompt: &'p str,
+        _default: bool,
+    ) -> Cow<'b, str> {
+        let now = self.state.prompt();
+        match now.strip_suffix("> ") {
+            Some(status) if now.len() <= prompt.len() => {
+                Cow::Owned(format!("{status:<0$}> ", prompt.len() - 2))
+            }
+            _ => Cow::Borrowed(prompt),
+        }
+    }
+}
+impl Validator for PromptHelper {}
+impl Helper for PromptHelper {}
+
+type LineEditor = Editor<PromptHelper, FileHistory>;
 
 /// Starts reading commands, with the command history in `history_file`
-/// when stdin is a terminal; the screen's lines go above the line being
-/// edited from then on.
+/// when stdin is a terminal, and `status` on the prompt until the node
+/// tells another; the screen's lines go above the line being edited from
+/// then on.
 ///
 /// # Panics
 /// If the prompt thread cannot be spawned.
-pub fn spawn(mailer: Mailer, screen: &Screen, history_file: PathBuf) -> thread::JoinHandle<()> {
+pub fn spawn(
+    mailer: Mailer,
+    screen: &Screen,
+    history_file: PathBuf,
+    status: StatusBar,
+) -> thread::JoinHandle<()> {
     if io::stdin().is_terminal() && io::stdout().is_terminal() {
         match editor(&history_file) {
             Ok(mut editor) => match editor.create_external_printer() {
                 Ok(printer) => {
-                    let state = Arc::new(EditorState::default());
+                    let state = Arc::new(EditorState::new(status));
+                    editor.set_helper(Some(PromptHelper {
+                        state: Arc::clone(&state),
+                    }));
                     screen.use_editor(Box::new(printer), Arc::clone(&state));
                     return thread::Builder::new()
                         .name("prompt".into())
@@ -91,6 +174,10 @@ fn editor(history_file: &Path) -> rustyline::Result<LineEditor> {
     editor.bind_sequence(
         KeyEvent::ctrl('C'),
         EventHandler::Conditional(Box::new(ClearOrInterrupt)),
+    );
+    editor.bind_sequence(
+        KeyEvent::ctrl('Z'),
+        EventHandler::Conditional(Box::new(Suspend)),
     );
     if let Err(e) = editor.load_history(history_file)
         && !matches!(&e, ReadlineError::Io(io) if io.kind() == io::ErrorKind::NotFound)
@@ -128,7 +215,7 @@ fn post_command(mailer: &Mailer, command: Command) -> bool {
 fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer, state: &EditorState) {
     loop {
         state.set_reading(true);
-        let read = editor.readline("> ");
+        let read = editor.readline(&state.prompt());
         state.set_reading(false);
         match read {
             Ok(line) => {

@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use rustyline::ExternalPrinter;
 
+use crate::protocol::{ScreenLine, StatusBar};
+
 /// How often the screen thread looks whether the editor reads again.
 const LOOK_EVERY: Duration = Duration::from_millis(1);
 
@@ -46,6 +48,8 @@ enum Mode {
 /// What the prompt thread and the screen thread share.
 #[derive(Default)]
 pub struct EditorState {
+    /// The prompt for the next line (the node's status in it).
+    prompt: Mutex<String>,
     /// The prompt thread is inside `readline`.
     reading: AtomicBool,
     /// The node is stopping: hand nothing more to the editor.
@@ -53,10 +57,39 @@ pub struct EditorState {
 }
 
 impl EditorState {
+    /// The state of an editor whose prompt shows `status` first.
+    pub fn new(status: StatusBar) -> EditorState {
+        EditorState {
+            prompt: Mutex::new(status.prompt()),
+            ..EditorState::default()
+        }
+    }
+
     /// The prompt thread enters (`true`) or leaves `readline`.
     pub fn set_reading(&self, reading: bool) {
         self.reading.store(reading, Ordering::SeqCst);
     }
+
+    /// The prompt to read the next line with.
+    pub fn prompt(&self) -> String {
+        self.prompt
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The local time of day, `HH:MM`.
+fn clock() -> String {
+    // SAFETY: time(NULL) reads the clock; localtime_r fills `tm` (plain
+    // data) from it, or fails and leaves it zeroed.
+    let tm = unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        tm
+    };
+    format!("{:02}:{:02}", tm.tm_hour, tm.tm_min)
 }
 
 /// Whether stdin's terminal is in raw mode (no canonical line editing):
@@ -110,6 +143,23 @@ impl Screen {
         match &*self.lock() {
             Mode::Editor { lines, .. } if lines.send(text.to_string()).is_ok() => {}
             _ => print_plain(text),
+        }
+    }
+
+    /// Prints a line of the state machine's, after the local time when it
+    /// is `stamped`.
+    pub fn print_line(&self, line: &ScreenLine) {
+        if line.stamped {
+            self.print(&format!("{} {}", clock(), line.text));
+        } else {
+            self.print(&line.text);
+        }
+    }
+
+    /// The prompt shows `bar` from the next line on.
+    pub fn set_status(&self, bar: StatusBar) {
+        if let Mode::Editor { shared, .. } = &*self.lock() {
+            *shared.prompt.lock().unwrap_or_else(PoisonError::into_inner) = bar.prompt();
         }
     }
 

@@ -41,6 +41,33 @@ impl Drop for TerminalGuard {
     }
 }
 
+/// Suspends the node as a shell job (Ctrl-Z at the line editor, which
+/// reads keys in raw mode, so the terminal sends no SIGTSTP itself): the
+/// terminal is put back as it was at start, the process stops (SIGTSTP,
+/// default action); once continued (`fg`), the editor's mode comes back.
+/// The editor then draws its prompt and line again.
+pub fn suspend() {
+    // SAFETY: termios is plain data; tcgetattr fills it or fails.
+    let mut editing: libc::termios = unsafe { std::mem::zeroed() };
+    // SAFETY: fd 0 is the editor's terminal; `editing` is valid.
+    let saved = unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut editing) } == 0;
+    restore();
+    // SAFETY: raise(3) sends SIGTSTP to this thread: the process stops
+    // before raise returns, and goes on at SIGCONT.
+    unsafe {
+        libc::raise(libc::SIGTSTP);
+    }
+    if saved {
+        // SAFETY: as above; `editing` was read from this terminal.
+        unsafe {
+            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSADRAIN, &editing);
+        }
+        // Bracketed paste, as the editor had it.
+        let _ = io::stdout().write_all(b"\x1b[?2004h");
+        let _ = io::stdout().flush();
+    }
+}
+
 /// Puts the saved mode back, and the cursor at the start of a clean line
 /// (the editor's prompt may be on the screen).
 fn restore() {

@@ -167,7 +167,7 @@ fn the_client_subcommands_talk_to_the_running_node_and_read_a_stopped_one() {
     // usage error (exit 2); the node refuses it in the same words.
     let (code, _, err) = client(&node, &["chat", "caf\u{e9}"]);
     assert_eq!(code, Some(2));
-    let words = "chat refused: a non-ASCII byte (0xc3) at byte 3; only printable ASCII can be sent";
+    let words = "chat refused: character 4, '\u{e9}' (U+00E9), is not ASCII; the network's chats are printable ASCII only";
     assert_eq!(err.trim(), format!("node: {words}"));
     let refused = node.ask(&serde_json::json!({"command": "chat", "text": "caf\u{e9}"}));
     assert_eq!(refused["error"], words);
@@ -300,8 +300,8 @@ fn a_chat_that_is_not_utf8_is_shown_with_its_exact_bytes() {
     net.peer(100, 1)
         .send(&Message::ArchiveResponse(history.clone()));
     assert!(node.wait_history_len(3));
-    // As the prompt shows them: each byte outside printable ASCII escaped.
-    let shown = [r"#0 plain", r"#1 raw \xff\xfe bytes", r"#2 caf\xc3\xa9"];
+    // As the prompt shows them: UTF-8 as such, other bytes escaped.
+    let shown = [r"#0 plain", r"#1 raw \xff\xfe bytes", "#2 caf\u{e9}"];
     for want in shown {
         assert_eq!(follow.line(), want);
     }
@@ -334,7 +334,7 @@ fn a_chat_that_is_not_utf8_is_shown_with_its_exact_bytes() {
     let (code, err) = follow.exit();
     assert_eq!(code, Some(0), "{err}");
     let (_, out, _) = client(&node, &["hist", "2"]);
-    assert_eq!(out, "#2 caf\\xc3\\xa9\n#3 \\x80 last\n");
+    assert_eq!(out, "#2 caf\u{e9}\n#3 \\x80 last\n");
     let (_, out, _) = client(&node, &["status", "--json"]);
     assert_eq!(json(&out)["last_hex"], "80206c617374");
 }
@@ -771,11 +771,11 @@ fn client_failures_are_told_before_any_node_is_asked_and_in_json_with_json() {
     let refused = [
         (
             &["chat", "caf\u{e9}"][..],
-            "chat refused: a non-ASCII byte (0xc3) at byte 3; only printable ASCII can be sent",
+            "chat refused: character 4, '\u{e9}' (U+00E9), is not ASCII; the network's chats are printable ASCII only",
         ),
         (
             &["chat", "a\u{7}b"],
-            "chat refused: a control character (0x07) at byte 1; only printable ASCII can be sent",
+            "chat refused: character 2 is a control character (0x07); the network's chats are printable ASCII only",
         ),
         (
             &["chat", "  "],

@@ -14,6 +14,7 @@
 
 mod support;
 
+mod cli;
 mod control;
 mod convergence;
 mod disk;

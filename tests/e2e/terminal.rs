@@ -12,19 +12,12 @@ use std::time::{Duration, Instant};
 use rexpect::process::WaitStatus;
 use tempfile::TempDir;
 
-use crate::support::pty::{PtyNode, Screen, keys};
-use crate::support::{Net, WAIT, fixture_bytes, poll, shared_cpu, spawn_piped};
+use crate::support::pty::{PtyNode, Screen, keys, typed};
+use crate::support::{Net, WAIT, fixture_bytes, poll, shared_cpu, spawn_piped, temp_dir, texts};
 use wire::History;
 
 /// This module's id in the address plan of `support`.
 const FILE: u8 = 5;
-
-fn temp_dir() -> TempDir {
-    tempfile::Builder::new()
-        .prefix("node-pty-")
-        .tempdir()
-        .expect("creating a temporary directory")
-}
 
 /// The line of a clean stop.
 fn stopped_line(dir: &TempDir) -> String {
@@ -178,171 +171,53 @@ fn assert_exited(status: WaitStatus, code: i32, node: &PtyNode, after: &str) {
 }
 
 // ---------------------------------------------------------------------
-// 1. Every chat that enters the history is printed exactly once, in
-//    history order.
+// 1. The room: each chat once, in the order it ended up in; who is here;
+//    the backlog; text as people write it.
 
-/// What a screen says the history is: one entry per chat, `None` for the
-/// chats a `received chats #A to #B` line sums up.
-type Model = Vec<Option<String>>;
-
-/// What one line of the screen says about the history.
-#[derive(Debug, PartialEq)]
-enum Said {
-    /// `#N TEXT`, with the `(mined: ...)` suffix dropped.
-    Chat(usize, String),
-    /// `R chats from #F on replaced by a longer history[; D of yours ...]`
-    /// (or by [`SAME_LENGTH`]).
-    Switched { from: usize, replaced: usize },
-    /// `received chats #A to #B (see 'hist'); then:`.
-    Received(usize, usize),
+/// The text of a room line (`HH:MM TEXT`): the local time it was shown,
+/// then the text; `None` for other lines.
+fn stamped(line: &str) -> Option<&str> {
+    let b = line.as_bytes();
+    let time = b.len() > 6
+        && b[..2].iter().all(u8::is_ascii_digit)
+        && b[2] == b':'
+        && b[3..5].iter().all(u8::is_ascii_digit)
+        && b[5] == b' ';
+    time.then(|| &line[6..])
 }
 
-/// How a switch to a rival history of the same length is said.
-const SAME_LENGTH: &str = "a rival history of the same length (it wins the tie-break)";
-
-fn parse_said(line: &str) -> Option<Said> {
-    if let Some(rest) = line.strip_prefix('#') {
-        let (index, text) = rest.split_once(' ')?;
-        let index = index.parse().ok()?;
-        let text = match text.rfind(" (mined: ") {
-            Some(at) if text.ends_with(" MH/s)") => &text[..at],
-            _ => text,
-        };
-        return Some(Said::Chat(index, text.to_string()));
-    }
-    if let Some(rest) = line.strip_prefix("received chats #") {
-        let (from, rest) = rest.split_once(" to #")?;
-        let to = rest.strip_suffix(" (see 'hist'); then:")?;
-        return Some(Said::Received(from.parse().ok()?, to.parse().ok()?));
-    }
-    let (count, rest) = line.split_once(" chat")?;
-    let rest = rest.strip_prefix("s").unwrap_or(rest);
-    let rest = rest.strip_prefix(" from #")?;
-    let (from, rest) = rest.split_once(" on replaced by ")?;
-    let rest = rest
-        .strip_prefix("a longer history")
-        .or_else(|| rest.strip_prefix(SAME_LENGTH))?;
-    if !(rest.is_empty() || rest.starts_with("; ") && rest.ends_with(" mined again")) {
-        return None;
-    }
-    Some(Said::Switched {
-        from: from.parse().ok()?,
-        replaced: count.parse().ok()?,
-    })
+/// A chat of the room without what it says of this node's mining
+/// (` (mined here: ...)`, ` (mined here)`).
+fn chat_text(text: &str) -> &str {
+    text.find(" (mined here").map_or(text, |at| &text[..at])
 }
 
-/// Replays a screen into the history it shows; `Err` names the first line
-/// that breaks the rules: a chat line must have the next index, a switch
-/// must take back exactly the chats shown from its index on, a summed-up
-/// catch-up must start at the next index.
-fn replay(lines: &[String]) -> Result<Model, String> {
-    let mut model: Model = Vec::new();
-    for (at, line) in lines.iter().enumerate() {
-        match parse_said(line) {
-            None => {}
-            Some(Said::Chat(index, text)) => {
-                if index != model.len() {
-                    return Err(format!(
-                        "line {at} {line:?}: chat #{index}, but the next index is #{}",
-                        model.len()
-                    ));
-                }
-                model.push(Some(text));
-            }
-            Some(Said::Switched { from, replaced }) => {
-                if from + replaced != model.len() {
-                    return Err(format!(
-                        "line {at} {line:?}: {replaced} replaced from #{from}, but {} chats \
-                         are shown",
-                        model.len()
-                    ));
-                }
-                model.truncate(from);
-            }
-            Some(Said::Received(from, to)) => {
-                if from != model.len() || to < from {
-                    return Err(format!(
-                        "line {at} {line:?}: the next index is #{}",
-                        model.len()
-                    ));
-                }
-                model.resize(to + 1, None);
-            }
-        }
-    }
-    Ok(model)
-}
-
-/// Whether `model` shows `history`, chat for chat (as a terminal can:
-/// without a text's trailing blanks).
-fn shows(model: &Model, history: &[String]) -> bool {
-    difference(model, history).is_none()
-}
-
-/// Where `model` first differs from what `history` would show.
-fn difference(model: &Model, history: &[String]) -> Option<String> {
-    for (index, chat) in history.iter().enumerate() {
-        match model.get(index) {
-            None => return Some(format!("#{index} {chat:?} not shown")),
-            Some(Some(shown)) if shown != chat.trim_end() => {
-                return Some(format!("#{index} shown as {shown:?}, is {chat:?}"));
-            }
-            Some(_) => {}
-        }
-    }
-    (model.len() > history.len()).then(|| {
-        format!(
-            "{} chats shown, the history has {}",
-            model.len(),
-            history.len()
-        )
-    })
-}
-
-/// A history's chat texts as the screen shows them: bytes outside
-/// printable ASCII escaped as Rust escapes them, the backslash doubled,
-/// the rest (quotes included) as they are.
-fn shown_texts(history: &History) -> Vec<String> {
-    history
+/// The texts of `typed` that a screen shows as chats, in screen order
+/// (each as often as it is shown).
+fn chats_shown(screen: &Screen, typed: &[String]) -> Vec<String> {
+    screen
+        .lines
         .iter()
-        .map(|c| {
-            c.text()
-                .iter()
-                .map(|&b| match b {
-                    b'\\' => "\\\\".to_string(),
-                    b' '..=b'~' => char::from(b).to_string(),
-                    _ => b.escape_ascii().to_string(),
-                })
-                .collect()
-        })
+        .filter_map(|l| stamped(l))
+        .map(chat_text)
+        .filter(|t| typed.iter().any(|x| x == t))
+        .map(String::from)
         .collect()
 }
 
 #[test]
-fn parsing_a_screen_follows_switches_and_catch_ups() {
-    let lines: Vec<String> = [
-        "> chat a",
-        "saved (1 pending)",
-        "#0 a (mined: 65536 tries in 0.3 ms, 210.0 MH/s)",
-        "#1 b",
-        "2 chats from #0 on replaced by a longer history; 1 of yours will be mined again",
-        "#0 x",
-        "received chats #1 to #3 (see 'hist'); then:",
-        "#4 y",
-        "1 chat from #4 on replaced by a rival history of the same length (it wins the tie-break)",
-        "#4 z",
-        "#5 a (mined: 70000 tries in 0.3 ms, 210.0 MH/s)",
-    ]
-    .map(String::from)
-    .to_vec();
-    let model = replay(&lines).expect("a valid screen");
-    let history: Vec<String> = ["x", "1", "2", "3", "z", "a"].map(String::from).to_vec();
-    assert!(shows(&model, &history), "{model:?}");
-    let twice = [&lines[..], &["#5 a".to_string()]].concat();
-    assert!(replay(&twice).unwrap_err().contains("the next index is #6"));
+fn reading_a_room_line_drops_the_time_and_the_mining_figures() {
+    assert_eq!(stamped("12:05 hello there"), Some("hello there"));
+    assert_eq!(stamped("> hello"), None);
+    assert_eq!(stamped("-- the last 3"), None);
+    assert_eq!(
+        chat_text("hi (mined here: 65536 tries in 0.3 ms, 210.0 MH/s)"),
+        "hi"
+    );
+    assert_eq!(chat_text("hi (mined here)"), "hi");
 }
 
-/// The `peers:` count of a fresh `status` typed at the prompt.
+/// The `peers:` count of a fresh `/status` typed at the prompt.
 fn peer_count(node: &mut PtyNode) -> usize {
     let count = |screen: &Screen| {
         screen
@@ -352,8 +227,8 @@ fn peer_count(node: &mut PtyNode) -> usize {
             .count()
     };
     let before = count(&node.screen());
-    node.type_line("status");
-    node.wait_screen(WAIT, "the answer to 'status'", |screen| {
+    node.type_line("/status");
+    node.wait_screen(WAIT, "the answer to '/status'", |screen| {
         if count(screen) <= before {
             return None;
         }
@@ -362,21 +237,22 @@ fn peer_count(node: &mut PtyNode) -> usize {
     })
 }
 
-/// The `saved (...)` answers a screen shows.
-fn acks(screen: &Screen) -> usize {
-    screen
-        .lines
-        .iter()
-        .filter(|l| l.starts_with("saved ("))
-        .count()
-}
-
+/// Three nodes, lines typed on the three terminals at the same moment (in
+/// rounds, then a burst of five lines pasted on each): the lines are sent
+/// as chats (no `chat` word), the three mine on the same history at once,
+/// and every screen shows every chat once, in the order of the final
+/// history. Each screen also said its peers joining, and its prompt says
+/// the peers and the history's length.
 #[test]
-fn every_chat_is_printed_once_in_history_order_on_every_screen() {
+fn three_nodes_chatting_at_once_show_each_chat_once_in_final_order() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 1);
     let port = net.port();
-    let dirs = [temp_dir(), temp_dir(), temp_dir()];
+    let dirs = [
+        temp_dir("node-pty-"),
+        temp_dir("node-pty-"),
+        temp_dir("node-pty-"),
+    ];
     // A chain: 3 knows 2, 2 knows 1; they mesh through their PeerLists.
     let a = PtyNode::start(net.addr(1), port, dirs[0].path(), &[]);
     let b_peer = net.addr(1).to_string();
@@ -395,12 +271,26 @@ fn every_chat_is_printed_once_in_history_order_on_every_screen() {
         });
         assert!(meshed.is_some(), "node {} never had 2 peers", node.addr);
     }
+    for (at, node) in nodes.iter().enumerate() {
+        let screen = node.screen();
+        for other in (1..=3).filter(|&h| h != at as u8 + 1) {
+            let joined = format!("{} joined (", net.addr(other));
+            assert!(
+                screen
+                    .lines
+                    .iter()
+                    .any(|l| stamped(l).is_some_and(|t| t.starts_with(&joined))),
+                "node {}: no line saying {} joined\n{screen}",
+                node.addr,
+                net.addr(other)
+            );
+        }
+    }
 
     // Every node's history over the wire once all three agree and hold
     // every chat typed, each once.
     let agreed = |typed: &[String]| -> Option<Vec<String>> {
-        let histories: Vec<Vec<String>> =
-            (1..=3).map(|h| shown_texts(&net.archive(100, h))).collect();
+        let histories: Vec<Vec<String>> = (1..=3).map(|h| texts(&net.archive(100, h))).collect();
         let mut sorted = histories[0].clone();
         sorted.sort();
         let mut want = typed.to_vec();
@@ -413,126 +303,219 @@ fn every_chat_is_printed_once_in_history_order_on_every_screen() {
             Some(history) => history,
             None => {
                 let histories: Vec<Vec<String>> =
-                    (1..=3).map(|h| shown_texts(&net.archive(100, h))).collect();
+                    (1..=3).map(|h| texts(&net.archive(100, h))).collect();
                 panic!("no agreement on {typed:?} within 60 s: {histories:#?}")
             }
         }
     };
 
-    // Six rounds, each a chat typed on the three terminals back to back:
-    // the three mine on the same history at once. The first three rounds
-    // wait for the network to agree, the last three follow each other.
+    // Four rounds, each a line typed on the three terminals back to back;
+    // the first two wait for the network to agree, the last two follow
+    // each other. Then a burst: five lines pasted on each terminal at once.
     let mut typed = Vec::new();
-    for round in 1..=6 {
+    for round in 1..=4 {
         for node in &nodes {
             wait_editing(node);
         }
         for (at, node) in nodes.iter_mut().enumerate() {
             let text = format!("round {round} from node {}", at + 1);
-            node.type_line(&format!("chat {text}"));
+            node.type_line(&text);
             typed.push(text);
         }
-        for node in &nodes {
-            node.wait_screen(WAIT, "the chat's acknowledgement", |s| {
-                (acks(s) >= round).then_some(())
-            });
-        }
-        if round <= 3 {
+        if round <= 2 {
             settle(&typed);
         }
     }
+    for node in &nodes {
+        wait_editing(node);
+    }
+    for (at, node) in nodes.iter_mut().enumerate() {
+        let burst: Vec<String> = (1..=5)
+            .map(|n| format!("burst {n} from node {}", at + 1))
+            .collect();
+        node.send(format!("{}\r", burst.join("\r")).as_bytes());
+        typed.extend(burst);
+    }
     let history = settle(&typed);
 
-    for node in &nodes {
+    for node in &mut nodes {
         let shown = poll(WAIT, || {
-            replay(&node.screen().lines)
-                .ok()
-                .filter(|model| shows(model, &history))
+            (chats_shown(&node.screen(), &typed) == history).then_some(())
         });
         let screen = node.screen();
-        if shown.is_none() {
-            let model = replay(&screen.lines).map(|m| difference(&m, &history));
-            panic!(
-                "node {}: the screen does not show the history once, in order: {model:?}\n\
-                 history: {history:#?}\nscreen:\n{screen}",
-                node.addr
-            );
-        }
-        let count = |what: &dyn Fn(&str) -> bool| screen.lines.iter().filter(|l| what(l)).count();
-        eprintln!(
-            "node {}: {} chats shown once each, in order; {} switch lines ({} with chats of \
-             ours to mine again), {} chats mined here, {} catch-up lines",
+        assert!(
+            shown.is_some(),
+            "node {}: the screen does not show each chat once, in the final order\n\
+             shown:   {:?}\nhistory: {history:?}\nscreen:\n{screen}",
             node.addr,
-            history.len(),
-            count(&|l| matches!(parse_said(l), Some(Said::Switched { .. }))),
-            count(&|l| l.ends_with(" mined again")),
-            count(&|l| l.starts_with('#') && l.ends_with(" MH/s)")),
-            count(&|l| matches!(parse_said(l), Some(Said::Received(..)))),
+            chats_shown(&screen, &typed),
+        );
+        let own = screen
+            .lines
+            .iter()
+            .filter(|l| l.contains(" (mined here"))
+            .count();
+        assert!(
+            own <= 9,
+            "node {}: {own} lines of its own chats, 9 typed\n{screen}",
+            node.addr
+        );
+        // The prompt, drawn again after a line, says the peers and chats.
+        assert_eq!(peer_count(node), 2);
+        let prompt = format!("[peers 2, chats {}, pending 0]", history.len());
+        node.wait_screen(WAIT, "the status on the prompt", |s| {
+            s.cursor_line().starts_with(&prompt).then_some(())
+        });
+        assert!(
+            !screen.lines.iter().any(|l| l.contains("unknown command")
+                || l.starts_with("saved (")
+                || l.contains("replaced by")),
+            "node {}:\n{screen}",
+            node.addr
+        );
+        eprintln!(
+            "=== the screen of node {} after the burst:\n{screen}",
+            node.addr
         );
     }
-    for node in &mut nodes {
+    // One leaves: the others say so.
+    nodes[2].type_line("/quit");
+    let status = nodes[2].expect_exit("/quit");
+    assert_exited(status, 0, &nodes[2], "/quit");
+    let left = format!("{} left (1 peer connected)", net.addr(3));
+    for node in &nodes[..2] {
+        node.wait_line("the line saying node 3 left", |l| {
+            stamped(l).is_some_and(|t| t == left)
+        });
+    }
+    for node in &mut nodes[..2] {
         node.type_line("quit");
         let status = node.expect_exit("quit");
         assert_exited(status, 0, node, "quit");
     }
 }
 
+/// Texts as a terminal shows them: a backslash doubled (the fixtures are
+/// printable ASCII), trailing blanks gone.
+fn shown(texts: &[String]) -> Vec<String> {
+    texts
+        .iter()
+        .map(|t| t.replace('\\', "\\\\").trim_end().to_string())
+        .collect()
+}
+
+/// A history arriving all at once: the room sums it up in one line and
+/// shows the last 40; a line typed with no peer says that it waits for
+/// one; at the next start, the last 10 chats are the backlog, said as such.
 #[test]
-fn a_big_catch_up_is_summed_up_and_the_last_20_shown() {
+fn a_big_catch_up_is_summed_up_and_the_backlog_shown_at_the_next_start() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 18);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     wait_editing(&node);
-    // Five chats, then a longer history pushed over them.
-    let mut peer = net.peer(100, 1);
-    peer.send_raw(&fixture_bytes("vector.bin"));
-    node.wait_line("the vector's last chat", |l| l == "#4 nova msg");
     let big = fixture_bytes("history-1k.bin");
-    peer.send_raw(&big);
-    let mut history = shown_texts(&wire::decode_archive(&big).expect("the fixture decodes"));
-    // And one of ours on top.
-    wait_editing(&node);
-    node.type_line("chat mined on top of a thousand");
-    history.push("mined on top of a thousand".to_string());
-    let shown = poll(WAIT, || {
-        replay(&node.screen().lines)
-            .ok()
-            .filter(|model| shows(model, &history))
-    });
+    let history = texts(&wire::decode_archive(&big).expect("the fixture decodes"));
+    {
+        let mut peer = net.peer(100, 1);
+        peer.send_raw(&big);
+        let last = history.last().expect("a chat").clone();
+        let last = shown(&[last]).remove(0);
+        node.wait_line("the fixture's last chat", |l| stamped(l) == Some(&last));
+    }
     let screen = node.screen();
-    assert!(
-        shown.is_some(),
-        "the screen does not show the history once, in order: {:?}\n{screen}",
-        replay(&screen.lines).map(|m| difference(&m, &history))
-    );
-    let summed: Vec<&String> = screen
-        .lines
-        .iter()
-        .filter(|l| matches!(parse_said(l), Some(Said::Received(..))))
-        .collect();
-    assert_eq!(summed.len(), 1, "{screen}");
-    let at = screen.position(|l| l == summed[0]).expect("the line");
-    let shown_one_by_one: Vec<usize> = screen.lines[at + 1..]
-        .iter()
-        .filter_map(|l| match parse_said(l) {
-            Some(Said::Chat(index, _)) => Some(index),
-            _ => None,
+    let summed = screen
+        .position(|l| {
+            stamped(l).is_some_and(|t| t == "received chats #0 to #959 (see 'hist'); then:")
         })
+        .unwrap_or_else(|| panic!("no summing-up line:\n{screen}"));
+    let one_by_one: Vec<&str> = screen.lines[summed + 1..]
+        .iter()
+        .filter_map(|l| stamped(l))
+        .filter(|t| !t.contains(" joined (") && !t.contains(" left ("))
         .collect();
-    assert_eq!(
-        shown_one_by_one,
-        (980..=1000).collect::<Vec<_>>(),
-        "after {:?}: not the last 20, then ours\n{screen}",
-        summed[0]
-    );
+    assert_eq!(one_by_one, shown(&history[960..]), "{screen}");
+    // The visitor left; a chat now waits for a peer, and says so.
+    node.wait_line("the visitor leaving", |l| {
+        stamped(l).is_some_and(|t| t.contains(" left (0 peers connected)"))
+    });
+    wait_editing(&node);
+    node.type_line("mined on top of a thousand");
+    node.wait_line("the notice that no peer is connected", |l| {
+        l.starts_with("no peer is connected: the chat is mined here and waits for one")
+    });
+    node.wait_line("our chat, mined", |l| {
+        stamped(l).is_some_and(|t| t.starts_with("mined on top of a thousand (mined here: "))
+    });
+    wait_editing(&node);
+    node.type_line("/quit");
+    let status = node.expect_exit("/quit");
+    assert_exited(status, 0, &node, "/quit");
+    drop(node);
+
+    let node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
+    let screen = node.screen();
+    let at = screen
+        .position(|l| {
+            l.starts_with("-- the last 10 of 1001 chats in the history ('hist N' shows more")
+        })
+        .unwrap_or_else(|| panic!("no backlog line:\n{screen}"));
+    let mut want: Vec<String> = shown(&history[991..])
+        .iter()
+        .map(|t| format!("      {t}").trim_end().to_string())
+        .collect();
+    want.push("      mined on top of a thousand".into());
+    assert_eq!(screen.lines[at + 1..at + 11], want, "{screen}");
     assert!(
         screen
-            .lines
-            .iter()
-            .any(|l| l.starts_with("#1000 mined on top of a thousand (mined: ")),
+            .cursor_line()
+            .starts_with("[peers 0, chats 1001, pending 0] >"),
         "{screen}"
     );
+}
+
+/// Chats are shown as people wrote them: valid UTF-8 as such, at the
+/// prompt and in `hist`; invisible and control characters escaped. A chat
+/// typed with 'é' is refused, naming the character.
+#[test]
+fn utf8_chats_are_shown_as_written_and_a_typed_one_is_refused_by_its_character() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 20);
+    let dir = temp_dir("node-pty-");
+    let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
+    wait_editing(&node);
+    let miner = miner::Miner::new(1);
+    let mut history = History::new();
+    for text in ["caf\u{e9} \u{2615}", "zero\u{200b}width", "bell\u{7}"] {
+        let chat = miner.mine_next(&history, text.as_bytes());
+        history.push(&chat);
+    }
+    let mut peer = net.peer(100, 1);
+    peer.send(&wire::Message::ArchiveResponse(history));
+    let shown = ["caf\u{e9} \u{2615}", r"zero\xe2\x80\x8bwidth", r"bell\x07"];
+    node.wait_line("the last chat", |l| stamped(l) == Some(shown[2]));
+    // The status on the prompt follows, with nothing typed.
+    node.wait_screen(WAIT, "the prompt's status of now", |s| {
+        s.cursor_line()
+            .starts_with("[peers 1, chats 3, pending 0] >")
+            .then_some(())
+    });
+    let screen = node.screen();
+    for text in shown {
+        assert!(
+            screen.lines.iter().any(|l| stamped(l) == Some(text)),
+            "{text:?} not shown:\n{screen}"
+        );
+    }
+    wait_editing(&node);
+    node.type_line("/hist");
+    node.wait_line("'hist' showing UTF-8", |l| l == "#0 caf\u{e9} \u{2615}");
+    wait_editing(&node);
+    node.type_line("caf\u{e9}");
+    node.wait_line("the refusal naming the character", |l| {
+        l == "chat refused: character 4, '\u{e9}' (U+00E9), is not ASCII; the network's \
+              chats are printable ASCII only"
+    });
 }
 
 // ---------------------------------------------------------------------
@@ -555,7 +538,7 @@ enum WayOut {
 fn leaves_the_terminal_as_found(test: u8, way: WayOut) {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, test);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     let found = node.mode_at_start;
     assert!(
@@ -571,7 +554,7 @@ fn leaves_the_terminal_as_found(test: u8, way: WayOut) {
         WayOut::Signal(signal) => {
             node.send(b"chat never sent");
             node.wait_screen(WAIT, "the half-typed line", |s| {
-                (s.cursor_line() == "> chat never sent").then_some(())
+                (s.editing() == Some("chat never sent")).then_some(())
             });
             node.signal(signal);
         }
@@ -598,7 +581,11 @@ fn leaves_the_terminal_as_found(test: u8, way: WayOut) {
     if !screen.has_line(&stopped_line(&dir)) {
         wrong.push(format!("no line {:?}", stopped_line(&dir)));
     }
-    if screen.lines.iter().any(|l| l.starts_with("saved (")) {
+    if screen
+        .lines
+        .iter()
+        .any(|l| l.contains("never sent") && typed(l).is_none())
+    {
         wrong.push("the half-typed line was sent".to_string());
     }
     if !screen.cursor_line().is_empty() || screen.cursor.1 != 0 {
@@ -674,7 +661,7 @@ fn fails_and_leaves_the_terminal_as_found(node: &mut PtyNode, why: &str) {
 fn a_locked_data_directory_leaves_the_terminal_as_found() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 9);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut holder = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     let mut second = PtyNode::spawn(net.addr(2), net.port(), dir.path(), &[]);
     fails_and_leaves_the_terminal_as_found(&mut second, "is in use by another node");
@@ -687,7 +674,7 @@ fn a_locked_data_directory_leaves_the_terminal_as_found() {
 fn a_port_in_use_leaves_the_terminal_as_found() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 10);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let _taken = TcpListener::bind((net.addr(1), net.port())).expect("taking the port");
     let mut node = PtyNode::spawn(net.addr(1), net.port(), dir.path(), &[]);
     fails_and_leaves_the_terminal_as_found(&mut node, "cannot listen on");
@@ -711,7 +698,7 @@ fn lines_after(screen: &Screen, from: usize, matches: impl Fn(&str) -> bool) -> 
 fn bytes_that_are_not_utf8_drop_the_line_and_the_prompt_goes_on() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 19);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     wait_editing(&node);
     node.send(b"chat caf\xe9\r");
@@ -736,16 +723,16 @@ fn bytes_that_are_not_utf8_drop_the_line_and_the_prompt_goes_on() {
 fn ctrl_c_clears_the_line_being_typed_and_stops_on_an_empty_one() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 11);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     wait_editing(&node);
     node.send(b"chat abc");
     node.wait_screen(WAIT, "the typed line", |s| {
-        (s.cursor_line() == "> chat abc").then_some(())
+        (s.editing() == Some("chat abc")).then_some(())
     });
     node.send(keys::CTRL_C);
     node.wait_screen(WAIT, "an empty prompt after Ctrl-C", |s| {
-        (s.cursor_line() == ">" && s.cursor.1 == 2).then_some(())
+        (s.editing() == Some("") && s.cursor.1 == s.cursor_line().len() + 1).then_some(())
     });
     node.type_line("status");
     let at = node.wait_line("the answer to 'status'", |l| l.starts_with("address:"));
@@ -757,9 +744,10 @@ fn ctrl_c_clears_the_line_being_typed_and_stops_on_an_empty_one() {
         "{screen}"
     );
     assert!(
-        !screen.lines.iter().any(|l| l.starts_with("saved (")
-            || l.contains("unknown command")
-            || l.contains("abcstatus")),
+        !screen
+            .lines
+            .iter()
+            .any(|l| stamped(l).is_some() || l.contains("not sent") || l.contains("abcstatus")),
         "Ctrl-C did not clear the line: {screen}"
     );
     // Ctrl-C on the empty line stops the node.
@@ -779,10 +767,11 @@ fn ctrl_c_clears_the_line_being_typed_and_stops_on_an_empty_one() {
 fn lines_arriving_in_one_read_are_all_carried_out_in_order() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 12);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
-    let firsts =
-        |l: &str| l.starts_with("address:") || l == "commands:" || l == "no peers connected";
+    let firsts = |l: &str| {
+        l.starts_with("address:") || l.starts_with("Type a line") || l == "no peers connected"
+    };
     // Five times: the order of the answers must not depend on luck.
     for paste in 1..=5 {
         wait_editing(&node);
@@ -796,14 +785,19 @@ fn lines_arriving_in_one_read_are_all_carried_out_in_order() {
         assert!(
             answers.len() == 3
                 && answers[0].starts_with("address:")
-                && answers[1..] == ["commands:", "no peers connected"],
+                && answers[1].starts_with("Type a line")
+                && answers[2] == "no peers connected",
             "paste {paste}: the answers to status, help, peers came as {answers:?}\n{screen}"
         );
         // Each line was shown as typed, in order.
-        let echoes = lines_after(&screen, from, |l| l.starts_with("> ") && l.len() > 2);
+        let echoes: Vec<&str> =
+            lines_after(&screen, from, |l| typed(l).is_some_and(|t| !t.is_empty()))
+                .into_iter()
+                .filter_map(typed)
+                .collect();
         assert_eq!(
             echoes,
-            ["> status", "> help", "> peers"],
+            ["status", "help", "peers"],
             "paste {paste}:\n{screen}"
         );
     }
@@ -813,12 +807,12 @@ fn lines_arriving_in_one_read_are_all_carried_out_in_order() {
 fn command_history_survives_a_restart() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 13);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
     wait_editing(&node);
     node.type_line("help chat");
     node.wait_line("the answer to 'help chat'", |l| {
-        l.starts_with("chat TEXT: ")
+        l.starts_with("/chat TEXT: ")
     });
     wait_editing(&node);
     node.type_line("quit");
@@ -833,17 +827,17 @@ fn command_history_survives_a_restart() {
     wait_editing(&node);
     node.send(keys::UP);
     node.wait_screen(WAIT, "the last command after Up", |s| {
-        (s.cursor_line() == "> quit").then_some(())
+        (s.editing() == Some("quit")).then_some(())
     });
     node.send(keys::UP);
     node.wait_screen(WAIT, "the command before it after Up again", |s| {
-        (s.cursor_line() == "> help chat").then_some(())
+        (s.editing() == Some("help chat")).then_some(())
     });
     // It runs as it was typed.
     let from = node.screen().lines.len();
     node.send(keys::ENTER);
     node.wait_screen(WAIT, "the answer to 'help chat' again", |s| {
-        (!lines_after(s, from, |l| l.starts_with("chat TEXT: ")).is_empty()).then_some(())
+        (!lines_after(s, from, |l| l.starts_with("/chat TEXT: ")).is_empty()).then_some(())
     });
     wait_editing(&node);
     node.send(keys::CTRL_D);
@@ -855,57 +849,189 @@ fn command_history_survives_a_restart() {
 fn help_lists_every_command_and_explains_one() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 14);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
-    wait_editing(&node);
-    node.type_line("help");
-    let at = node.wait_line("the answer to 'help'", |l| l == "commands:");
-    let list = node.wait_screen(WAIT, "the whole list", |s| {
-        let end = s.lines[at..]
-            .iter()
-            .position(|l| l.starts_with("type 'help COMMAND'"))?;
-        Some(s.lines[at + 1..at + end].to_vec())
-    });
-    let usages: Vec<&str> = list
+    // '/help', 'help', 'HELP' and '?' all list the commands.
+    for (at, asked) in ["/help", "help", "HELP", "?"].into_iter().enumerate() {
+        wait_editing(&node);
+        node.type_line(asked);
+        node.wait_screen(WAIT, "the list of commands", |s| {
+            (s.lines
+                .iter()
+                .filter(|l| l.starts_with("Type a line and press Enter: it is sent as a chat"))
+                .count()
+                > at)
+                .then_some(())
+        });
+    }
+    let screen = node.screen();
+    let at = screen
+        .position(|l| l.starts_with("Type a line"))
+        .expect("the list");
+    let usages: Vec<&str> = screen.lines[at + 1..at + 7]
         .iter()
         .map(|l| l.trim_start().split("  ").next().unwrap_or(""))
         .collect();
     assert_eq!(
         usages,
         [
-            "chat TEXT",
-            "hist [N]",
-            "peers",
-            "status",
-            "help [COMMAND]",
-            "quit, exit"
+            "/chat TEXT",
+            "/hist [N]",
+            "/peers",
+            "/status",
+            "/help [COMMAND]",
+            "/quit, /exit"
         ],
-        "{list:#?}"
+        "{screen}"
     );
-    for line in &list {
-        assert!(
-            line.trim_start().len() > 20,
-            "a command without a summary: {line:?}"
-        );
-    }
+    // The rule for a line that begins with a command's word, and the times.
+    let text = screen.lines[at..].join(" ");
+    assert!(
+        text.contains("'status report ready') is not sent") && text.contains("(HH:MM)"),
+        "{screen}"
+    );
     wait_editing(&node);
-    node.type_line("help chat");
-    let at = node.wait_line("the answer to 'help chat'", |l| {
-        l == "chat TEXT: mine TEXT into the history and send it to every peer"
+    node.type_line("/help chat");
+    let at = node.wait_line("the answer to '/help chat'", |l| {
+        l.starts_with("/chat TEXT: send TEXT as a chat")
     });
     let screen = node.screen();
     assert!(
         screen
             .lines
             .get(at + 1)
-            .is_some_and(|l| l.starts_with("TEXT is everything after 'chat '")),
+            .is_some_and(|l| l.starts_with("TEXT is everything after '/chat '")),
         "{screen}"
     );
     wait_editing(&node);
     node.type_line("help exit");
     node.wait_line("the answer to 'help exit'", |l| {
-        l.starts_with("quit, exit: stop the node")
+        l.starts_with("/quit, /exit: stop the node")
     });
+}
+
+/// A line is a chat; a command begins with '/'; a line that begins with a
+/// command's word but does not fit it is refused, saying how to send it;
+/// the words the user first asked for still work; Tab completes names.
+#[test]
+fn typed_lines_are_chats_and_slash_commands_run() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 21);
+    let dir = temp_dir("node-pty-");
+    let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &[]);
+    wait_editing(&node);
+    node.type_line("hello");
+    node.wait_line("'hello' sent as a chat", |l| {
+        stamped(l).is_some_and(|t| t.starts_with("hello (mined here: "))
+    });
+    wait_editing(&node);
+    node.type_line("status report ready");
+    node.wait_line("the refusal of 'status report ready'", |l| {
+        l == "not sent: 'status report ready' begins with the command 'status' ('status' \
+              takes no argument); to send it as a chat, type /chat status report ready"
+    });
+    wait_editing(&node);
+    node.type_line("/chat status report ready");
+    node.wait_line("'/chat status report ready' sent", |l| {
+        stamped(l).is_some_and(|t| t.starts_with("status report ready (mined here"))
+    });
+    wait_editing(&node);
+    node.type_line("chat the old way");
+    node.wait_line("'chat TEXT' sent", |l| {
+        stamped(l).is_some_and(|t| t.starts_with("the old way (mined here"))
+    });
+    wait_editing(&node);
+    node.type_line("//me waves");
+    node.wait_line("'//me waves' sent as '/me waves'", |l| {
+        stamped(l).is_some_and(|t| t.starts_with("/me waves (mined here"))
+    });
+    wait_editing(&node);
+    node.type_line("/nick bob");
+    node.wait_line("the refusal of an unknown command", |l| {
+        l.starts_with("unknown command '/nick'; type /help")
+    });
+    // Tab completes '/hi' to '/hist ', and the command runs.
+    wait_editing(&node);
+    node.send(b"/hi");
+    node.send(keys::TAB);
+    node.wait_screen(WAIT, "'/hist ' completed", |s| {
+        (s.editing() == Some("/hist")).then_some(())
+    });
+    node.send(b"2");
+    node.send(keys::ENTER);
+    node.wait_line("the answer to '/hist 2'", |l| l == "#3 /me waves");
+    let screen = node.screen();
+    assert!(screen.has_line("#2 the old way"), "{screen}");
+    assert!(
+        screen
+            .cursor_line()
+            .starts_with("[peers 0, chats 4, pending 0] >"),
+        "{screen}"
+    );
+    wait_editing(&node);
+    node.type_line("/quit");
+    let status = node.expect_exit("/quit");
+    assert_exited(status, 0, &node, "/quit");
+}
+
+/// Ctrl-Z suspends the node as a shell job (the line editor's escapes
+/// reset); `fg` brings back the editor's mode and draws the prompt
+/// and the half-typed line again, and the arrow keys edit it.
+#[test]
+fn ctrl_z_then_fg_restores_the_terminal_and_redraws_the_line() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 22);
+    let dir = temp_dir("node-pty-");
+    let mut shell = PtyNode::start_in_shell(net.addr(1), net.port(), dir.path());
+    wait_editing(&shell);
+    shell.send(b"half typed");
+    shell.wait_screen(WAIT, "the half-typed line", |s| {
+        (s.editing() == Some("half typed")).then_some(())
+    });
+    // Keys at a person's pace (the stop is then complete before 'fg').
+    thread::sleep(Duration::from_millis(300));
+    let before = shell.raw().len();
+    shell.send(keys::CTRL_Z);
+    shell.wait_screen(WAIT, "the shell saying the job stopped", |s| {
+        s.lines.iter().any(|l| l.contains("Stopped")).then_some(())
+    });
+    // (The shell puts its own mode back while it has the terminal: what
+    // the node left is seen after 'fg'.)
+    thread::sleep(Duration::from_millis(500));
+    let resumed_from = shell.raw().len();
+    assert!(resumed_from > before);
+    shell.type_line("fg");
+    // The prompt and the line drawn again, after the shell's 'fg' echo.
+    let redrawn = poll(WAIT, || {
+        let raw = shell.raw();
+        let after = Screen::render(&raw[resumed_from..]);
+        (is_raw(&shell.mode()) && after.lines.iter().any(|l| typed(l) == Some("half typed")))
+            .then_some(())
+    });
+    assert!(
+        redrawn.is_some(),
+        "after fg: raw {}, screen:\n{}",
+        is_raw(&shell.mode()),
+        shell.screen()
+    );
+    shell.send(keys::LEFT);
+    shell.send(b"X");
+    shell.send(keys::ENTER);
+    shell.wait_line("the edited line sent", |l| {
+        stamped(l).is_some_and(|t| t.starts_with("half typeXd (mined here"))
+    });
+    assert!(
+        !shell.screen().lines.iter().any(|l| l.contains("^[[D")),
+        "{}",
+        shell.screen()
+    );
+    wait_editing(&shell);
+    shell.type_line("/quit");
+    shell.wait_line("the node stopped", |l| {
+        l.starts_with("stopped; the history is saved in ")
+    });
+    shell.type_line("exit");
+    shell.expect_exit("exit from the shell");
 }
 
 // ---------------------------------------------------------------------
@@ -915,13 +1041,13 @@ fn help_lists_every_command_and_explains_one() {
 fn log_lines_go_above_the_line_being_typed() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 15);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &["--log", "info"]);
     wait_editing(&node);
-    let typed = "> chat typed while a peer comes and goes";
-    node.send(b"chat typed while a peer comes and goes");
+    let typing = "chat typed while a peer comes and goes";
+    node.send(typing.as_bytes());
     node.wait_screen(WAIT, "the typed line", |s| {
-        (s.cursor_line() == typed).then_some(())
+        (s.editing() == Some(typing)).then_some(())
     });
 
     let visitor = net.addr(100).to_string();
@@ -935,14 +1061,22 @@ fn log_lines_go_above_the_line_being_typed() {
     });
     let screen = node.screen();
     assert_eq!(
-        screen.cursor_line(),
-        typed,
+        screen.editing(),
+        Some(typing),
         "the line being typed:\n{screen}"
     );
-    assert_eq!(screen.cursor.1, typed.len(), "the cursor:\n{screen}");
-    for line in screen.lines.iter().filter(|l| l.contains(visitor.as_str())) {
+    assert_eq!(
+        screen.cursor.1,
+        screen.cursor_line().len(),
+        "the cursor:\n{screen}"
+    );
+    let log_lines = screen
+        .lines
+        .iter()
+        .filter(|l| l.contains(visitor.as_str()) && stamped(l).is_none());
+    for line in log_lines {
         assert!(
-            line.starts_with('[') && line.contains(" INFO ") && !line.contains("> chat"),
+            line.starts_with("[20") && line.contains(" INFO ") && !line.contains("> chat"),
             "a log line not on its own line: {line:?}\n{screen}"
         );
     }
@@ -958,7 +1092,7 @@ fn log_lines_go_above_the_line_being_typed() {
     // What the editor holds is what is shown: Enter sends it as typed.
     node.send(keys::ENTER);
     node.wait_line("the chat mined", |l| {
-        l.starts_with("#0 typed while a peer comes and goes (mined: ")
+        stamped(l).is_some_and(|t| t.starts_with("typed while a peer comes and goes (mined here: "))
     });
 }
 
@@ -966,7 +1100,7 @@ fn log_lines_go_above_the_line_being_typed() {
 fn the_debug_log_shows_the_node_and_never_the_line_editor() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 16);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut node = PtyNode::start(net.addr(1), net.port(), dir.path(), &["--log", "debug"]);
     wait_editing(&node);
     // Keys of every kind: typing, Ctrl-C, history, Enter.
@@ -1002,7 +1136,7 @@ fn the_debug_log_shows_the_node_and_never_the_line_editor() {
 fn a_closed_stdout_is_no_reason_to_panic() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 17);
-    let dir = temp_dir();
+    let dir = temp_dir("node-pty-");
     let mut child = spawn_piped([
         "--bind".as_ref(),
         net.addr(1).to_string().as_ref(),
@@ -1033,7 +1167,7 @@ fn a_closed_stdout_is_no_reason_to_panic() {
         .write_all(b"status\nhelp\nchat written to a closed pipe\n")
         .expect("writing to the node");
     let mined = poll(WAIT, || {
-        (shown_texts(&net.archive(100, 1)) == ["written to a closed pipe"]).then_some(())
+        (texts(&net.archive(100, 1)) == ["written to a closed pipe"]).then_some(())
     });
     // SAFETY: kill(2) on our own child's pid.
     unsafe {

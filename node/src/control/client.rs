@@ -121,7 +121,7 @@ impl Failed {
             let text = serde_json::to_string(&error).expect("errors serialize");
             let _ = writeln!(io::stdout().lock(), "{text}");
         } else {
-            let _ = writeln!(io::stderr(), "node: {}", self.why);
+            let _ = writeln!(io::stderr(), "{}: {}", crate::program_name(), self.why);
         }
         ExitCode::from(self.status)
     }
@@ -137,6 +137,9 @@ pub fn run(dir: &Path, request: &Request, options: Options) -> ExitCode {
         && let Err(why) = chat_text(text.as_bytes())
     {
         return Failed::new(why.to_string(), USAGE).exit(json);
+    }
+    if let Err(why) = super::check_path(dir) {
+        return Failed::new(why, USAGE).exit(json);
     }
     let mut out = io::stdout().lock();
     let wait = match request {

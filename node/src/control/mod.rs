@@ -19,6 +19,28 @@ use crate::text::chat_text;
 /// The control socket's file in a data directory.
 pub const SOCKET_FILE: &str = "control.sock";
 
+/// The longest path a Unix socket can have (`sun_path`, with its NUL).
+const MAX_SOCKET_PATH: usize = 107;
+
+/// Whether the control socket of data directory `dir` can be made (or
+/// reached): its path must fit a Unix socket address.
+///
+/// # Errors
+/// The path, its length and the limit, and what to do.
+pub fn check_path(dir: &std::path::Path) -> Result<(), String> {
+    let path = dir.join(SOCKET_FILE);
+    let len = path.as_os_str().len();
+    if len > MAX_SOCKET_PATH {
+        return Err(format!(
+            "the data directory's path is too long for its control socket: {} is {len} \
+             bytes, and a Unix socket's path is at most {MAX_SOCKET_PATH}. Give a shorter \
+             --data-dir (a symbolic link to this directory will do)",
+            path.display()
+        ));
+    }
+    Ok(())
+}
+
 /// A request, one JSON object a line, tagged `"command"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]

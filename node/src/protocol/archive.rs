@@ -52,6 +52,7 @@ use super::Node;
 use super::feed::Change;
 use super::io::{Archive, ConnId, Payload, Save, Tip};
 use super::report::{Line, Why};
+use super::room::ScreenLine;
 
 /// A peer's PeerList is trusted to say who it is connected to this long.
 const PEER_LIST_FRESH: Duration = Duration::from_secs(15);
@@ -154,6 +155,7 @@ impl Node {
     /// first index that changed and how many of our chats it displaced.
     pub(super) fn set_history(
         &mut self,
+        now: Instant,
         history: History,
         mined: Option<(usize, JobStats)>,
     ) -> (usize, usize) {
@@ -172,6 +174,11 @@ impl Node {
         for line in self.feed.update(&self.history, change) {
             self.show(line);
         }
+        if let Some(room) = &mut self.room {
+            for line in room.changed(now, &self.history, change) {
+                self.print(line);
+            }
+        }
         (fork, displaced)
     }
 
@@ -186,7 +193,7 @@ impl Node {
             );
         }
         let len = candidate.len();
-        let (fork, displaced) = self.set_history(candidate, None);
+        let (fork, displaced) = self.set_history(now, candidate, None);
         self.counts.chats_received += (len - fork) as u64;
         self.mining.adopted(displaced, self.own.pending());
         self.restart_mining(now);
@@ -337,9 +344,18 @@ impl Node {
         }
     }
 
-    /// A line for the screen.
+    /// A line of the feed: for control clients following the history,
+    /// and for the screen when it is not a person's terminal.
     pub(super) fn show(&mut self, line: Line) {
+        if self.room.is_none() || matches!(line, Line::Notice { .. }) {
+            self.print(ScreenLine::plain(line.to_string()));
+        }
         self.outbox.push_back(super::Action::Show(line));
+    }
+
+    /// A line for the screen only.
+    pub(super) fn print(&mut self, line: ScreenLine) {
+        self.outbox.push_back(super::Action::Print(line));
     }
 }
 

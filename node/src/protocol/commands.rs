@@ -11,8 +11,10 @@ use log::info;
 use super::counts::Scrape;
 use super::io::{Action, Origin, Save};
 use super::report::{Reply, Status};
-use super::{Node, Unacked};
+use super::room::{ScreenLine, StatusBar};
+use super::{Node, QUIT_WAIT, Unacked};
 use crate::command::{self, Command, Stage};
+use crate::text::count;
 
 /// The version `status` gives: the one `node --version` prints.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -42,7 +44,17 @@ impl Node {
                 text: command::help(topic),
             },
             Command::Quit => {
-                self.outbox.push_back(Action::Shutdown);
+                if self.quitting.is_none() && !self.settled() {
+                    let what = match self.own.pending() {
+                        0 => "the history to be saved".to_string(),
+                        n => format!("{} of yours to be mined and saved", count(n, "chat")),
+                    };
+                    self.print(ScreenLine::plain(format!(
+                        "waiting at most {} s for {what}",
+                        QUIT_WAIT.as_secs()
+                    )));
+                }
+                self.quitting.get_or_insert(now + QUIT_WAIT);
                 return;
             }
             Command::Connect(addr) => self.connect_to(now, addr),
@@ -86,6 +98,12 @@ impl Node {
     /// Queues our chat `text` for mining, saved first; `from` is answered
     /// once it is on disk, or at `stage`.
     fn chat(&mut self, now: Instant, from: Origin, text: Vec<u8>, stage: Stage) {
+        if from == Origin::Prompt && self.room.is_some() && self.peers.count() == 0 {
+            self.print(ScreenLine::plain(
+                "no peer is connected: the chat is mined here and waits for one \
+                 ('peers' shows the addresses being tried)",
+            ));
+        }
         let id = self.own.queue(text.clone());
         self.save_tracked(Unacked::Chat(from, id, stage), |ticket| Save::Chat {
             id,
@@ -141,6 +159,33 @@ impl Node {
     /// The bans as they stand, to the data directory.
     pub(super) fn save_bans(&mut self, now: Instant) {
         self.save(Save::Bans(self.book.ban_rows(now)));
+    }
+
+    /// Every chat of ours is in the history, and all of it is on disk.
+    fn settled(&self) -> bool {
+        self.own.pending() == 0 && self.unacked.is_empty() && self.stored >= self.history.len()
+    }
+
+    /// After a `quit`: stops once settled, or once the wait is over.
+    pub(super) fn check_quit(&mut self, now: Instant) {
+        if let Some(until) = self.quitting
+            && (self.settled() || now >= until)
+        {
+            self.quitting = None;
+            self.outbox.push_back(Action::Shutdown);
+        }
+    }
+
+    /// Tells the prompt the node's status when it changed.
+    pub(super) fn update_status(&mut self) {
+        let bar = StatusBar {
+            peers: self.peers.count(),
+            history: self.history.len(),
+            pending: self.own.pending(),
+        };
+        if let Some(bar) = self.room.as_mut().and_then(|room| room.status(bar)) {
+            self.outbox.push_back(Action::Status(bar));
+        }
     }
 
     fn status(&self, now: Instant) -> Status {

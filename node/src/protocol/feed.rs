@@ -31,6 +31,18 @@ pub struct Change {
     pub mined: Option<(usize, JobStats)>,
 }
 
+#[cfg(test)]
+impl Change {
+    /// A change from `fork` on, displacing none of ours, mined elsewhere.
+    pub fn at(fork: usize) -> Change {
+        Change {
+            fork,
+            displaced: 0,
+            mined: None,
+        }
+    }
+}
+
 impl Feed {
     /// A screen that starts with the first `shown` chats taken as seen
     /// (the history the node starts with).
@@ -86,14 +98,6 @@ mod tests {
             .collect()
     }
 
-    fn change(fork: usize) -> Change {
-        Change {
-            fork,
-            displaced: 0,
-            mined: None,
-        }
-    }
-
     fn chat(index: usize, tag: u8) -> Line {
         Line::Chat {
             index,
@@ -106,10 +110,10 @@ mod tests {
     fn new_chats_are_shown_once_and_a_switch_is_said_first() {
         let mut feed = Feed::new(1);
         assert_eq!(
-            feed.update(&history(&[0, 1, 2]), change(3)),
+            feed.update(&history(&[0, 1, 2]), Change::at(3)),
             [chat(1, 1), chat(2, 2)]
         );
-        assert_eq!(feed.update(&history(&[0, 1, 2]), change(3)), []);
+        assert_eq!(feed.update(&history(&[0, 1, 2]), Change::at(3)), []);
         let lines = feed.update(
             &history(&[0, 5, 6, 7]),
             Change {
@@ -139,7 +143,7 @@ mod tests {
     #[test]
     fn a_switch_to_a_rival_of_the_same_length_says_so() {
         let mut feed = Feed::new(3);
-        let lines = feed.update(&history(&[0, 1, 5]), change(2));
+        let lines = feed.update(&history(&[0, 1, 5]), Change::at(2));
         assert_eq!(
             lines,
             [
@@ -167,7 +171,7 @@ mod tests {
     fn a_large_catch_up_is_summed_up() {
         let mut feed = Feed::new(0);
         let tags: Vec<u8> = (0..50).collect();
-        let lines = feed.update(&history(&tags), change(0));
+        let lines = feed.update(&history(&tags), Change::at(0));
         assert_eq!(lines.len(), 1 + SHOW_AT_MOST);
         assert_eq!(lines[0], Line::Received { from: 0, to: 29 });
         assert_eq!(lines[1], chat(30, 30));

@@ -9,6 +9,7 @@ use miner::{InvalidChat, JobStats};
 use wire::{Chat, DIGEST_LEN, History, Message};
 
 use super::report::{BanRow, Line, Reply, Why};
+use super::room::{ScreenLine, StatusBar};
 use crate::command::Command;
 
 /// A connection, named by the reactor. Never reused within a run.
@@ -407,9 +408,14 @@ pub enum Action {
     },
     /// Keep something on disk (off the event loop).
     Save(Save),
-    /// A line for the screen (and for control clients following the
-    /// history).
+    /// A line for control clients following the history (`node hist
+    /// --follow`).
     Show(Line),
+    /// A line for the screen: the feed's lines as they are when the screen
+    /// is not a person's terminal, else the room's (`room.rs`).
+    Print(ScreenLine),
+    /// What the prompt shows of the node changed.
+    Status(StatusBar),
     /// The answer to a command.
     Reply {
         /// Where the command came from.

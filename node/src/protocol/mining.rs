@@ -210,7 +210,7 @@ impl Node {
             chats.len(),
             now - job.started
         );
-        self.set_history(history, Some((first, stats)));
+        self.set_history(now, history, Some((first, stats)));
         // Sent to every peer once their copies are on disk (`on_saved`).
         self.delivered_by_source.clear();
         self.schedule_mining(now);

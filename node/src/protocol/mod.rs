@@ -14,7 +14,8 @@
 //! - `bans.rs`: banned addresses; `watch.rs`: chats awaited at a stage;
 //! - `counts.rs`: the figures the metrics read;
 //! - `own.rs`: the chats typed here, until they are in the history;
-//! - `feed.rs`: what the screen has shown of the history;
+//! - `feed.rs`: the exact account of the history's changes, for scripts;
+//! - `room.rs`: what a person at the terminal is shown;
 //! - `report.rs`, `io.rs`: what goes out, and the doors in and out.
 
 mod addrbook;
@@ -29,6 +30,7 @@ mod network;
 mod own;
 mod peers;
 mod report;
+mod room;
 mod watch;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -52,6 +54,8 @@ use network::Timers;
 pub use own::{Digest, OwnChats};
 use peers::Peers;
 pub use report::{BanRow, Line, Offline, Reply, ResolvingRow, Sent, Why};
+use room::Room;
+pub use room::{ScreenLine, StatusBar};
 
 /// A failure to save is said on the screen at most this often.
 const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);
@@ -93,7 +97,13 @@ pub struct Config {
     pub pid: u32,
     /// The bans read from the data directory, their spans from start.
     pub bans: Vec<BanRow>,
+    /// The screen is a person's terminal: it shows the room (`room.rs`),
+    /// not the feed's exact lines.
+    pub room: bool,
 }
+
+/// The longest a `quit` waits for our chats to be mined and saved.
+const QUIT_WAIT: Duration = Duration::from_secs(5);
 
 /// The state machine.
 pub struct Node {
@@ -104,6 +114,10 @@ pub struct Node {
     book: AddressBook,
     mining: Mining,
     feed: Feed,
+    /// What the terminal shows, when it is a person's.
+    room: Option<Room>,
+    /// A `quit` waits for our chats to be mined and saved until then.
+    quitting: Option<Instant>,
     /// Addresses the peer our current history came from delivers it to
     /// (see the relay rule in `archive.rs`); empty for a history mined here.
     delivered_by_source: HashSet<Ipv4Addr>,
@@ -143,8 +157,16 @@ impl Node {
         );
         book.await_names(&config.unresolved, now);
         book.restore_bans(&config.bans, now);
+        let (room, backlog) = if config.room {
+            let (room, backlog) = Room::new(&history);
+            (Some(room), backlog)
+        } else {
+            (None, Vec::new())
+        };
         let mut node = Node {
             config,
+            room,
+            quitting: None,
             feed: Feed::new(history.len()),
             stored: history.len(),
             history,
@@ -167,8 +189,12 @@ impl Node {
             counts: Counts::default(),
             watches: Vec::new(),
         };
+        for line in backlog {
+            node.print(line);
+        }
         node.dial(now);
         node.schedule_mining(now);
+        node.update_status();
         node
     }
 
@@ -263,6 +289,8 @@ impl Node {
             Event::Command { from, command } => self.on_command(now, from, command),
         }
         self.check_watches();
+        self.update_status();
+        self.check_quit(now);
     }
 
     /// Counts `wire_len` bytes from `conn`; false if it is not a peer.
@@ -325,6 +353,9 @@ impl Node {
                 continue;
             };
             match self.unacked.remove(at).1 {
+                // The prompt is not told that a chat is saved (`status`
+                // says what is pending): only when it could not be.
+                Unacked::Chat(Origin::Prompt, _, Stage::Saved) if saved.outcome.is_ok() => {}
                 Unacked::Chat(origin, id, stage) => match &saved.outcome {
                     Ok(()) if stage != Stage::Saved => self.watch(id, origin, stage),
                     Ok(()) => self.reply(

@@ -130,11 +130,15 @@ impl Node {
                 if primary { "" } else { ", duplicate" }
             );
         }
+        let joined = !self.peers.is_connected(addr);
         self.peers
             .insert(conn, Peer::new(addr, direction, now, primary));
         self.close_extra_duplicates(addr);
         if primary {
             self.timers.peers_changed = true;
+        }
+        if joined {
+            self.say_peer(now, addr, true);
         }
         // A peer we dialed listens and is greeted at once. One that dialed
         // us may be a client that pushes one archive and hangs up without
@@ -295,6 +299,9 @@ impl Node {
         if peer.primary {
             self.timers.peers_changed = true;
         }
+        if !self.peers.is_connected(peer.addr) {
+            self.say_peer(now, peer.addr, false);
+        }
         self.release_relay(now, None);
         // A duplicate that goes while another connection carries the peer
         // says nothing of whether the peer can be reached.
@@ -390,9 +397,26 @@ impl Node {
         self.send_message(conn, &Message::PeerList(list));
     }
 
+    /// A peer joined or left: a line in the room (rate-limited).
+    fn say_peer(&mut self, now: Instant, addr: Ipv4Addr, joined: bool) {
+        let peers = self.peers.count();
+        if let Some(line) = self
+            .room
+            .as_mut()
+            .and_then(|room| room.peer(now, addr, joined, peers))
+        {
+            self.print(line);
+        }
+    }
+
     pub(super) fn on_tick(&mut self, now: Instant) {
         if self.book.expire_bans(now) {
             self.save_bans(now);
+        }
+        if let Some(room) = &mut self.room {
+            for line in room.tick(now, &self.history) {
+                self.print(line);
+            }
         }
         let silent_newcomers: Vec<ConnId> = self
             .peers

@@ -13,7 +13,7 @@ use miner::JobStats;
 use serde::{Deserialize, Serialize};
 
 use super::io::Direction;
-use crate::text::printable;
+use crate::text::{count, printable};
 
 /// The figures of a mining job: tries and time.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -519,11 +519,11 @@ impl fmt::Display for Reply {
             Reply::Status(status) => write_status(f, status),
             Reply::Offline(offline) => write!(
                 f,
-                "the node is not running (data in {})\nhistory:   {} chats, last {}\npending:   {} chats",
+                "the node is not running (data in {})\nhistory:   {}, last {}\npending:   {}",
                 offline.data_dir,
-                offline.history,
+                count(offline.history, "chat"),
                 quoted(&offline.last),
-                offline.pending
+                count(offline.pending, "chat")
             ),
             Reply::Mined(placed) => write!(
                 f,
@@ -670,13 +670,13 @@ fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
     };
     write!(
         f,
-        "address:   {}:{}\npeers:     {}\nhistory:   {} chats, last {last}\non disk:   {} chats\npending:   {} chats\nmining:    {mining}\nlast job:  {last_job}\nsent:      {} archives ({} mined, {} relayed, {} asked, {} to catch up), {} bytes\nclosed:    {endings}\ndata dir:  {}\nnode:      version {}, pid {}, up {}",
+        "address:   {}:{}\npeers:     {}\nhistory:   {}, last {last}\non disk:   {}\npending:   {}\nmining:    {mining}\nlast job:  {last_job}\nsent:      {} archives ({} mined, {} relayed, {} asked, {} to catch up), {} bytes\nclosed:    {endings}\ndata dir:  {}\nnode:      version {}, pid {}, up {}",
         s.bind,
         s.port,
         s.peers,
-        s.history,
-        s.stored,
-        s.pending,
+        count(s.history, "chat"),
+        count(s.stored, "chat"),
+        count(s.pending, "chat"),
         s.sent.archives,
         s.sent.mined,
         s.sent.relayed,

@@ -46,6 +46,7 @@ pub fn config(bind: Ipv4Addr, bootstrap: Vec<Ipv4Addr>) -> Config {
         data_dir: "(memory)".into(),
         pid: 1,
         bans: Vec::new(),
+        room: false,
     }
 }
 
@@ -1005,6 +1006,17 @@ fn replies_to(actions: &[Action], id: u64) -> Vec<Reply> {
         .collect()
 }
 
+/// The lines for the screen, as the reactor prints them (time aside).
+fn printed(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Print(line) => Some(line.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn a_banned_address_is_neither_kept_nor_dialed_nor_passed_on_until_its_ban_ends() {
     let mut h = Harness::new(History::new());
@@ -1108,4 +1120,32 @@ fn a_chat_awaited_at_a_stage_is_answered_there_with_its_index_and_digest() {
         panic!("{actions:?}")
     };
     assert_eq!(placed.index, 1);
+}
+
+/// A person's terminal: a chat typed with no peer says it waits for one;
+/// once mined it is shown once the history has been quiet, with the
+/// mining figures; the feed's lines go to control followers only.
+#[test]
+fn the_room_shows_a_mined_chat_once_the_history_is_quiet() {
+    let mut cfg = config(ip(1), vec![]);
+    cfg.room = true;
+    let mut h = Harness::with_config(cfg, History::new());
+    let actions = h.chat("hi");
+    assert_eq!(
+        printed(&actions)[0],
+        "no peer is connected: the chat is mined here and waits for one ('peers' shows the \
+         addresses being tried)"
+    );
+    let chat = miner::Miner::new(1).mine_next(&History::new(), b"hi");
+    let actions = h.mined(0, &chat);
+    assert!(printed(&actions).is_empty(), "{actions:?}");
+    assert_eq!(
+        shown(&actions),
+        ["#0 hi (mined: 1 tries in 1.0 ms, 0.0 MH/s)"]
+    );
+    let actions = h.advance(Duration::from_millis(300));
+    assert_eq!(
+        printed(&actions),
+        ["hi (mined here: 1 tries in 1.0 ms, 0.0 MH/s)"]
+    );
 }

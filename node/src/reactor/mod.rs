@@ -955,10 +955,11 @@ impl Reactor {
             Action::CancelMining { job } => self.workers.mining.cancel(job),
             Action::Save(save) => self.workers.store.save(save),
             Action::Show(line) => {
-                self.workers.screen.print(&line.to_string());
                 let registry = self.poll.registry();
                 self.workers.control.show(registry, &line, now);
             }
+            Action::Print(line) => self.workers.screen.print_line(&line),
+            Action::Status(bar) => self.workers.screen.set_status(bar),
             Action::Reply { to, reply } => match to {
                 Origin::Prompt => self.workers.screen.print(&reply.to_string()),
                 Origin::Control(id) => {

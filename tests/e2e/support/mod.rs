@@ -11,7 +11,7 @@
 //! Address plan: module F, test T, host H is `127.F.T.H` on port
 //! `47100 + 50 * (F - 1) + T`. Ids: the test modules `node` 1,
 //! `convergence` 2, `hostile` 3, `field` 4, `terminal` 5, `partition` 6,
-//! `control` 7, `scale` 8, `operate` 10, `disk` 11; the benches 17 (`verify` starts no node); give each new module the next free id (ports
+//! `control` 7, `scale` 8, `cli` 9, `operate` 10, `disk` 11; the benches 17 (`verify` starts no node); give each new module the next free id (ports
 //! 47100..=47999 leave room for 18 modules of 50 tests). Hosts 1..=99 are
 //! nodes by convention, 100..=254 test peers.
 //!
@@ -30,7 +30,8 @@ pub mod per_ip;
 pub mod pty;
 
 pub use node::{
-    Node, client_output, node_command, run_client, run_to_exit, run_with_input, spawn_piped,
+    Node, chatchain_command, client_output, node_command, run_client, run_command, run_to_exit,
+    run_with_input, spawn_piped,
 };
 pub use peer::{Peer, connect_from, plain};
 
@@ -102,6 +103,15 @@ pub fn texts(history: &History) -> Vec<String> {
         .iter()
         .map(|c| String::from_utf8_lossy(c.text()).into_owned())
         .collect()
+}
+
+/// A fresh temporary directory whose name begins with `prefix`, removed
+/// when dropped.
+pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("creating a temporary directory")
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or `timeout` passes.

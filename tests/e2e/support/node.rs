@@ -28,7 +28,17 @@ fn node_bin() -> &'static str {
 /// A command running the `node` binary that dies with the test process,
 /// even when the test is killed before its handles drop.
 pub fn node_command() -> Command {
-    let mut command = Command::new(node_bin());
+    program_command(node_bin())
+}
+
+/// The same program under its other name, `chatchain`, as
+/// [`node_command`].
+pub fn chatchain_command() -> Command {
+    program_command(env!("CARGO_BIN_EXE_chatchain"))
+}
+
+fn program_command(bin: &str) -> Command {
+    let mut command = Command::new(bin);
     // SAFETY: prctl(2) only; async-signal-safe in the forked child.
     unsafe {
         command.pre_exec(|| {
@@ -74,7 +84,22 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut child = spawn_piped(args);
+    let mut command = node_command();
+    command.args(args);
+    run_command(command, input, timeout)
+}
+
+/// Runs `command` with `input` piped to stdin (then closed), stdout and
+/// stderr piped and the log at its default level, and waits (at most
+/// `timeout`, then kills it and panics) for it to exit.
+pub fn run_command(mut command: Command, input: &[u8], timeout: Duration) -> Output {
+    let mut child = command
+        .env_remove("NODE_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting the program");
     let mut stdin = child.stdin.take().expect("a piped stdin");
     let input = input.to_vec();
     // On a thread: a node that stops reading must not block the test.

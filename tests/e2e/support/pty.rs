@@ -9,6 +9,7 @@
 //! waits: the parent reads the terminal's mode then, exactly the mode the
 //! node finds at start ([`PtyNode::mode_at_start`]), and lets it go on.
 
+use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
@@ -38,6 +39,9 @@ pub mod keys {
     pub const CTRL_C: &[u8] = b"\x03";
     pub const CTRL_D: &[u8] = b"\x04";
     pub const UP: &[u8] = b"\x1b[A";
+    pub const LEFT: &[u8] = b"\x1b[D";
+    pub const TAB: &[u8] = b"\t";
+    pub const CTRL_Z: &[u8] = b"\x1a";
 }
 
 /// A running `node` in a pseudo-terminal: `--bind ADDR --port PORT
@@ -69,6 +73,23 @@ fn pipe() -> (OwnedFd, OwnedFd) {
     assert_eq!(rc, 0, "pipe2: {}", std::io::Error::last_os_error());
     // SAFETY: both are fresh descriptors that nothing else owns.
     unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) }
+}
+
+/// The node's arguments: `--bind ADDR --port PORT --data-dir DIR
+/// --threads 1`, then `args`.
+fn node_args(addr: Ipv4Addr, port: u16, data_dir: &Path, args: &[&str]) -> Vec<OsString> {
+    let mut all: Vec<OsString> = vec![
+        "--bind".into(),
+        addr.to_string().into(),
+        "--port".into(),
+        port.to_string().into(),
+        "--data-dir".into(),
+        data_dir.into(),
+        "--threads".into(),
+        "1".into(),
+    ];
+    all.extend(args.iter().map(OsString::from));
+    all
 }
 
 /// Reads exactly `buf.len()` bytes from `fd`, waiting at most `timeout`.
@@ -115,35 +136,60 @@ impl PtyNode {
     /// after the `listening on` line (panics, with the screen, if not).
     pub fn start(addr: Ipv4Addr, port: u16, data_dir: &Path, args: &[&str]) -> PtyNode {
         let node = PtyNode::spawn(addr, port, data_dir, args);
-        node.wait_screen(WAIT, "the prompt after 'listening on'", |screen| {
+        node.wait_prompt();
+        node
+    }
+
+    /// Waits for the node's prompt after its `listening on` line.
+    fn wait_prompt(&self) {
+        self.wait_screen(WAIT, "the prompt after 'listening on'", |screen| {
             let at = screen.position(|l| l.starts_with("listening on "))?;
             screen.lines[at + 1..]
                 .iter()
-                .any(|l| l == ">" || l.starts_with("> "))
+                .any(|l| typed(l).is_some())
                 .then_some(())
         });
-        node
     }
 
     /// Starts `node` in a new pty and returns at once (it may fail to
     /// start: see [`PtyNode::wait_exit`]).
     pub fn spawn(addr: Ipv4Addr, port: u16, data_dir: &Path, args: &[&str]) -> PtyNode {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_node"));
+        command.args(node_args(addr, port, data_dir, args));
+        PtyNode::spawn_command(addr, command)
+    }
+
+    /// Starts an interactive bash (job control on) in a new pty, runs the
+    /// node from its prompt as a person does, and waits for the node's
+    /// prompt; [`PtyNode::pid`] is the shell's. For Ctrl-Z and `fg`: a
+    /// process that is not a shell's job cannot be stopped by SIGTSTP (its
+    /// process group is orphaned).
+    pub fn start_in_shell(addr: Ipv4Addr, port: u16, data_dir: &Path) -> PtyNode {
+        let mut command = Command::new("bash");
+        command
+            .args(["--norc", "--noprofile", "-i"])
+            .env("PS1", "$ ")
+            .env("HISTFILE", "/dev/null");
+        let mut shell = PtyNode::spawn_command(addr, command);
+        let line: Vec<String> = [env!("CARGO_BIN_EXE_node").into()]
+            .into_iter()
+            .chain(
+                node_args(addr, port, data_dir, &[])
+                    .iter()
+                    .map(|a| a.to_string_lossy().into_owned()),
+            )
+            .collect();
+        shell.wait_line("the shell's prompt", |l| l.starts_with('$'));
+        shell.type_line(&line.join(" "));
+        shell.wait_prompt();
+        shell
+    }
+
+    fn spawn_command(addr: Ipv4Addr, mut command: Command) -> PtyNode {
         let (ready_r, ready_w) = pipe();
         let (go_r, go_w) = pipe();
         let (ready_fd, go_fd) = (ready_w.as_raw_fd(), go_r.as_raw_fd());
-        let mut command = Command::new(env!("CARGO_BIN_EXE_node"));
-        command
-            .arg("--bind")
-            .arg(addr.to_string())
-            .arg("--port")
-            .arg(port.to_string())
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--threads")
-            .arg("1")
-            .args(args)
-            .env_remove("NODE_LOG")
-            .env("TERM", "xterm");
+        command.env_remove("NODE_LOG").env("TERM", "xterm");
         // Runs in the child, on the pty, right before exec.
         // SAFETY: system calls only, on the child's own descriptors.
         unsafe {
@@ -465,6 +511,11 @@ impl Screen {
         self.lines.get(self.cursor.0).map_or("", String::as_str)
     }
 
+    /// What is typed at the prompt on the cursor's line (see [`typed`]).
+    pub fn editing(&self) -> Option<&str> {
+        typed(self.cursor_line())
+    }
+
     /// The first line for which `matches` holds.
     pub fn position(&self, matches: impl Fn(&str) -> bool) -> Option<usize> {
         self.lines.iter().position(|l| matches(l))
@@ -474,6 +525,18 @@ impl Screen {
     pub fn has_line(&self, line: &str) -> bool {
         self.lines.iter().any(|l| l == line)
     }
+}
+
+/// What a prompt line shows typed (`[peers 1, chats 3, pending 0] >
+/// TEXT`); `None` for other lines.
+pub fn typed(line: &str) -> Option<&str> {
+    let status = line.strip_prefix("[peers ")?;
+    let end = status.find(']')?;
+    let rest = status[end + 1..].trim_start();
+    if rest == ">" {
+        return Some("");
+    }
+    rest.strip_prefix("> ")
 }
 
 impl std::fmt::Display for Screen {

@@ -474,6 +474,8 @@ impl Sim {
                 | Action::Save(Save::History { .. } | Save::Bans(_))
                 | Action::SetLog(_)
                 | Action::Show(_)
+                | Action::Print(_)
+                | Action::Status(_)
                 | Action::Reply { .. }
                 | Action::Shutdown => {}
             }
