@@ -212,6 +212,24 @@ fn post_command(mailer: &Mailer, command: Command) -> bool {
     }))
 }
 
+/// Replaces the command history file with the editor's history, whole or
+/// not at all: written beside it, synced, renamed over it. rustyline's own
+/// append writes in place, so a full disk could leave a torn line that the
+/// next append joins into a command nobody typed, one Enter from being
+/// sent as a chat (issue 18).
+fn save_history(editor: &mut LineEditor, history_file: &Path) -> rustyline::Result<()> {
+    let tmp = history_file.with_extension("tmp");
+    let written = editor.save_history(&tmp).and_then(|()| {
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, history_file)?;
+        Ok(())
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
 fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer, state: &EditorState) {
     loop {
         state.set_reading(true);
@@ -222,7 +240,7 @@ fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer, state
                 if !line.trim().is_empty() {
                     let _ = editor.add_history_entry(line.as_str());
                     // Written at once, so that a kill loses none of it.
-                    if let Err(e) = editor.append_history(history_file) {
+                    if let Err(e) = save_history(&mut editor, history_file) {
                         warn!(
                             "cannot write the command history {}: {e}",
                             history_file.display()
