@@ -2,7 +2,7 @@
 //! with value parsers that refuse what cannot work (exit status 2).
 
 use std::ffi::OsString;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -92,6 +92,10 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the URL of the running node's page, with its token, as
+    /// printed at its start: open it in a browser on this machine.
+    #[command(arg = client_bind())]
+    Url,
     /// Send a chat through the running node: mined and sent to every peer.
     /// Returns once the node has saved it (it survives a crash).
     #[command(arg = client_bind())]
@@ -185,6 +189,18 @@ pub struct NodeArgs {
     /// prompt on a terminal), or in --log-file.
     #[arg(long, value_name = "LEVEL", env = "NODE_LOG", default_value = "warn", value_parser = parse_log_level)]
     pub log: log::LevelFilter,
+
+    /// Serve the page (the chat in a browser) at IP:PORT instead of the
+    /// default: the --bind address when it is a loopback one, else
+    /// 127.0.0.1, port 51580. A non-loopback IP makes the page reachable
+    /// from the network (said at start); the node does not start when the
+    /// page cannot be served there.
+    #[arg(long, value_name = "IP:PORT", conflicts_with = "no_http")]
+    pub http: Option<SocketAddrV4>,
+
+    /// Serve no page.
+    #[arg(long)]
+    pub no_http: bool,
 
     /// Append the log to this file instead of stderr (same levels).
     #[arg(long, value_name = "FILE")]
@@ -381,7 +397,7 @@ mod tests {
         let help = |command: &mut clap::Command| command.render_help().to_string();
         let mut cli = Cli::command();
         assert!(help(&mut cli).contains("to listen on and to connect from"));
-        for name in ["status", "peers", "hist", "chat", "export"] {
+        for name in ["status", "peers", "hist", "chat", "export", "url"] {
             let text = help(cli.find_subcommand_mut(name).expect("a subcommand"));
             assert!(
                 text.contains("Selects the data directory"),

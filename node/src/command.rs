@@ -11,18 +11,19 @@ pub const DEFAULT_HIST: usize = 20;
 /// before it is shown or sent (`node export` writes any length).
 pub const MAX_HIST: usize = 100_000;
 
-/// `hist N`, or why not.
+/// `hist N` (the last `n` chats, or with `before` the `n` chats before
+/// index `before`), or why not.
 ///
 /// # Errors
 /// More than [`MAX_HIST`] chats asked, in words naming `node export`.
-pub fn hist(n: usize) -> Result<Command, String> {
+pub fn hist(n: usize, before: Option<usize>) -> Result<Command, String> {
     if n > MAX_HIST {
         return Err(format!(
             "hist refused: {n} chats asked, at most {MAX_HIST} are sent in one answer; \
              'node export' writes the whole history"
         ));
     }
-    Ok(Command::Hist(n))
+    Ok(Command::Hist { n, before })
 }
 
 /// A command for the node.
@@ -31,8 +32,15 @@ pub enum Command {
     /// Queue a chat for mining; the text is already checked
     /// ([`chat_text`]).
     Chat(Vec<u8>),
-    /// Show the last N chats.
-    Hist(usize),
+    /// Show the last `n` chats; with `before`, the `n` chats before that
+    /// index (fewer at the history's start; `before` past the history's
+    /// end counts from its end).
+    Hist {
+        /// Chats, at most [`MAX_HIST`].
+        n: usize,
+        /// Index of the first chat not shown.
+        before: Option<usize>,
+    },
     /// Show the connected peers and the addresses still being tried.
     Peers,
     /// Show the node's state.
@@ -174,13 +182,16 @@ pub fn parse(line: &[u8]) -> Result<Option<Command>, BadCommand> {
         b"hist" => {
             let arg = rest.trim_ascii();
             if arg.is_empty() {
-                return Ok(Some(Command::Hist(DEFAULT_HIST)));
+                return Ok(Some(Command::Hist {
+                    n: DEFAULT_HIST,
+                    before: None,
+                }));
             }
             let n = std::str::from_utf8(arg)
                 .ok()
                 .and_then(|s| s.parse().ok())
                 .ok_or_else(|| BadCommand("usage: hist [N], N a whole number".into()))?;
-            hist(n).map(Some).map_err(BadCommand)
+            hist(n, None).map(Some).map_err(BadCommand)
         }
         b"peers" => no_argument(Command::Peers),
         b"status" => no_argument(Command::Status),
@@ -225,8 +236,8 @@ mod tests {
             parse(b"chat hello  world "),
             Ok(Some(Command::Chat(b"hello  world".to_vec())))
         );
-        assert_eq!(parse(b"  hist"), Ok(Some(Command::Hist(20))));
-        assert_eq!(parse(b"hist 5"), Ok(Some(Command::Hist(5))));
+        assert_eq!(parse(b"  hist"), Ok(Some(Command::Hist { n: 20, before: None })));
+        assert_eq!(parse(b"hist 5"), Ok(Some(Command::Hist { n: 5, before: None })));
         assert_eq!(parse(b"peers"), Ok(Some(Command::Peers)));
         assert_eq!(parse(b"status"), Ok(Some(Command::Status)));
         assert_eq!(parse(b"quit"), Ok(Some(Command::Quit)));
@@ -238,7 +249,7 @@ mod tests {
         );
         assert_eq!(parse(b"   "), Ok(None));
         assert!(parse(b"hist x").is_err());
-        assert_eq!(parse(b"hist 100000"), Ok(Some(Command::Hist(MAX_HIST))));
+        assert_eq!(parse(b"hist 100000"), Ok(Some(Command::Hist { n: MAX_HIST, before: None })));
         let refused = parse(b"hist 100001").unwrap_err().0;
         assert!(
             refused.contains("at most 100000") && refused.contains("node export"),

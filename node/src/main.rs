@@ -16,6 +16,7 @@ mod screen;
 mod store;
 mod terminal;
 mod text;
+mod web;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -57,18 +58,31 @@ fn main() -> ExitCode {
             Ok(dir) => offline::export(&dir, &output),
             Err(why) => fail(&why),
         },
+        Some(cli::Command::Url) => match data_dir_of(&node) {
+            Ok(dir) => web::print_url(&dir),
+            Err(why) => fail(&why),
+        },
         Some(client) => {
             let (request, json) = match client {
                 cli::Command::Status { json } => (Request::Status, json),
                 cli::Command::Peers { json } => (Request::Peers, json),
-                cli::Command::Hist { n, follow, json } => (Request::Hist { n, follow }, json),
+                cli::Command::Hist { n, follow, json } => (
+                    Request::Hist {
+                        n,
+                        follow,
+                        before: None,
+                    },
+                    json,
+                ),
                 cli::Command::Chat { text, json } => (
                     Request::Chat {
                         text: text.join(" "),
                     },
                     json,
                 ),
-                cli::Command::Verify { .. } | cli::Command::Export { .. } => {
+                cli::Command::Verify { .. }
+                | cli::Command::Export { .. }
+                | cli::Command::Url => {
                     unreachable!("matched above")
                 }
             };
@@ -205,6 +219,14 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
         own.pending(),
         data_dir.display()
     ));
+    let serve = match (args.no_http, args.http) {
+        (true, _) => web::Serve::Off,
+        (false, Some(addr)) => web::Serve::At(addr),
+        (false, None) => web::Serve::Default,
+    };
+    if let Some(url) = web::start(serve, args.bind, &data_dir, args.read_timeout)? {
+        say(&format!("the page: {url}"));
+    }
     let config = Config {
         bind: args.bind,
         port: args.port,

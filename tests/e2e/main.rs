@@ -17,3 +17,4 @@ mod partition;
 mod scale;
 mod terminal;
 mod verify;
+mod web;

@@ -315,14 +315,14 @@ fn offline(dir: &Path, request: &Request, why: &io::Error) -> Result<Option<Repl
                 pending,
             })))
         }
-        Request::Hist { n, .. } => {
+        Request::Hist { n, before, .. } => {
             let (history, _) = read_dir(dir).map_err(|e| format!("{}; {e}", not_running()))?;
             let _ = writeln!(
                 io::stderr(),
                 "the node is not running; the history of {}:",
                 dir.display()
             );
-            Ok(Some(Reply::hist(&history, *n, false)))
+            Ok(Some(Reply::hist(&history, *n, *before, false)))
         }
         Request::Peers | Request::Chat { .. } => Err(not_running()),
     }

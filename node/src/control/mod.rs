@@ -25,7 +25,8 @@ pub enum Request {
     /// `{"command":"peers"}`
     Peers,
     /// `{"command":"hist","n":20,"follow":false}`: the last `n` chats;
-    /// with `follow`, then every change of the history as it happens.
+    /// with `follow`, then every change of the history as it happens;
+    /// with `before` (and no `follow`), the `n` chats before that index.
     Hist {
         /// Chats (20 if absent), at most [`command::MAX_HIST`].
         #[serde(default = "default_hist")]
@@ -33,6 +34,10 @@ pub enum Request {
         /// Keep the connection and send every chat entering the history.
         #[serde(default)]
         follow: bool,
+        /// The index of the first chat not sent: the page before it (the
+        /// last `n` chats if absent). Not with `follow`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<usize>,
     },
     /// `{"command":"chat","text":"hello"}`: answered once the chat is on
     /// disk.
@@ -71,12 +76,18 @@ impl Request {
     ///
     /// # Errors
     /// Why it cannot be carried out, in words: a chat's text cannot be
-    /// sent, or `hist` asks for more than [`command::MAX_HIST`] chats.
+    /// sent, or `hist` asks for more than [`command::MAX_HIST`] chats, or
+    /// for a page `before` an index while following.
     pub fn command(&self) -> Result<Command, String> {
         Ok(match self {
             Request::Status => Command::Status,
             Request::Peers => Command::Peers,
-            Request::Hist { n, .. } => command::hist(*n)?,
+            Request::Hist {
+                follow: true,
+                before: Some(_),
+                ..
+            } => return Err("hist refused: 'before' and 'follow' cannot go together".into()),
+            Request::Hist { n, before, .. } => command::hist(*n, *before)?,
             Request::Chat { text } => Command::Chat(
                 chat_text(text.as_bytes())
                     .map_err(|e| e.to_string())?
@@ -115,10 +126,38 @@ mod tests {
 
     #[test]
     fn hist_asks_for_at_most_max_hist_chats() {
-        let hist = |n| Request::Hist { n, follow: true }.command();
-        assert_eq!(hist(MAX_HIST), Ok(Command::Hist(MAX_HIST)));
+        let hist = |n| {
+            Request::Hist {
+                n,
+                follow: true,
+                before: None,
+            }
+            .command()
+        };
+        assert_eq!(
+            hist(MAX_HIST),
+            Ok(Command::Hist {
+                n: MAX_HIST,
+                before: None
+            })
+        );
         let refused = hist(MAX_HIST + 1).unwrap_err();
         assert!(refused.contains("at most 100000"), "{refused}");
         assert!(refused.contains("node export"), "{refused}");
+    }
+
+    #[test]
+    fn hist_takes_a_page_before_an_index_but_not_while_following() {
+        let page = Request::parse(br#"{"command":"hist","n":50,"before":1000}"#).unwrap();
+        assert_eq!(
+            page.command(),
+            Ok(Command::Hist {
+                n: 50,
+                before: Some(1000)
+            })
+        );
+        let both = Request::parse(br#"{"command":"hist","n":5,"before":9,"follow":true}"#);
+        let refused = both.unwrap().command().unwrap_err();
+        assert!(refused.contains("'before' and 'follow'"), "{refused}");
     }
 }

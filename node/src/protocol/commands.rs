@@ -22,7 +22,7 @@ impl Node {
                 self.schedule_mining(now);
                 return;
             }
-            Command::Hist(n) => Reply::hist(&self.history, n, true),
+            Command::Hist { n, before } => Reply::hist(&self.history, n, before, true),
             Command::Peers => Reply::Peers {
                 peers: self.peers.rows(now),
                 dialing: self.book.rows(now),

@@ -44,7 +44,7 @@ use mining::Mining;
 use network::Timers;
 pub use own::{Digest, OwnChats};
 use peers::Peers;
-pub use report::{Line, Offline, Reply, ResolvingRow, Sent, Why};
+pub use report::{HistChat, Line, Offline, Reply, ResolvingRow, Sent, Why};
 
 /// A failure to save is said on the screen at most this often.
 const SAVE_WARNING_EVERY: Duration = Duration::from_secs(60);

@@ -110,7 +110,8 @@ where
 }
 
 /// A running `node` process: `--bind ADDR --port PORT --data-dir DIR
-/// --threads 1` plus extra arguments, stdin a pipe, stdout read line by
+/// --threads 1` plus extra arguments (and `--no-http` unless they have
+/// `--http`), stdin a pipe, stdout read line by
 /// line on a thread, stderr (logs at `info` unless the arguments say
 /// otherwise) in a file of its temporary directory. Killed on drop; on a
 /// failing test its output and logs are printed.
@@ -218,6 +219,24 @@ impl Node {
         Duration::from_secs_f64((ticks(14) + ticks(15)) as f64 / per_second as f64)
     }
 
+    /// `--no-http` unless the arguments say where to serve the page: the
+    /// tests of other doors than the page run without it.
+    fn page_flag(&self) -> Option<&'static str> {
+        (!self.args.iter().any(|a| a == "--http")).then_some("--no-http")
+    }
+
+    /// The page's URL with its token, from the `the page: URL` line of the
+    /// current run (panics if the node serves no page).
+    pub fn page_url(&self) -> String {
+        let seen = self.seen.lock().unwrap();
+        let line = seen
+            .iter()
+            .rev()
+            .find_map(|(_, line)| line.strip_prefix("the page: "))
+            .unwrap_or_else(|| panic!("node {} printed no page URL", self.addr));
+        line.to_string()
+    }
+
     fn stderr_path(&self, run: usize) -> PathBuf {
         self.dir.path().join(format!("stderr-{run}.log"))
     }
@@ -258,6 +277,7 @@ impl Node {
             .arg("--threads")
             .arg("1")
             .args(&self.args)
+            .args(self.page_flag())
             .env("NODE_LOG", "info")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

@@ -142,6 +142,8 @@ impl PtyNode {
             .arg("--threads")
             .arg("1")
             .args(args)
+            // The page's tests are in web.rs; here the screen is the prompt's.
+            .args((!args.contains(&"--http")).then_some("--no-http"))
             .env_remove("NODE_LOG")
             .env("TERM", "xterm");
         // Runs in the child, on the pty, right before exec.
