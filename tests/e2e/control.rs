@@ -12,7 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wire::{History, Message};
+use wire::Message;
 
 use crate::support::observe::MemWatch;
 use crate::support::pty::PtyNode;

@@ -135,7 +135,7 @@ impl Live {
     /// `[seconds since the Unix epoch, peers]`, every 10 s).
     pub fn charts(&self) -> serde_json::Value {
         let now = now_ms();
-        let mut minutes = [0u32; 60];
+        let mut minutes = vec![0u32; 60];
         let times = self.times.lock().unwrap_or_else(PoisonError::into_inner);
         for &time in times.values() {
             let ago = now.saturating_sub(time) / 60_000;
@@ -322,7 +322,7 @@ impl Feed {
                 Ok(_) | Err(_) => return Err(Some("the node did not give the chats it lacks".into())),
             };
             let before = self.next;
-            for chat in chats.into_iter().filter(|chat| chat.index >= self.next) {
+            for chat in chats.into_iter().filter(|chat| chat.index >= before) {
                 let chat = self.shared.live.page_chat(chat, false);
                 self.send_chat(&chat).await?;
             }

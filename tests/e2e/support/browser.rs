@@ -81,13 +81,17 @@ impl Driver {
             .build()
             .expect("a runtime for the WebDriver client");
         let url = format!("http://127.0.0.1:{}", self.port);
+        // Timers need the runtime's context: made inside `block_on`.
         let client = runtime
-            .block_on(tokio::time::timeout(
-                WAIT * 2,
-                ClientBuilder::new(HttpConnector::new())
-                    .capabilities(capabilities)
-                    .connect(&url),
-            ))
+            .block_on(async {
+                tokio::time::timeout(
+                    WAIT * 2,
+                    ClientBuilder::new(HttpConnector::new())
+                        .capabilities(capabilities)
+                        .connect(&url),
+                )
+                .await
+            })
             .expect("chromium started within 30 s")
             .expect("a WebDriver session");
         Browser {
@@ -118,7 +122,10 @@ impl Browser {
     }
 
     fn run<T>(&self, what: &str, call: impl Future<Output = Result<T, impl std::fmt::Debug>>) -> T {
-        match self.runtime.block_on(tokio::time::timeout(WAIT, call)) {
+        match self
+            .runtime
+            .block_on(async { tokio::time::timeout(WAIT, call).await })
+        {
             Ok(Ok(value)) => value,
             Ok(Err(e)) => panic!("browser: {what}: {e:?}"),
             Err(_) => panic!("browser: {what}: no answer within {WAIT:?}"),
@@ -200,7 +207,7 @@ impl Drop for Browser {
         if let Some(client) = self.client.take() {
             let _ = self
                 .runtime
-                .block_on(tokio::time::timeout(WAIT, client.close()));
+                .block_on(async { tokio::time::timeout(WAIT, client.close()).await });
         }
     }
 }
