@@ -258,9 +258,6 @@ impl Feed {
             Ok(Reply::Hist { history, .. }) => history,
             Ok(_) | Err(_) => self.next,
         };
-        if history.saturating_sub(self.next) > MAX_CATCH_UP {
-            return self.send(Event::default().event("reset").data("{}")).await;
-        }
         self.catch_up(history).await?;
         loop {
             let change = tokio::select! {
@@ -312,8 +309,14 @@ impl Feed {
     }
 
     /// Sends the chats from `next` up to (not including) index `end`,
-    /// asked of the node a page at a time.
+    /// asked of the node a page at a time; more than [`MAX_CATCH_UP`] of
+    /// them, a `reset` instead, and the stream ends (the page loads the
+    /// latest chats and follows again).
     async fn catch_up(&mut self, end: usize) -> Result<(), End> {
+        if end.saturating_sub(self.next) > MAX_CATCH_UP {
+            self.send(Event::default().event("reset").data("{}")).await?;
+            return Err(None);
+        }
         while self.next < end {
             let n = CATCH_UP_PAGE.min(end - self.next);
             let ask = json!({"command": "hist", "n": n, "before": self.next + n});

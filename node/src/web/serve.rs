@@ -1,5 +1,5 @@
 //! Connections: accepted up to [`MAX_CONNECTIONS`] at once (one more is
-//! closed at once), each served by hyper's HTTP/1.1 with request heads of
+//! closed at once), each with a send buffer of [`SEND_BUFFER`], served by hyper's HTTP/1.1 with request heads of
 //! at most [`MAX_HEAD`] bytes that must come whole within the read timeout
 //! (a slow or idle client is closed then), and every answer but the live
 //! stream given within [`ANSWER_WAIT`]. Each refusal is said at info.
@@ -27,6 +27,9 @@ use super::routes::refuse;
 pub const MAX_CONNECTIONS: usize = 64;
 /// The largest request head (request line and headers) read.
 pub const MAX_HEAD: usize = 16 << 10;
+/// The kernel's send buffer of a connection (Linux doubles it): without
+/// it, the buffer of a client that reads nothing grows to megabytes.
+pub const SEND_BUFFER: usize = 64 << 10;
 /// The longest a request may take, its body included, but the live
 /// stream: the control client's longest wait (a `chat`'s), and some.
 pub const ANSWER_WAIT: Duration = Duration::from_secs(65);
@@ -49,6 +52,9 @@ pub async fn run(listener: TcpListener, app: Router, read_timeout: Duration) {
             info!("page: a connection from {from} closed: {MAX_CONNECTIONS} are open");
             continue;
         };
+        if let Err(e) = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER) {
+            info!("page: a connection from {from} keeps its send buffer: {e}");
+        }
         let kill = Kill::default();
         let service = TowerToHyperService::new(app.clone().layer(axum::Extension(kill.clone())));
         tokio::spawn(async move {
