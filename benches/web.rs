@@ -52,7 +52,8 @@ fn median(mut times: Vec<Duration>) -> Duration {
 fn first_paint(driver: &Driver) {
     let net = Net::new(17, 41);
     let mut node = page_node(&net, 1, &[]);
-    net.peer(100, 1).send_raw(&fixture_bytes("history-100k.bin"));
+    net.peer(100, 1)
+        .send_raw(&fixture_bytes("history-100k.bin"));
     assert!(node.wait_history_len(100_000));
     let mut shown = Vec::new();
     let mut paints = Vec::new();
@@ -94,7 +95,11 @@ fn page_to_page(driver: &Driver) {
         browser.goto(&node.page_url());
         assert!(
             browser
-                .wait_js("return document.getElementById('link').textContent;", WAIT, |v| v == "live")
+                .wait_js(
+                    "return document.getElementById('link').textContent;",
+                    WAIT,
+                    |v| v == "live"
+                )
                 .is_some()
         );
         browser
@@ -105,7 +110,10 @@ fn page_to_page(driver: &Driver) {
         let text = format!("bench chat {i}");
         let began = Instant::now();
         page_a.type_chat(&text);
-        assert!(page_b.wait_chat(&text, WAIT).is_some(), "{text} did not reach page b");
+        assert!(
+            page_b.wait_chat(&text, WAIT).is_some(),
+            "{text} did not reach page b"
+        );
         times.push(began.elapsed());
     }
     let worst = *times.iter().max().expect("20 times");
@@ -158,7 +166,10 @@ fn memory(driver: &Driver) {
     assert!(browser.wait_chat("followed 49", WAIT).is_some());
     let during = proc_kb(pid, "VmRSS").expect("VmRSS");
     let got: Vec<usize> = streams.into_iter().map(|t| t.join().unwrap_or(0)).collect();
-    assert!(got.iter().all(|&n| n == 50), "streams got {got:?} chats of 50");
+    assert!(
+        got.iter().all(|&n| n == 50),
+        "streams got {got:?} chats of 50"
+    );
     println!(
         "node resident memory: {before} kB with its page idle, {during} kB with 20 live \
          streams and a browser page following 50 chats"

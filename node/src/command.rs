@@ -236,8 +236,17 @@ mod tests {
             parse(b"chat hello  world "),
             Ok(Some(Command::Chat(b"hello  world".to_vec())))
         );
-        assert_eq!(parse(b"  hist"), Ok(Some(Command::Hist { n: 20, before: None })));
-        assert_eq!(parse(b"hist 5"), Ok(Some(Command::Hist { n: 5, before: None })));
+        assert_eq!(
+            parse(b"  hist"),
+            Ok(Some(Command::Hist {
+                n: 20,
+                before: None
+            }))
+        );
+        assert_eq!(
+            parse(b"hist 5"),
+            Ok(Some(Command::Hist { n: 5, before: None }))
+        );
         assert_eq!(parse(b"peers"), Ok(Some(Command::Peers)));
         assert_eq!(parse(b"status"), Ok(Some(Command::Status)));
         assert_eq!(parse(b"quit"), Ok(Some(Command::Quit)));
@@ -249,7 +258,13 @@ mod tests {
         );
         assert_eq!(parse(b"   "), Ok(None));
         assert!(parse(b"hist x").is_err());
-        assert_eq!(parse(b"hist 100000"), Ok(Some(Command::Hist { n: MAX_HIST, before: None })));
+        assert_eq!(
+            parse(b"hist 100000"),
+            Ok(Some(Command::Hist {
+                n: MAX_HIST,
+                before: None
+            }))
+        );
         let refused = parse(b"hist 100001").unwrap_err().0;
         assert!(
             refused.contains("at most 100000") && refused.contains("node export"),

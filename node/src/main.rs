@@ -80,9 +80,7 @@ fn main() -> ExitCode {
                     },
                     json,
                 ),
-                cli::Command::Verify { .. }
-                | cli::Command::Export { .. }
-                | cli::Command::Url => {
+                cli::Command::Verify { .. } | cli::Command::Export { .. } | cli::Command::Url => {
                     unreachable!("matched above")
                 }
             };

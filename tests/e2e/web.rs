@@ -71,7 +71,11 @@ fn open(driver: &Driver, node: &Node, width: u32, height: u32) -> Browser {
 fn assert_whole(chats: &[(u64, String)]) {
     let first = chats.first().map_or(0, |c| c.0);
     for (at, (index, text)) in chats.iter().enumerate() {
-        assert_eq!(*index, first + at as u64, "gap or repeat at {text:?}: {chats:?}");
+        assert_eq!(
+            *index,
+            first + at as u64,
+            "gap or repeat at {text:?}: {chats:?}"
+        );
     }
 }
 
@@ -111,7 +115,9 @@ fn a_chat_reaches_every_page_and_prompt_once_and_in_order() {
 
     page_a.type_chat("from page a");
     let sent = Instant::now();
-    let at_b = page_b.wait_chat("from page a", WAIT).expect("page b shows it");
+    let at_b = page_b
+        .wait_chat("from page a", WAIT)
+        .expect("page b shows it");
     eprintln!("page a -> page b: {:?}", sent.elapsed());
     assert!(c.wait_line(|l| l == "#0 from page a", WAIT).is_some());
     // Typed at c's prompt (its stdin), which shows the chats as they come.
@@ -156,13 +162,19 @@ fn a_reload_and_a_node_restart_leave_the_page_whole() {
         node.chat(&format!("after {i}"));
     }
     // The stream comes back by itself and resumes after "before 2".
-    assert!(page.wait_chat("after 2", WAIT * 2).is_some(), "{:?}", page.chats());
+    assert!(
+        page.wait_chat("after 2", WAIT * 2).is_some(),
+        "{:?}",
+        page.chats()
+    );
     let chats = page.chats();
     assert_whole(&chats);
     let texts: Vec<&str> = chats.iter().map(|c| c.1.as_str()).collect();
     assert_eq!(
         texts,
-        ["before 0", "before 1", "before 2", "after 0", "after 1", "after 2"]
+        [
+            "before 0", "before 1", "before 2", "after 0", "after 1", "after 2"
+        ]
     );
 }
 
@@ -174,7 +186,8 @@ fn hostile_texts_are_shown_as_text_and_run_nothing() {
     let mut node = start(&net, 1, &[]);
     // Terminal escapes and bytes that are not UTF-8 come from a peer.
     let escapes: &[&[u8]] = &[b"\x1b[31mred\x1b[0m \x07", b"raw \xff bytes"];
-    net.peer(100, 1).send(&Message::ArchiveResponse(mined(escapes)));
+    net.peer(100, 1)
+        .send(&Message::ArchiveResponse(mined(escapes)));
     assert!(node.wait_history_len(2));
     let page = open(&driver, &node, 1280, 900);
     let typed = [
@@ -188,13 +201,18 @@ fn hostile_texts_are_shown_as_text_and_run_nothing() {
         assert!(page.wait_chat(text, WAIT).is_some(), "{text}");
     }
     let texts: Vec<String> = page.chats().into_iter().map(|c| c.1).collect();
-    assert_eq!(texts[..2], ["\u{1b}[31mred\u{1b}[0m \u{7}", "raw \u{fffd} bytes"]);
-    assert_eq!(texts[2..], typed.map(String::from));
-    let marks = page.js(
-        "return [window.__xss === undefined, \
-         document.querySelectorAll('#chats img, #chats script, #chats b').length];",
+    assert_eq!(
+        texts[..2],
+        ["\u{1b}[31mred\u{1b}[0m \u{7}", "raw \u{fffd} bytes"]
     );
-    assert_eq!(marks, serde_json::json!([true, 0]), "a payload ran or became markup");
+    assert_eq!(texts[2..], typed.map(String::from));
+    let marks = page.js("return [window.__xss === undefined, \
+         document.querySelectorAll('#chats img, #chats script, #chats b').length];");
+    assert_eq!(
+        marks,
+        serde_json::json!([true, 0]),
+        "a payload ran or became markup"
+    );
 }
 
 #[test]
@@ -205,10 +223,17 @@ fn without_the_token_or_from_elsewhere_nothing_is_done() {
     let other = start(&net, 2, &[]);
     let page = SocketAddrV4::new(net.addr(1), PAGE_PORT);
     let url = node.page_url();
-    let token = url.split("token=").nth(1).expect("a token in the URL").to_string();
+    let token = url
+        .split("token=")
+        .nth(1)
+        .expect("a token in the URL")
+        .to_string();
     let host = format!("Host: {page}\r\n");
     let get = |path: &str, extra: &str| {
-        http(page, &format!("GET {path} HTTP/1.1\r\n{host}{extra}Connection: close\r\n\r\n"))
+        http(
+            page,
+            &format!("GET {path} HTTP/1.1\r\n{host}{extra}Connection: close\r\n\r\n"),
+        )
     };
     let post = |headers: &str, body: &str| {
         http(
@@ -236,7 +261,10 @@ fn without_the_token_or_from_elsewhere_nothing_is_done() {
         "x-content-type-options: nosniff",
         "referrer-policy: no-referrer",
     ] {
-        assert!(head.to_lowercase().contains(&header.to_lowercase()), "{header}: {head}");
+        assert!(
+            head.to_lowercase().contains(&header.to_lowercase()),
+            "{header}: {head}"
+        );
     }
     // The URL with the token sets the cookie.
     let (status, head, _) = get(&format!("/?token={token}"), "");
@@ -247,34 +275,51 @@ fn without_the_token_or_from_elsewhere_nothing_is_done() {
     assert_eq!(get("/api/status", "").0, 401);
     assert_eq!(get("/api/status", "Authorization: Bearer nope\r\n").0, 401);
     assert_eq!(get("/api/status", &cookie).0, 200);
-    assert_eq!(get("/api/status", &format!("Authorization: Bearer {token}\r\n")).0, 200);
+    assert_eq!(
+        get("/api/status", &format!("Authorization: Bearer {token}\r\n")).0,
+        200
+    );
     // /metrics takes the bearer header only.
     assert_eq!(get("/metrics", &cookie).0, 401);
     // A foreign Host (DNS rebinding): refused, the page too.
     let rebound = http(
         page,
-        &format!("GET /api/status HTTP/1.1\r\nHost: evil.example:{PAGE_PORT}\r\n{cookie}Connection: close\r\n\r\n"),
+        &format!(
+            "GET /api/status HTTP/1.1\r\nHost: evil.example:{PAGE_PORT}\r\n{cookie}Connection: close\r\n\r\n"
+        ),
     );
     assert_eq!(rebound.0, 421, "{}", rebound.1);
-    let rebound = http(page, "GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n");
+    let rebound = http(
+        page,
+        "GET / HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(rebound.0, 421);
     // A chat with the cookie but from another origin, or none: refused;
     // a form's body: refused.
     let body = r#"{"text":"forged"}"#;
-    let (status, _, why) = post(&format!("{cookie}{json}Origin: http://evil.example\r\n"), body);
+    let (status, _, why) = post(
+        &format!("{cookie}{json}Origin: http://evil.example\r\n"),
+        body,
+    );
     assert_eq!(status, 403, "{why}");
     assert_eq!(post(&format!("{cookie}{json}"), body).0, 403);
     let form = "Content-Type: application/x-www-form-urlencoded\r\n";
     let own = format!("Origin: http://{page}\r\n");
     assert_eq!(post(&format!("{cookie}{form}{own}"), "text=forged").0, 415);
     // A body past the bound: refused.
-    let (status, _, _) = post(&format!("{cookie}{json}{own}"), &format!(r#"{{"text":"{}"}}"#, "x".repeat(5000)));
+    let (status, _, _) = post(
+        &format!("{cookie}{json}{own}"),
+        &format!(r#"{{"text":"{}"}}"#, "x".repeat(5000)),
+    );
     assert_eq!(status, 413);
     // A text the prompt would refuse: refused in its words.
     let (status, _, why) = post(&format!("{cookie}{json}{own}"), r#"{"text":"caf\u00e9"}"#);
     assert_eq!(status, 400);
     assert!(why.contains("printable ASCII"), "{why}");
-    assert_eq!(node.ask(&serde_json::json!({"command":"status"}))["history"], 0);
+    assert_eq!(
+        node.ask(&serde_json::json!({"command":"status"}))["history"],
+        0
+    );
 
     // In a browser: a page of another origin posts to this one, as any
     // web site could; nothing is sent. Then the owner's page works.
@@ -285,7 +330,11 @@ fn without_the_token_or_from_elsewhere_nothing_is_done() {
          headers: {{'Content-Type': 'text/plain'}}, body: JSON.stringify({{text: 'forged'}})}}) \
          .then(() => window.__posted = 1, () => window.__posted = 2);"
     ));
-    assert!(elsewhere.wait_js("return window.__posted;", WAIT, |v| !v.is_null()).is_some());
+    assert!(
+        elsewhere
+            .wait_js("return window.__posted;", WAIT, |v| !v.is_null())
+            .is_some()
+    );
     let mine = open(&driver, &node, 1280, 900);
     mine.type_chat("the owner's chat");
     assert!(mine.wait_chat("the owner's chat", WAIT).is_some());
@@ -299,7 +348,8 @@ fn a_100k_history_shows_the_latest_at_once_and_pages_back() {
     let net = Net::new(FILE, 4);
     let Some(driver) = driver(&net) else { return };
     let mut node = start(&net, 1, &[]);
-    net.peer(100, 1).send_raw(&fixture_bytes("history-100k.bin"));
+    net.peer(100, 1)
+        .send_raw(&fixture_bytes("history-100k.bin"));
     assert!(node.wait_history_len(100_000));
     let page = driver.browser(1280, 900);
     let opened = Instant::now();
@@ -311,9 +361,16 @@ fn a_100k_history_shows_the_latest_at_once_and_pages_back() {
         |v| v == 99_999,
     );
     assert!(latest.is_some(), "the latest chat was not shown");
-    eprintln!("100k history: latest chat shown {:?} after opening", opened.elapsed());
+    eprintln!(
+        "100k history: latest chat shown {:?} after opening",
+        opened.elapsed()
+    );
     let shown = page.chats();
-    assert!(shown.len() <= 200, "{} chats in the page at first", shown.len());
+    assert!(
+        shown.len() <= 200,
+        "{} chats in the page at first",
+        shown.len()
+    );
     assert_whole(&shown);
     let first = shown[0].0;
     // Scrolling up brings the page before, joined without a gap.
@@ -344,7 +401,16 @@ fn a_port_in_use_is_said_once_and_the_node_goes_on_unless_asked_for_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().display().to_string();
     let port = net.port().to_string();
-    let common = ["--bind", &addr.to_string(), "--port", &port, "--data-dir", &data, "--threads", "1"];
+    let common = [
+        "--bind",
+        &addr.to_string(),
+        "--port",
+        &port,
+        "--data-dir",
+        &data,
+        "--threads",
+        "1",
+    ];
     // Asked for: the node does not start.
     let page = format!("{addr}:{PAGE_PORT}");
     let mut asked = common.to_vec();
@@ -352,13 +418,26 @@ fn a_port_in_use_is_said_once_and_the_node_goes_on_unless_asked_for_it() {
     let out = run_to_exit(&asked, WAIT);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("cannot serve the page on {page} (--http)")), "{err}");
+    assert!(
+        err.contains(&format!("cannot serve the page on {page} (--http)")),
+        "{err}"
+    );
     // By default: said once, and the node runs (it answers `quit`).
     let out = crate::support::run_with_input(common, b"status\nquit\n", WAIT);
-    let (stdout, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (stdout, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
     assert_eq!(out.status.code(), Some(0), "{err}");
-    assert_eq!(err.matches("no page: cannot serve it on").count(), 1, "{err}");
-    assert!(stdout.contains("listening on") && !stdout.contains("the page:"), "{stdout}");
+    assert_eq!(
+        err.matches("no page: cannot serve it on").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        stdout.contains("listening on") && !stdout.contains("the page:"),
+        "{stdout}"
+    );
     let url = run_to_exit(["url", "--data-dir", &data], WAIT);
     assert_eq!(url.status.code(), Some(1));
 }
@@ -389,15 +468,26 @@ fn slow_clients_and_too_many_connections_are_closed() {
     let _ = extra.read_to_end(&mut answer);
     assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
     drop(held);
-    let served = || (http(page, &format!("GET / HTTP/1.1\r\nHost: {page}\r\nConnection: close\r\n\r\n")).0 == 200).then_some(());
-    assert!(poll(WAIT, served).is_some(), "the places were not given back");
+    let served = || {
+        (http(
+            page,
+            &format!("GET / HTTP/1.1\r\nHost: {page}\r\nConnection: close\r\n\r\n"),
+        )
+        .0 == 200)
+            .then_some(())
+    };
+    assert!(
+        poll(WAIT, served).is_some(),
+        "the places were not given back"
+    );
     // A live stream that reads nothing is dropped, and said.
     let token = node.page_url().split("token=").nth(1).unwrap().to_string();
     // Its receive buffer small from the start (the window is set at
     // connect).
     let deaf = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     deaf.set_recv_buffer_size(4096).unwrap();
-    deaf.connect(&std::net::SocketAddr::from(page).into()).unwrap();
+    deaf.connect(&std::net::SocketAddr::from(page).into())
+        .unwrap();
     let mut deaf = TcpStream::from(deaf);
     write!(
         deaf,
@@ -406,10 +496,17 @@ fn slow_clients_and_too_many_connections_are_closed() {
     .unwrap();
     // 1,000 chats of 250 bytes: far more than the socket buffers and the
     // stream's queue hold.
-    let texts: Vec<Vec<u8>> = (0..1000).map(|i| format!("{i:0>250}").into_bytes()).collect();
+    let texts: Vec<Vec<u8>> = (0..1000)
+        .map(|i| format!("{i:0>250}").into_bytes())
+        .collect();
     let texts: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
-    net.peer(100, 1).send(&Message::ArchiveResponse(mined(&texts)));
-    let said = poll(WAIT, || node.stderr().contains("page: a live stream dropped").then_some(()));
+    net.peer(100, 1)
+        .send(&Message::ArchiveResponse(mined(&texts)));
+    let said = poll(WAIT, || {
+        node.stderr()
+            .contains("page: a live stream dropped")
+            .then_some(())
+    });
     assert!(said.is_some(), "{}", node.stderr());
     assert!(node.stderr().contains("closed: 64 are open"));
     let mut reader = BufReader::new(&deaf);

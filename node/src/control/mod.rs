@@ -101,6 +101,7 @@ impl Request {
 mod tests {
     use super::*;
     use crate::command::MAX_HIST;
+    use crate::protocol::Reply;
 
     #[test]
     fn a_request_is_one_json_object() {
@@ -156,6 +157,25 @@ mod tests {
                 before: Some(1000)
             })
         );
+        // The page before index 3 of 5 chats, one at its start, and a
+        // `before` past the end counting from the end.
+        let miner = miner::Miner::new(1);
+        let mut history = wire::History::new();
+        for text in [&b"a"[..], b"b", b"c", b"d", b"e"] {
+            history.push(&miner.mine_next(&history, text));
+        }
+        let indexes = |n, before| match Reply::hist(&history, n, before, true) {
+            Reply::Hist { chats, history, .. } => {
+                assert_eq!(history, 5);
+                chats.iter().map(|c| c.index).collect::<Vec<_>>()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(indexes(2, Some(3)), [1, 2]);
+        assert_eq!(indexes(9, Some(2)), [0, 1]);
+        assert_eq!(indexes(2, Some(0)), Vec::<usize>::new());
+        assert_eq!(indexes(2, Some(99)), [3, 4]);
+        assert_eq!(indexes(2, None), [3, 4]);
         let both = Request::parse(br#"{"command":"hist","n":5,"before":9,"follow":true}"#);
         let refused = both.unwrap().command().unwrap_err();
         assert!(refused.contains("'before' and 'follow'"), "{refused}");

@@ -100,7 +100,11 @@ pub async fn access(State(shared): State<Arc<Shared>>, request: Request, next: N
         Door::Bearer => by_header,
     };
     if !allowed {
-        log::info!("page: {} {} refused: no token", request.method(), request.uri().path());
+        log::info!(
+            "page: {} {} refused: no token",
+            request.method(),
+            request.uri().path()
+        );
         return refuse(
             StatusCode::UNAUTHORIZED,
             "the token is missing or wrong: open the URL with the token that the node \

@@ -99,7 +99,8 @@ impl Link {
     /// returned as `Ok`.
     pub async fn ask_reply(&self, request: &Value) -> Result<Reply, String> {
         let value = self.ask(request).await?;
-        serde_json::from_value(value).map_err(|e| format!("the node's answer is not understood: {e}"))
+        serde_json::from_value(value)
+            .map_err(|e| format!("the node's answer is not understood: {e}"))
     }
 
     /// Follows the history from now on: the node's first answer (a

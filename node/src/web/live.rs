@@ -174,10 +174,8 @@ pub async fn follow(shared: Arc<Shared>) {
 /// Samples the number of peers for the chart, every [`PEERS_EVERY`].
 pub async fn sample_peers(shared: Arc<Shared>) {
     loop {
-        if let Ok(Reply::Status(status)) = shared
-            .link
-            .ask_reply(&json!({"command": "status"}))
-            .await
+        if let Ok(Reply::Status(status)) =
+            shared.link.ask_reply(&json!({"command": "status"})).await
         {
             let mut peers = shared
                 .live
@@ -231,7 +229,9 @@ pub fn stream(shared: Arc<Shared>, last: i64, kill: Kill) -> Response {
         drop(place);
     });
     let events = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|event| (Ok::<_, Infallible>(event), rx))
+        rx.recv()
+            .await
+            .map(|event| (Ok::<_, Infallible>(event), rx))
     });
     Sse::new(events)
         .keep_alive(KeepAlive::default())
@@ -251,8 +251,12 @@ type End = Option<String>;
 
 impl Feed {
     async fn run(&mut self, mut changes: broadcast::Receiver<Change>) -> Result<(), End> {
-        self.send(Event::default().retry(Duration::from_secs(1)).comment("hello"))
-            .await?;
+        self.send(
+            Event::default()
+                .retry(Duration::from_secs(1))
+                .comment("hello"),
+        )
+        .await?;
         let ask = json!({"command": "hist", "n": 0});
         let history = match self.shared.link.ask_reply(&ask).await {
             Ok(Reply::Hist { history, .. }) => history,
@@ -297,8 +301,13 @@ impl Feed {
                 self.next = self.next.min(*from);
                 let id = *from as i64 - 1;
                 let data = serde_json::to_string(line).expect("events serialize");
-                self.send(Event::default().event("switched").id(id.to_string()).data(data))
-                    .await
+                self.send(
+                    Event::default()
+                        .event("switched")
+                        .id(id.to_string())
+                        .data(data),
+                )
+                .await
             }
             Line::Notice { text } => {
                 let data = json!({ "text": text }).to_string();
@@ -314,7 +323,8 @@ impl Feed {
     /// latest chats and follows again).
     async fn catch_up(&mut self, end: usize) -> Result<(), End> {
         if end.saturating_sub(self.next) > MAX_CATCH_UP {
-            self.send(Event::default().event("reset").data("{}")).await?;
+            self.send(Event::default().event("reset").data("{}"))
+                .await?;
             return Err(None);
         }
         while self.next < end {
@@ -322,7 +332,9 @@ impl Feed {
             let ask = json!({"command": "hist", "n": n, "before": self.next + n});
             let chats = match self.shared.link.ask_reply(&ask).await {
                 Ok(Reply::Hist { chats, .. }) => chats,
-                Ok(_) | Err(_) => return Err(Some("the node did not give the chats it lacks".into())),
+                Ok(_) | Err(_) => {
+                    return Err(Some("the node did not give the chats it lacks".into()));
+                }
             };
             let before = self.next;
             for chat in chats.into_iter().filter(|chat| chat.index >= before) {

@@ -208,10 +208,20 @@ mod tests {
     #[test]
     fn the_unspecified_address_is_refused_and_no_page_is_none() {
         let dir = tempfile::tempdir().unwrap();
-        let off = start(Serve::Off, Ipv4Addr::LOCALHOST, dir.path(), Duration::from_secs(1));
+        let off = start(
+            Serve::Off,
+            Ipv4Addr::LOCALHOST,
+            dir.path(),
+            Duration::from_secs(1),
+        );
         assert_eq!(off, Ok(None));
         let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 51580);
-        let refused = start(Serve::At(any), Ipv4Addr::LOCALHOST, dir.path(), Duration::from_secs(1));
+        let refused = start(
+            Serve::At(any),
+            Ipv4Addr::LOCALHOST,
+            dir.path(),
+            Duration::from_secs(1),
+        );
         assert!(refused.unwrap_err().contains("Host check"));
     }
 }

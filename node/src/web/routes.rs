@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::{guard, serve};
 use super::live::{self, Kill};
+use super::{guard, serve};
 use crate::protocol::Reply;
 use crate::text::chat_text;
 
@@ -68,7 +68,10 @@ pub fn router(shared: Arc<Shared>) -> Router {
     router
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn(serve::within_time))
-        .layer(middleware::from_fn_with_state(shared.clone(), guard::access))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            guard::access,
+        ))
         .layer(middleware::from_fn_with_state(shared.clone(), guard::host))
         .layer(middleware::from_fn(guard::headers))
         .with_state(shared)
@@ -183,7 +186,10 @@ struct Chat {
 /// `POST /api/chat` with `{"text": ...}` (JSON only: a form cannot post
 /// it): the text is checked as the prompt does (400), then sent as the
 /// control `chat` request; its reply (`saved`, `not_saved`) is the answer.
-async fn chat(State(shared): State<Arc<Shared>>, body: Result<Json<Chat>, JsonRejection>) -> Response {
+async fn chat(
+    State(shared): State<Arc<Shared>>,
+    body: Result<Json<Chat>, JsonRejection>,
+) -> Response {
     let text = match body {
         Ok(Json(Chat { text })) => text,
         Err(e) => return refuse(e.status(), &e.body_text()),
@@ -220,10 +226,16 @@ async fn events(
         .map(|id| id.trim().parse::<i64>());
     let last = match (resume, after.after) {
         (Some(Ok(last)), _) => last,
-        (Some(Err(_)), _) => return refuse(StatusCode::BAD_REQUEST, "Last-Event-ID is a chat index"),
+        (Some(Err(_)), _) => {
+            return refuse(StatusCode::BAD_REQUEST, "Last-Event-ID is a chat index");
+        }
         (None, Some(after)) => after,
         (None, None) => {
-            match shared.link.ask_reply(&json!({"command": "hist", "n": 0})).await {
+            match shared
+                .link
+                .ask_reply(&json!({"command": "hist", "n": 0}))
+                .await
+            {
                 Ok(Reply::Hist { history, .. }) => history as i64 - 1,
                 _ => return refuse(StatusCode::BAD_GATEWAY, "the node did not answer"),
             }

@@ -85,7 +85,10 @@ pub async fn within_time(request: Request, next: Next) -> Response {
     match timeout(ANSWER_WAIT, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            info!("page: a request took over {} s: ended", ANSWER_WAIT.as_secs());
+            info!(
+                "page: a request took over {} s: ended",
+                ANSWER_WAIT.as_secs()
+            );
             refuse(StatusCode::REQUEST_TIMEOUT, "the request took too long")
         }
     }

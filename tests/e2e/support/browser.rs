@@ -149,7 +149,12 @@ impl Browser {
 
     /// Polls `script` until `done` holds of its value (or `timeout`
     /// passes: `None`).
-    pub fn wait_js(&self, script: &str, timeout: Duration, done: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub fn wait_js(
+        &self,
+        script: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         loop {
             let value = self.js(script);
@@ -165,10 +170,8 @@ impl Browser {
 
     /// The chats the page shows, in its order: (index, text).
     pub fn chats(&self) -> Vec<(u64, String)> {
-        let rows = self.js(
-            "return [...document.querySelectorAll('#chats li')]\
-             .map(li => [Number(li.dataset.index), li.querySelector('.text').textContent]);",
-        );
+        let rows = self.js("return [...document.querySelectorAll('#chats li')]\
+             .map(li => [Number(li.dataset.index), li.querySelector('.text').textContent]);");
         serde_json::from_value(rows).expect("rows of [index, text]")
     }
 
