@@ -22,7 +22,7 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::browser::{Browser, Driver};
+use support::browser::Driver;
 use support::observe::proc_kb;
 use support::{Net, Node, WAIT, fixture_bytes};
 
@@ -62,13 +62,10 @@ fn first_paint(driver: &Driver) {
     for _ in 0..5 {
         let began = Instant::now();
         browser.reload();
-        let latest = browser.wait_js(
-            "const li = document.querySelector('#chats li:last-child'); \
-             return li ? Number(li.dataset.index) : null;",
-            WAIT,
-            |v| v == 99_999,
+        assert!(
+            browser.wait_last(99_999, WAIT),
+            "the latest chat was not shown"
         );
-        assert!(latest.is_some(), "the latest chat was not shown");
         shown.push(began.elapsed());
         let paint = browser.js(
             "const p = performance.getEntriesByName('first-contentful-paint')[0]; \
@@ -90,20 +87,7 @@ fn page_to_page(driver: &Driver) {
     let net = Net::new(17, 42);
     let a = page_node(&net, 1, &[]);
     let b = page_node(&net, 2, &["--peer", &net.addr(1).to_string()]);
-    let open = |node: &Node| -> Browser {
-        let browser = driver.browser(1280, 900);
-        browser.goto(&node.page_url());
-        assert!(
-            browser
-                .wait_js(
-                    "return document.getElementById('link').textContent;",
-                    WAIT,
-                    |v| v == "live"
-                )
-                .is_some()
-        );
-        browser
-    };
+    let open = |node: &Node| driver.open(&node.page_url(), 1280, 900);
     let (page_a, page_b) = (open(&a), open(&b));
     let mut times = Vec::new();
     for i in 0..20 {

@@ -36,10 +36,9 @@ fn start(net: &Net, host: u8, extra: &[&str]) -> Node {
     let mut args = page_args(net, host);
     args.extend(extra.iter().map(|s| s.to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let mut node = net.node(host, &args);
+    let node = net.node(host, &args);
     // Printed once the page's port listens, after `listening on`.
-    let url = node.wait_line(|l| l.starts_with("the page: "), WAIT);
-    assert!(url.is_some(), "node {} printed no page URL", node.addr);
+    node.page_url();
     node
 }
 
@@ -56,15 +55,7 @@ fn driver(net: &Net) -> Option<Driver> {
 
 /// A page of `node` open and live in a new browser of `width` x `height`.
 fn open(driver: &Driver, node: &Node, width: u32, height: u32) -> Browser {
-    let browser = driver.browser(width, height);
-    browser.goto(&node.page_url());
-    let live = browser.wait_js(
-        "return document.getElementById('link').textContent;",
-        WAIT,
-        |v| v == "live",
-    );
-    assert!(live.is_some(), "the page of {} never went live", node.addr);
-    browser
+    driver.open(&node.page_url(), width, height)
 }
 
 /// The indexes are 0, 1, 2, ... with no gap and no repeat.
@@ -354,13 +345,10 @@ fn a_100k_history_shows_the_latest_at_once_and_pages_back() {
     let page = driver.browser(1280, 900);
     let opened = Instant::now();
     page.goto(&node.page_url());
-    let latest = page.wait_js(
-        "const li = document.querySelector('#chats li:last-child'); \
-         return li ? Number(li.dataset.index) : null;",
-        WAIT,
-        |v| v == 99_999,
+    assert!(
+        page.wait_last(99_999, WAIT),
+        "the latest chat was not shown"
     );
-    assert!(latest.is_some(), "the latest chat was not shown");
     eprintln!(
         "100k history: latest chat shown {:?} after opening",
         opened.elapsed()
@@ -383,6 +371,9 @@ fn a_100k_history_shows_the_latest_at_once_and_pages_back() {
     assert!(earlier.is_some(), "no earlier chats after scrolling up");
     assert_whole(&page.chats());
 
+    page.js("document.getElementById('log').scrollTop = 1e9;");
+    page.type_chat("a chat from the page");
+    assert!(page.wait_chat("a chat from the page", WAIT).is_some());
     let desktop = page.screenshot(screenshot_path("desktop-1280x900.png"));
     page.resize(390, 844);
     page.js("document.getElementById('log').scrollTop = 1e9;");
@@ -514,4 +505,39 @@ fn slow_clients_and_too_many_connections_are_closed() {
     while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
         line.clear();
     }
+}
+
+#[test]
+fn a_switch_to_a_longer_history_is_shown_once_and_the_page_follows_it() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 7);
+    let Some(driver) = driver(&net) else { return };
+    let mut node = start(&net, 1, &[]);
+    node.chat("mine alone");
+    let page = open(&driver, &node, 1280, 900);
+    assert_eq!(page.wait_chat("mine alone", WAIT), Some(0));
+    net.peer(100, 1)
+        .send(&Message::ArchiveResponse(mined(&[b"p0", b"p1", b"p2"])));
+    // Ours is mined again on top of the longer history.
+    let remined = poll(WAIT * 2, || {
+        page.chats()
+            .contains(&(3, "mine alone".to_string()))
+            .then_some(())
+    });
+    assert!(remined.is_some(), "{:?}", page.chats());
+    let chats = page.chats();
+    assert_whole(&chats);
+    let texts: Vec<&str> = chats.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(texts, ["p0", "p1", "p2", "mine alone"]);
+    let said = page.js("return document.getElementById('switches').textContent;");
+    let said = said.as_str().expect("text");
+    assert_eq!(
+        said.matches("replaced by a longer history").count(),
+        1,
+        "{said}"
+    );
+    assert!(
+        said.contains("1 chats from #0 on") && said.contains("1 of yours will be mined again"),
+        "{said}"
+    );
 }

@@ -102,6 +102,22 @@ impl Driver {
     }
 }
 
+impl Driver {
+    /// A new browser of `width` x `height` on the page at `url` (its URL
+    /// with the token), once the page says its live stream is open.
+    pub fn open(&self, url: &str, width: u32, height: u32) -> Browser {
+        let browser = self.browser(width, height);
+        browser.goto(url);
+        let live = browser.wait_js(
+            "return document.getElementById('link').textContent;",
+            WAIT,
+            |v| v == "live",
+        );
+        assert!(live.is_some(), "the page at {url} never went live");
+        browser
+    }
+}
+
 impl Drop for Driver {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -184,6 +200,14 @@ impl Browser {
                 .find(|(_, shown)| shown == text)
                 .map(|(index, _)| index)
         })
+    }
+
+    /// Waits until the page's last chat is the one of `index` (at most
+    /// `timeout`); whether it came.
+    pub fn wait_last(&self, index: u64, timeout: Duration) -> bool {
+        let script = "const li = document.querySelector('#chats li:last-child'); \
+                      return li ? Number(li.dataset.index) : null;";
+        self.wait_js(script, timeout, |v| v == index).is_some()
     }
 
     /// Types `text` in the send box and presses Enter.

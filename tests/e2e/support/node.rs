@@ -226,15 +226,17 @@ impl Node {
     }
 
     /// The page's URL with its token, from the `the page: URL` line of the
-    /// current run (panics if the node serves no page).
+    /// current run, printed once its port listens (waits for it; panics if
+    /// it does not come).
     pub fn page_url(&self) -> String {
-        let seen = self.seen.lock().unwrap();
-        let line = seen
-            .iter()
-            .rev()
-            .find_map(|(_, line)| line.strip_prefix("the page: "))
-            .unwrap_or_else(|| panic!("node {} printed no page URL", self.addr));
-        line.to_string()
+        let url = poll(WAIT, || {
+            let seen = self.seen.lock().unwrap();
+            seen.iter()
+                .rev()
+                .find_map(|(_, line)| line.strip_prefix("the page: "))
+                .map(str::to_string)
+        });
+        url.unwrap_or_else(|| panic!("node {} printed no page URL", self.addr))
     }
 
     fn stderr_path(&self, run: usize) -> PathBuf {
