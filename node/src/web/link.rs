@@ -76,6 +76,9 @@ impl Link {
                 .read_until(b'\n', &mut line)
                 .await
                 .map_err(|e| format!("reading the node's answer: {e}"))?;
+            if line.is_empty() {
+                return Err("the node closed the connection without an answer".to_string());
+            }
             serde_json::from_slice(&line).map_err(|e| {
                 format!(
                     "the node's answer is not understood ({e}): {} bytes",
