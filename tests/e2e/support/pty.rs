@@ -141,9 +141,10 @@ impl PtyNode {
             .arg(data_dir)
             .arg("--threads")
             .arg("1")
-            .args(args)
-            // The page's tests are in web.rs; here the screen is the prompt's.
+            // The page's tests are in web.rs; here the screen is the
+            // prompt's. Before `args`: they may start with a subcommand.
             .args((!args.contains(&"--http")).then_some("--no-http"))
+            .args(args)
             .env_remove("NODE_LOG")
             .env("TERM", "xterm");
         // Runs in the child, on the pty, right before exec.
