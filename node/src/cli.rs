@@ -2,7 +2,7 @@
 //! with value parsers that refuse what cannot work (exit status 2).
 
 use std::ffi::OsString;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -139,6 +139,11 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Print the URL of the running node's page, with its token.
+    ///
+    /// As printed at its start: open it in a browser on this machine.
+    #[command(arg = client_bind())]
+    Url,
     /// Send a chat through the running node.
     ///
     /// It is mined and sent to every peer. Returns once the node has saved
@@ -403,6 +408,24 @@ pub struct NodeArgs {
     /// prompt on a terminal), or in --log-file.
     #[arg(long, value_name = "LEVEL", env = "CHATCHAIN_LOG", default_value = "warn", value_parser = parse_log_level)]
     pub log: log::LevelFilter,
+
+    /// Serve the page (the chat in a browser) at IP:PORT.
+    ///
+    /// The default is the --bind address when it is a loopback one, else
+    /// 127.0.0.1, port 51580. A non-loopback IP makes the page reachable
+    /// from the network (said at start); the node does not start when the
+    /// page cannot be served there.
+    #[arg(
+        long,
+        value_name = "IP:PORT",
+        env = "CHATCHAIN_HTTP",
+        conflicts_with = "no_http"
+    )]
+    pub http: Option<SocketAddrV4>,
+
+    /// Serve no page.
+    #[arg(long, env = "CHATCHAIN_NO_HTTP")]
+    pub no_http: bool,
 
     /// Append the log to this file instead of stderr (same levels). SIGHUP
     /// makes the node open it again by its path (for logrotate).
@@ -704,6 +727,7 @@ mod tests {
             "bans",
             "log",
             "metrics",
+            "url",
         ] {
             let text = help(cli.find_subcommand_mut(name).expect("a subcommand"));
             assert!(

@@ -15,18 +15,19 @@ pub const DEFAULT_HIST: usize = 20;
 /// before it is shown or sent (`node export` writes any length).
 pub const MAX_HIST: usize = 100_000;
 
-/// `hist N`, or why not.
+/// `hist N` (the last `n` chats, or with `before` the `n` chats before
+/// index `before`), or why not.
 ///
 /// # Errors
 /// More than [`MAX_HIST`] chats asked, in words naming `node export`.
-pub fn hist(n: usize) -> Result<Command, String> {
+pub fn hist(n: usize, before: Option<usize>) -> Result<Command, String> {
     if n > MAX_HIST {
         return Err(format!(
             "hist refused: {n} chats asked, at most {MAX_HIST} are sent in one answer; \
              'node export' writes the whole history"
         ));
     }
-    Ok(Command::Hist(n))
+    Ok(Command::Hist { n, before })
 }
 
 /// A ban lasts this long unless told otherwise (as bitcoind's `setban`),
@@ -81,8 +82,15 @@ pub enum Command {
     Log(log::LevelFilter),
     /// The node's figures for scrapers (OpenMetrics text).
     Metrics,
-    /// Show the last N chats.
-    Hist(usize),
+    /// Show the last `n` chats; with `before`, the `n` chats before that
+    /// index (fewer at the history's start; `before` past the history's
+    /// end counts from its end).
+    Hist {
+        /// Chats, at most [`MAX_HIST`].
+        n: usize,
+        /// Index of the first chat not shown.
+        before: Option<usize>,
+    },
     /// Show the connected peers and the addresses still being tried.
     Peers,
     /// Show the node's state.
@@ -330,10 +338,13 @@ fn command(word: &[u8], args: &[u8]) -> Option<Result<Option<Command>, BadComman
         b"chat" => chat(args),
         b"hist" => {
             if args.is_empty() {
-                return Some(Ok(Some(Command::Hist(DEFAULT_HIST))));
+                return Some(Ok(Some(Command::Hist {
+                    n: DEFAULT_HIST,
+                    before: None,
+                })));
             }
             match std::str::from_utf8(args).ok().and_then(|s| s.parse().ok()) {
-                Some(n) => hist(n).map(Some).map_err(BadCommand),
+                Some(n) => hist(n, None).map(Some).map_err(BadCommand),
                 None => Err(BadCommand("usage: hist [N], N a whole number".into())),
             }
         }
@@ -380,9 +391,21 @@ mod tests {
     fn commands_parse_with_or_without_a_slash_in_any_case() {
         assert_eq!(parse(b"chat hello  world "), chat_of("hello  world"));
         assert_eq!(parse(b"/chat hello"), chat_of("hello"));
-        assert_eq!(parse(b"  hist"), Ok(Some(Command::Hist(20))));
-        assert_eq!(parse(b"/hist 5"), Ok(Some(Command::Hist(5))));
-        assert_eq!(parse(b"HIST 5"), Ok(Some(Command::Hist(5))));
+        assert_eq!(
+            parse(b"  hist"),
+            Ok(Some(Command::Hist {
+                n: 20,
+                before: None
+            }))
+        );
+        assert_eq!(
+            parse(b"/hist 5"),
+            Ok(Some(Command::Hist { n: 5, before: None }))
+        );
+        assert_eq!(
+            parse(b"HIST 5"),
+            Ok(Some(Command::Hist { n: 5, before: None }))
+        );
         assert_eq!(parse(b"/peers"), Ok(Some(Command::Peers)));
         assert_eq!(parse(b"Status"), Ok(Some(Command::Status)));
         assert_eq!(parse(b"/quit"), Ok(Some(Command::Quit)));
@@ -394,7 +417,13 @@ mod tests {
             Ok(Some(Command::Help(Some(Topic::Quit))))
         );
         assert_eq!(parse(b"   "), Ok(None));
-        assert_eq!(parse(b"hist 100000"), Ok(Some(Command::Hist(MAX_HIST))));
+        assert_eq!(
+            parse(b"hist 100000"),
+            Ok(Some(Command::Hist {
+                n: MAX_HIST,
+                before: None
+            }))
+        );
         let refused = parse(b"/hist 100001").unwrap_err().0;
         assert!(
             refused.contains("at most 100000") && refused.contains("node export"),

@@ -19,6 +19,7 @@ mod screen;
 mod store;
 mod terminal;
 mod text;
+mod web;
 
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -68,6 +69,10 @@ pub fn main() -> ExitCode {
             Ok(dir) => offline::export(&dir, &output),
             Err(why) => fail(&why),
         },
+        Some(cli::Command::Url) => match data_dir_of(&node) {
+            Ok(dir) => web::print_url(&dir),
+            Err(why) => fail(&why),
+        },
         Some(cli::Command::Config { json }) => {
             config::print(&cli.settings, json);
             ExitCode::SUCCESS
@@ -103,7 +108,14 @@ fn client_request(command: cli::Command) -> (Request, cli::ClientArgs, Duration)
     match command {
         cli::Command::Status { client } => plain(Request::Status, client),
         cli::Command::Peers { client } => plain(Request::Peers, client),
-        cli::Command::Hist { n, follow, client } => plain(Request::Hist { n, follow }, client),
+        cli::Command::Hist { n, follow, client } => plain(
+            Request::Hist {
+                n,
+                follow,
+                before: None,
+            },
+            client,
+        ),
         cli::Command::Chat {
             text,
             wait,
@@ -138,7 +150,8 @@ fn client_request(command: cli::Command) -> (Request, cli::ClientArgs, Duration)
         | cli::Command::Export { .. }
         | cli::Command::Config { .. }
         | cli::Command::Completions { .. }
-        | cli::Command::Manpage => unreachable!("not a client subcommand"),
+        | cli::Command::Manpage
+        | cli::Command::Url => unreachable!("not a client subcommand"),
     }
 }
 
@@ -292,6 +305,14 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
         own.pending(),
         data_dir.display()
     ));
+    let serve = match (args.no_http, args.http) {
+        (true, _) => web::Serve::Off,
+        (false, Some(addr)) => web::Serve::At(addr),
+        (false, None) => web::Serve::Default,
+    };
+    if let Some(url) = web::start(serve, args.bind, &data_dir, args.read_timeout)? {
+        say(&format!("the page: {url}"));
+    }
 
     let poll = Poll::new().map_err(|e| format!("cannot start the event loop: {e}"))?;
     let waker = reactor::waker(&poll).map_err(|e| format!("cannot start the event loop: {e}"))?;

@@ -12,11 +12,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use wire::{History, Message};
+use wire::Message;
 
 use crate::support::observe::MemWatch;
 use crate::support::pty::PtyNode;
-use crate::support::{Net, Node, WAIT, node_command, poll, run_client, run_to_exit, shared_cpu};
+use crate::support::{
+    Net, Node, WAIT, mined, node_command, poll, run_client, run_to_exit, shared_cpu,
+};
 
 const FILE: u8 = 7;
 
@@ -98,17 +100,6 @@ impl Drop for Following {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// The history made of chats with these texts, mined.
-fn mined(texts: &[&[u8]]) -> History {
-    let miner = miner::Miner::new(1);
-    let mut history = History::new();
-    for text in texts {
-        let chat = miner.mine_next(&history, text);
-        history.push(&chat);
-    }
-    history
 }
 
 #[test]

@@ -26,3 +26,4 @@ mod partition;
 mod scale;
 mod terminal;
 mod verify;
+mod web;

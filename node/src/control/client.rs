@@ -503,14 +503,14 @@ fn offline(dir: &Path, request: &Request, why: &io::Error) -> Result<Option<Repl
                 pending,
             })))
         }
-        Request::Hist { n, .. } => {
+        Request::Hist { n, before, .. } => {
             let (history, _) = read_dir(dir).map_err(|e| not_running(format!("; {e}")))?;
             let _ = writeln!(
                 io::stderr(),
                 "the node is not running; the history of {}:",
                 dir.display()
             );
-            Ok(Some(Reply::hist(&history, *n, false)))
+            Ok(Some(Reply::hist(&history, *n, *before, false)))
         }
         _ => Err(not_running(String::new())),
     }

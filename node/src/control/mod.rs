@@ -50,7 +50,8 @@ pub enum Request {
     /// `{"command":"peers"}`
     Peers,
     /// `{"command":"hist","n":20,"follow":false}`: the last `n` chats;
-    /// with `follow`, then every change of the history as it happens.
+    /// with `follow`, then every change of the history as it happens;
+    /// with `before` (and no `follow`), the `n` chats before that index.
     Hist {
         /// Chats (20 if absent), at most [`command::MAX_HIST`].
         #[serde(default = "default_hist")]
@@ -58,6 +59,10 @@ pub enum Request {
         /// Keep the connection and send every chat entering the history.
         #[serde(default)]
         follow: bool,
+        /// The index of the first chat not sent: the page before it (the
+        /// last `n` chats if absent). Not with `follow`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<usize>,
     },
     /// `{"command":"chat","text":"hello","wait":"mined"}`: answered once
     /// the chat is on disk, or mined, or sent to a peer (`wait`: `saved`
@@ -146,13 +151,19 @@ impl Request {
     ///
     /// # Errors
     /// Why it cannot be carried out, in words: a chat's text cannot be
-    /// sent, `hist` asks for more than [`command::MAX_HIST`] chats, a
-    /// ban's duration or a log level is not one.
+    /// sent, `hist` asks for more than [`command::MAX_HIST`] chats, or
+    /// for a page `before` an index while following, a ban's duration or
+    /// a log level is not one.
     pub fn command(&self) -> Result<Command, String> {
         Ok(match self {
             Request::Status => Command::Status,
             Request::Peers => Command::Peers,
-            Request::Hist { n, .. } => command::hist(*n)?,
+            Request::Hist {
+                follow: true,
+                before: Some(_),
+                ..
+            } => return Err("hist refused: 'before' and 'follow' cannot go together".into()),
+            Request::Hist { n, before, .. } => command::hist(*n, *before)?,
             Request::Chat { text, wait } => {
                 let text = chat_text(text.as_bytes())
                     .map_err(|e| e.to_string())?
@@ -184,6 +195,7 @@ impl Request {
 mod tests {
     use super::*;
     use crate::command::MAX_HIST;
+    use crate::protocol::Reply;
 
     #[test]
     fn a_request_is_one_json_object() {
@@ -247,10 +259,57 @@ mod tests {
 
     #[test]
     fn hist_asks_for_at_most_max_hist_chats() {
-        let hist = |n| Request::Hist { n, follow: true }.command();
-        assert_eq!(hist(MAX_HIST), Ok(Command::Hist(MAX_HIST)));
+        let hist = |n| {
+            Request::Hist {
+                n,
+                follow: true,
+                before: None,
+            }
+            .command()
+        };
+        assert_eq!(
+            hist(MAX_HIST),
+            Ok(Command::Hist {
+                n: MAX_HIST,
+                before: None
+            })
+        );
         let refused = hist(MAX_HIST + 1).unwrap_err();
         assert!(refused.contains("at most 100000"), "{refused}");
         assert!(refused.contains("node export"), "{refused}");
+    }
+
+    #[test]
+    fn hist_takes_a_page_before_an_index_but_not_while_following() {
+        let page = Request::parse(br#"{"command":"hist","n":50,"before":1000}"#).unwrap();
+        assert_eq!(
+            page.command(),
+            Ok(Command::Hist {
+                n: 50,
+                before: Some(1000)
+            })
+        );
+        // The page before index 3 of 5 chats, one at its start, and a
+        // `before` past the end counting from the end.
+        let miner = miner::Miner::new(1);
+        let mut history = wire::History::new();
+        for text in [&b"a"[..], b"b", b"c", b"d", b"e"] {
+            history.push(&miner.mine_next(&history, text));
+        }
+        let indexes = |n, before| match Reply::hist(&history, n, before, true) {
+            Reply::Hist { chats, history, .. } => {
+                assert_eq!(history, 5);
+                chats.iter().map(|c| c.index).collect::<Vec<_>>()
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(indexes(2, Some(3)), [1, 2]);
+        assert_eq!(indexes(9, Some(2)), [0, 1]);
+        assert_eq!(indexes(2, Some(0)), Vec::<usize>::new());
+        assert_eq!(indexes(2, Some(99)), [3, 4]);
+        assert_eq!(indexes(2, None), [3, 4]);
+        let both = Request::parse(br#"{"command":"hist","n":5,"before":9,"follow":true}"#);
+        let refused = both.unwrap().command().unwrap_err();
+        assert!(refused.contains("'before' and 'follow'"), "{refused}");
     }
 }

@@ -33,7 +33,7 @@ impl Node {
         let reply = match command {
             Command::Chat(text) => return self.chat(now, from, text, Stage::Saved),
             Command::ChatUntil { text, stage } => return self.chat(now, from, text, stage),
-            Command::Hist(n) => Reply::hist(&self.history, n, true),
+            Command::Hist { n, before } => Reply::hist(&self.history, n, before, true),
             Command::Peers => Reply::Peers {
                 peers: self.peers.rows(now),
                 dialing: self.book.rows(now),

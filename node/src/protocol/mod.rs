@@ -53,7 +53,7 @@ use mining::Mining;
 use network::Timers;
 pub use own::{Digest, OwnChats};
 use peers::Peers;
-pub use report::{BanRow, Line, Offline, Reply, ResolvingRow, Sent, Why};
+pub use report::{BanRow, HistChat, Line, Offline, Reply, ResolvingRow, Sent, Why};
 use room::Room;
 pub use room::{ScreenLine, StatusBar};
 

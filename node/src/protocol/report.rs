@@ -464,10 +464,12 @@ pub enum Reply {
 }
 
 impl Reply {
-    /// The answer to `hist`: the last `n` chats of `history`.
-    pub fn hist(history: &wire::History, n: usize, running: bool) -> Reply {
-        let first = history.len().saturating_sub(n);
-        let chats = (first..history.len())
+    /// The answer to `hist`: the last `n` chats of `history`, or with
+    /// `before` the `n` chats before that index.
+    pub fn hist(history: &wire::History, n: usize, before: Option<usize>, running: bool) -> Reply {
+        let end = before.map_or(history.len(), |before| before.min(history.len()));
+        let first = end.saturating_sub(n);
+        let chats = (first..end)
             .map(|index| HistChat {
                 index,
                 text: history.chat(index).expect("in range").text().to_vec(),

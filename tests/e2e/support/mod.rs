@@ -1,7 +1,8 @@
 //! Shared helpers for the end-to-end tests: real `node` processes on
 //! loopback ([`Node`], in `node.rs`), a raw protocol client ([`Peer`], in
 //! `peer.rs`), observers of a node under test (`observe.rs`), scripted
-//! misbehaving peers (`misbehave.rs`), and a scheme that gives every test
+//! misbehaving peers (`misbehave.rs`), a real browser for the page
+//! (`browser.rs`), and a scheme that gives every test
 //! its own addresses and port ([`Net`]).
 //!
 //! Every wait here is bounded: a test that goes wrong fails with the
@@ -11,7 +12,7 @@
 //! Address plan: module F, test T, host H is `127.F.T.H` on port
 //! `47100 + 50 * (F - 1) + T`. Ids: the test modules `node` 1,
 //! `convergence` 2, `hostile` 3, `field` 4, `terminal` 5, `partition` 6,
-//! `control` 7, `scale` 8, `cli` 9, `operate` 10, `disk` 11; the benches 17 (`verify` starts no node); give each new module the next free id (ports
+//! `control` 7, `scale` 8, `cli` 9, `operate` 10, `disk` 11, `web` 12; the benches 17 (`verify` starts no node); give each new module the next free id (ports
 //! 47100..=47999 leave room for 18 modules of 50 tests). Hosts 1..=99 are
 //! nodes by convention, 100..=254 test peers.
 //!
@@ -22,6 +23,7 @@
 //! bench (`benches/network.rs`) includes it by path too, declared `pub`
 //! there because it uses only a part of it.
 
+pub mod browser;
 pub mod misbehave;
 mod node;
 pub mod observe;
@@ -112,6 +114,17 @@ pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
         .prefix(prefix)
         .tempdir()
         .expect("creating a temporary directory")
+}
+
+/// The history made of chats with these texts, mined.
+pub fn mined(texts: &[&[u8]]) -> History {
+    let miner = miner::Miner::new(1);
+    let mut history = History::new();
+    for text in texts {
+        let chat = miner.mine_next(&history, text);
+        history.push(&chat);
+    }
+    history
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or `timeout` passes.

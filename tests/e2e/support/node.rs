@@ -172,7 +172,8 @@ pub fn run_client(dir: &Path, args: &[&str], timeout: Duration) -> (Option<i32>,
 }
 
 /// A running `node` process: `--bind ADDR --port PORT --data-dir DIR
-/// --threads 1` plus extra arguments, stdin a pipe, stdout read line by
+/// --threads 1` plus extra arguments (and `--no-http` unless they have
+/// `--http`), stdin a pipe, stdout read line by
 /// line on a thread, stderr (logs at `info` unless the arguments say
 /// otherwise) in a file of its temporary directory. Killed on drop; on a
 /// failing test its output and logs are printed.
@@ -280,6 +281,26 @@ impl Node {
         Duration::from_secs_f64((ticks(14) + ticks(15)) as f64 / per_second as f64)
     }
 
+    /// `--no-http` unless the arguments say where to serve the page: the
+    /// tests of other doors than the page run without it.
+    fn page_flag(&self) -> Option<&'static str> {
+        (!self.args.iter().any(|a| a == "--http")).then_some("--no-http")
+    }
+
+    /// The page's URL with its token, from the `the page: URL` line of the
+    /// current run, printed once its port listens (waits for it; panics if
+    /// it does not come).
+    pub fn page_url(&self) -> String {
+        let url = poll(WAIT, || {
+            let seen = self.seen.lock().unwrap();
+            seen.iter()
+                .rev()
+                .find_map(|(_, line)| line.strip_prefix("the page: "))
+                .map(str::to_string)
+        });
+        url.unwrap_or_else(|| panic!("node {} printed no page URL", self.addr))
+    }
+
     fn stderr_path(&self, run: usize) -> PathBuf {
         self.dir.path().join(format!("stderr-{run}.log"))
     }
@@ -319,6 +340,7 @@ impl Node {
             .arg(self.data_dir())
             .arg("--threads")
             .arg("1")
+            .args(self.page_flag())
             .args(&self.args)
             .env("NODE_LOG", "info")
             .stdin(Stdio::piped())

@@ -88,6 +88,11 @@ fn node_args(addr: Ipv4Addr, port: u16, data_dir: &Path, args: &[&str]) -> Vec<O
         "--threads".into(),
         "1".into(),
     ];
+    // The page's tests are in web.rs; here the screen is the prompt's.
+    // Before `args`: they may start with a subcommand.
+    if !args.contains(&"--http") {
+        all.push("--no-http".into());
+    }
     all.extend(args.iter().map(OsString::from));
     all
 }
