@@ -353,9 +353,11 @@ impl Node {
                 continue;
             };
             match self.unacked.remove(at).1 {
-                // The prompt is not told that a chat is saved (`status`
-                // says what is pending): only when it could not be.
-                Unacked::Chat(Origin::Prompt, _, Stage::Saved) if saved.outcome.is_ok() => {}
+                // A person's prompt is not told that a chat is saved
+                // (`status` says what is pending): only when it could not
+                // be. Piped lines (a script) still get the word.
+                Unacked::Chat(Origin::Prompt, _, Stage::Saved)
+                    if saved.outcome.is_ok() && self.room.is_some() => {}
                 Unacked::Chat(origin, id, stage) => match &saved.outcome {
                     Ok(()) if stage != Stage::Saved => self.watch(id, origin, stage),
                     Ok(()) => self.reply(
