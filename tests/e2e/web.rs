@@ -269,7 +269,8 @@ fn without_the_token_or_from_elsewhere_nothing_is_done() {
         get("/api/status", &format!("Authorization: Bearer {token}\r\n")).0,
         200
     );
-    // /metrics takes the bearer header only.
+    // /metrics takes the bearer header only (see
+    // metrics_are_served_with_the_bearer_token_and_move).
     assert_eq!(get("/metrics", &cookie).0, 401);
     // A foreign Host (DNS rebinding): refused, the page too.
     let rebound = http(
@@ -539,4 +540,45 @@ fn a_switch_to_a_longer_history_is_shown_once_and_the_page_follows_it() {
         said.contains("1 chats from #0 on") && said.contains("1 of yours will be mined again"),
         "{said}"
     );
+}
+
+/// `/metrics` with the token as a bearer header: the node's figures as
+/// OpenMetrics text (issue 21, served by the page's server), which move
+/// as chats come.
+#[test]
+fn metrics_are_served_with_the_bearer_token_and_move() {
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 9);
+    let mut node = start(&net, 1, &[]);
+    let page = SocketAddrV4::new(net.addr(1), PAGE_PORT);
+    let url = node.page_url();
+    let token = url.split("token=").nth(1).expect("a token in the URL");
+    let scrape = || {
+        http(
+            page,
+            &format!(
+                "GET /metrics HTTP/1.1\r\nHost: {page}\r\nAuthorization: Bearer {token}\r\n\
+                 Connection: close\r\n\r\n"
+            ),
+        )
+    };
+    let history = |body: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix("chatchain_history_chats "))
+            .map(str::to_string)
+    };
+    let (status, head, body) = scrape();
+    assert_eq!(status, 200, "{head}");
+    assert!(
+        head.to_lowercase()
+            .contains("content-type: application/openmetrics-text"),
+        "{head}"
+    );
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    assert_eq!(history(&body).as_deref(), Some("0"), "{body}");
+    net.peer(100, 1)
+        .send(&Message::ArchiveResponse(mined(&[b"scraped"])));
+    assert!(node.wait_history_len(1));
+    let (_, _, body) = scrape();
+    assert_eq!(history(&body).as_deref(), Some("1"), "{body}");
 }
