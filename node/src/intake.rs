@@ -333,7 +333,7 @@ impl Intake {
             return None;
         }
         match verified.result {
-            Err(invalid) => incoming.progress = Progress::Skipping(Some(invalid)),
+            Err(invalid) => incoming.found_invalid(invalid),
             Ok(()) => {
                 if let Progress::New {
                     history,
@@ -410,6 +410,18 @@ impl Incoming {
             history.share_last_chunk(pool);
             *unverified_bytes += chat.len();
         }
+    }
+
+    /// Chat `invalid.index` is invalid: the rest is skipped, and what came
+    /// after it while it waited to be checked counts as skipped already
+    /// (the bound on the rest is `max_message` from that chat on, not from
+    /// the verdict).
+    fn found_invalid(&mut self, invalid: InvalidChat) {
+        if let Progress::New { history, .. } = &self.progress {
+            let after = (invalid.index + 1).min(history.len());
+            self.skipped_invalid = history.wire_len() - history.wire_offset(after);
+        }
+        self.progress = Progress::Skipping(Some(invalid));
     }
 
     /// At the end of an archive, checks a few new chats right away rather
@@ -535,6 +547,58 @@ mod tests {
                 }
             ]
         ));
+    }
+
+    /// The rest of an archive after its first invalid chat is bounded by
+    /// `max_message`, counted from that chat whenever the verdict comes
+    /// (what waited unchecked for it counts), and an archive that ends
+    /// within the bound keeps its connection.
+    #[test]
+    fn the_rest_of_an_invalid_archive_is_bounded_from_the_invalid_chat() {
+        let full = fixture();
+        let max = 5000;
+        for (bad, goes_on) in [(10, true), (full.len() - 40, false)] {
+            let mut bytes = wire_of(&full);
+            bytes[5 + full.chat_range(bad).start + 1] ^= 1;
+            let invalid_end = 5 + full.chat_range(bad).end;
+            // Checked in batches, as large as the bound: the verdict comes
+            // late.
+            let mut intake = Intake::new(ConnId(1), max, max);
+            let mut pool = ChunkPool::new();
+            let mut out = Vec::new();
+            let mut taken = 0;
+            let mut ended = None;
+            while taken < bytes.len() && ended.is_none() {
+                let mut input = &bytes[taken..(taken + 100).min(bytes.len())];
+                let offered = input.len();
+                match intake.push(&mut input, &History::new(), &mut pool, usize::MAX, &mut out) {
+                    Err(e) => ended = Some(e),
+                    Ok(()) => taken += offered - input.len(),
+                }
+                while let Some(job) = intake.job() {
+                    out.extend(intake.verified(job.run()));
+                }
+            }
+            match ended {
+                Some(IntakeError::InvalidGoesOn { invalid, max: m }) => {
+                    assert!(goes_on, "chat {bad}");
+                    assert_eq!((invalid.index, m), (bad, max));
+                    let skipped = intake.position() as usize - invalid_end;
+                    assert!(skipped <= max + 288, "{skipped} bytes skipped");
+                }
+                Some(other) => panic!("{other}"),
+                None => {
+                    assert!(!goes_on, "chat {bad}: the whole rest was taken");
+                    assert!(matches!(
+                        &out[..],
+                        [Arrival::Archive {
+                            archive: Archive::Invalid(_),
+                            ..
+                        }]
+                    ));
+                }
+            }
+        }
     }
 
     #[test]

@@ -238,9 +238,11 @@ fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer, state
         match read {
             Ok(line) => {
                 if !line.trim().is_empty() {
-                    let _ = editor.add_history_entry(line.as_str());
-                    // Written at once, so that a kill loses none of it.
-                    if let Err(e) = save_history(&mut editor, history_file) {
+                    // Written at once, so that a kill loses none of it; a
+                    // line the editor did not add (the same as the one
+                    // before) changes nothing.
+                    let added = editor.add_history_entry(line.as_str()).unwrap_or(false);
+                    if added && let Err(e) = save_history(&mut editor, history_file) {
                         warn!(
                             "cannot write the command history {}: {e}",
                             history_file.display()

@@ -161,7 +161,8 @@ pub struct PeerRow {
     pub addr: Ipv4Addr,
     /// Who dialed.
     pub direction: Direction,
-    /// A second connection with the same address, closed once idle.
+    /// A second connection with the same address, served but not sent
+    /// to, left to its dialer to close.
     pub duplicate: bool,
     /// How long ago it connected (seconds in JSON).
     #[serde(rename = "connected_for_s", with = "secs")]
@@ -590,7 +591,7 @@ fn write_peers(
             );
         }
         if peers.iter().any(|p| p.duplicate) {
-            out.push_str("(* a second connection with the same address, closed once idle)\n");
+            out.push_str("(* a second connection with the same address: served, not sent to, left to its dialer to close)\n");
         }
     }
     if !dialing.is_empty() {
