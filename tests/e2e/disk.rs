@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{Net, WAIT, node_command, poll, shared_cpu};
+use crate::support::{Net, WAIT, node_command, poll, read_lines, shared_cpu};
 
 /// This module's id in the address plan of `support`.
 const FILE: u8 = 11;
@@ -133,6 +133,13 @@ struct Tmpfs {
 }
 
 impl Tmpfs {
+    /// Mounts it, or prints `disk: skipped: WHY` (the caller returns).
+    fn mount_or_skip() -> Option<Tmpfs> {
+        Tmpfs::mount()
+            .inspect_err(|why| println!("disk: skipped: {why}"))
+            .ok()
+    }
+
     /// Mounts it, or says why it cannot (the caller skips).
     fn mount() -> Result<Tmpfs, String> {
         // SAFETY: geteuid(2) cannot fail and touches no memory.
@@ -344,25 +351,9 @@ impl NsNode {
         let seen = Arc::clone(&self.seen);
         let done = Arc::clone(&self.stdout_done);
         done.store(false, Ordering::SeqCst);
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => {
-                        done.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line)
-                            .trim_end_matches(['\n', '\r'])
-                            .to_string();
-                        seen.lock().unwrap().push((run, text.clone()));
-                        let _ = tx.send(text);
-                    }
-                }
-            }
+        read_lines(stdout, done, move |text| {
+            seen.lock().unwrap().push((run, text.clone()));
+            let _ = tx.send(text);
         });
         self.expect_line(|l| l.starts_with("listening on "), WAIT, "listening on");
     }
@@ -656,12 +647,8 @@ fn report(problems: &[String], files: &str, node: &NsNode) {
 #[test]
 fn full_disk_own_log() {
     let _cpu = shared_cpu();
-    let tmpfs = match Tmpfs::mount() {
-        Ok(tmpfs) => tmpfs,
-        Err(why) => {
-            println!("disk: skipped: {why}");
-            return;
-        }
+    let Some(tmpfs) = Tmpfs::mount_or_skip() else {
+        return;
     };
     let net = Net::new(FILE, 0);
     let mut node = NsNode::start(&tmpfs, net, &[]);
@@ -840,12 +827,8 @@ fn full_disk_own_log() {
 #[test]
 fn full_disk_history() {
     let _cpu = shared_cpu();
-    let tmpfs = match Tmpfs::mount() {
-        Ok(tmpfs) => tmpfs,
-        Err(why) => {
-            println!("disk: skipped: {why}");
-            return;
-        }
+    let Some(tmpfs) = Tmpfs::mount_or_skip() else {
+        return;
     };
     let net = Net::new(FILE, 1);
     let mut node = NsNode::start(&tmpfs, net, &[]);

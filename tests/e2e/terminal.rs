@@ -384,8 +384,10 @@ fn three_nodes_chatting_at_once_show_each_chat_once_in_final_order() {
     assert_exited(status, 0, &nodes[2], "/quit");
     let left = format!("{} left (1 peer connected)", net.addr(3));
     for node in &nodes[..2] {
+        // The test's own archive requests use up the rate of join and
+        // leave lines: the line may end with how many were left out.
         node.wait_line("the line saying node 3 left", |l| {
-            stamped(l).is_some_and(|t| t == left)
+            stamped(l).is_some_and(|t| t.starts_with(&left))
         });
     }
     for node in &mut nodes[..2] {

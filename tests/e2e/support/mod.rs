@@ -32,8 +32,8 @@ pub mod per_ip;
 pub mod pty;
 
 pub use node::{
-    Node, chatchain_command, client_output, node_command, run_client, run_command, run_to_exit,
-    run_with_input, spawn_piped,
+    Node, chatchain_command, client_output, node_command, read_lines, run_client, run_command,
+    run_to_exit, run_with_input, spawn_piped,
 };
 pub use peer::{Peer, connect_from, plain};
 

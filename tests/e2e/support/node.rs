@@ -356,26 +356,10 @@ impl Node {
         let seen = Arc::clone(&self.seen);
         let done = Arc::new(AtomicBool::new(false));
         self.stdout_done = Arc::clone(&done);
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => {
-                        done.store(true, Ordering::SeqCst);
-                        return;
-                    }
-                    Ok(_) => {
-                        let text = String::from_utf8_lossy(&line)
-                            .trim_end_matches(['\n', '\r'])
-                            .to_string();
-                        seen.lock().unwrap().push((Instant::now(), text.clone()));
-                        // The receiver is gone after a restart; keep reading.
-                        let _ = tx.send(text);
-                    }
-                }
-            }
+        read_lines(stdout, done, move |text| {
+            seen.lock().unwrap().push((Instant::now(), text.clone()));
+            // The receiver is gone after a restart; keep reading.
+            let _ = tx.send(text);
         });
         let banner = self.wait_line(|l| l.starts_with("listening on "), WAIT);
         self.banner = banner.unwrap_or_else(|| {
@@ -728,6 +712,33 @@ impl Drop for Node {
             );
         }
     }
+}
+
+/// Reads `stdout` line by line on a thread of its own, handing each line
+/// (without its end) to `line`, and sets `done` when it ends.
+pub fn read_lines(
+    stdout: impl Read + Send + 'static,
+    done: Arc<AtomicBool>,
+    mut line: impl FnMut(String) + Send + 'static,
+) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(stdout);
+        let mut bytes = Vec::new();
+        loop {
+            bytes.clear();
+            match reader.read_until(b'\n', &mut bytes) {
+                Ok(0) | Err(_) => {
+                    done.store(true, Ordering::SeqCst);
+                    return;
+                }
+                Ok(_) => line(
+                    String::from_utf8_lossy(&bytes)
+                        .trim_end_matches(['\n', '\r'])
+                        .to_string(),
+                ),
+            }
+        }
+    });
 }
 
 /// Lines of a node's output a failing test prints.
