@@ -143,7 +143,11 @@ pub enum Command {
     ///
     /// As printed at its start: open it in a browser on this machine.
     #[command(arg = client_bind())]
-    Url,
+    Url {
+        /// How to reach the node.
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Send a chat through the running node.
     ///
     /// It is mined and sent to every peer. Returns once the node has saved

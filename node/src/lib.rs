@@ -69,8 +69,8 @@ pub fn main() -> ExitCode {
             Ok(dir) => offline::export(&dir, &output),
             Err(why) => fail(&why),
         },
-        Some(cli::Command::Url) => match data_dir_of(&node) {
-            Ok(dir) => web::print_url(&dir),
+        Some(cli::Command::Url { client }) => match data_dir_of(&node) {
+            Ok(dir) => web::print_url(&dir, client.json),
             Err(why) => fail(&why),
         },
         Some(cli::Command::Config { json }) => {
@@ -151,7 +151,7 @@ fn client_request(command: cli::Command) -> (Request, cli::ClientArgs, Duration)
         | cli::Command::Config { .. }
         | cli::Command::Completions { .. }
         | cli::Command::Manpage
-        | cli::Command::Url => unreachable!("not a client subcommand"),
+        | cli::Command::Url { .. } => unreachable!("not a client subcommand"),
     }
 }
 

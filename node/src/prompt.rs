@@ -127,6 +127,20 @@ impl Helper for PromptHelper {}
 
 type LineEditor = Editor<PromptHelper, FileHistory>;
 
+/// Columns the status's numbers may grow by while a line is edited: the
+/// editor measures the prompt once per line, so a status wider than it
+/// could not be drawn until the next line (a history going from 9 to 17
+/// chats kept showing 9).
+const STATUS_SLACK: usize = 6;
+
+/// The prompt a line is read with: the status, room for it to grow, `> `.
+fn with_slack(prompt: String) -> String {
+    match prompt.strip_suffix("> ") {
+        Some(status) if !status.is_empty() => format!("{status}{}> ", " ".repeat(STATUS_SLACK)),
+        _ => prompt,
+    }
+}
+
 /// Starts reading commands, with the command history in `history_file`
 /// when stdin is a terminal, and `status` on the prompt until the node
 /// tells another; the screen's lines go above the line being edited from
@@ -233,7 +247,7 @@ fn save_history(editor: &mut LineEditor, history_file: &Path) -> rustyline::Resu
 fn edit_lines(mut editor: LineEditor, history_file: &Path, mailer: Mailer, state: &EditorState) {
     loop {
         state.set_reading(true);
-        let read = editor.readline(&state.prompt());
+        let read = editor.readline(&with_slack(state.prompt()));
         state.set_reading(false);
         match read {
             Ok(line) => {

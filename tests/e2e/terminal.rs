@@ -471,7 +471,7 @@ fn a_big_catch_up_is_summed_up_and_the_backlog_shown_at_the_next_start() {
     assert!(
         screen
             .cursor_line()
-            .starts_with("[peers 0, chats 1001, pending 0] >"),
+            .starts_with("[peers 0, chats 1001, pending 0]"),
         "{screen}"
     );
 }
@@ -499,7 +499,7 @@ fn utf8_chats_are_shown_as_written_and_a_typed_one_is_refused_by_its_character()
     // The status on the prompt follows, with nothing typed.
     node.wait_screen(WAIT, "the prompt's status of now", |s| {
         s.cursor_line()
-            .starts_with("[peers 1, chats 3, pending 0] >")
+            .starts_with("[peers 1, chats 3, pending 0]")
             .then_some(())
     });
     let screen = node.screen();
@@ -967,7 +967,7 @@ fn typed_lines_are_chats_and_slash_commands_run() {
     assert!(
         screen
             .cursor_line()
-            .starts_with("[peers 0, chats 4, pending 0] >"),
+            .starts_with("[peers 0, chats 4, pending 0]"),
         "{screen}"
     );
     wait_editing(&node);

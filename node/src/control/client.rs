@@ -89,6 +89,11 @@ pub struct Failed {
 }
 
 impl Failed {
+    /// The node refused, or cannot do it (exit status [`REFUSED`]).
+    pub fn refused(why: String) -> Failed {
+        Failed::new(why, REFUSED)
+    }
+
     fn new(why: String, status: u8) -> Failed {
         let kind = match status {
             USAGE => "usage",
@@ -124,6 +129,29 @@ impl Failed {
             let _ = writeln!(io::stderr(), "{}: {}", crate::program_name(), self.why);
         }
         ExitCode::from(self.status)
+    }
+}
+
+/// Whether a node runs on data directory `dir` and this user may talk to
+/// it, by connecting to its control socket.
+///
+/// # Errors
+/// Not running (exit status [`NOT_RUNNING`]), or another user's (exit
+/// status [`NOT_OURS`]), in words saying whose and what to do.
+pub fn reach(dir: &Path) -> Result<(), Failed> {
+    let path = dir.join(SOCKET_FILE);
+    match UnixStream::connect(&path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            Err(Failed::new(not_ours(&path, &e), NOT_OURS))
+        }
+        Err(e) => Err(Failed::new(
+            format!(
+                "no node is running with data directory {} ({SOCKET_FILE}: {e})",
+                dir.display()
+            ),
+            NOT_RUNNING,
+        )),
     }
 }
 

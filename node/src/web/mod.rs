@@ -17,7 +17,6 @@ use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,7 +26,7 @@ use link::Link;
 use live::Live;
 use token::Token;
 
-use crate::control::SOCKET_FILE;
+use crate::control::{SOCKET_FILE, client};
 
 /// The page's port when `--http` does not say.
 pub const DEFAULT_PORT: u16 = 51580;
@@ -165,30 +164,31 @@ fn write_private(path: &Path, text: &str) -> io::Result<()> {
     writeln!(file, "{text}")
 }
 
-/// `node url`: prints the page's URL (with its token) of the node running
-/// with data directory `dir`. Exit status 1, with why on stderr, when no
-/// node runs there or it serves no page.
-pub fn print_url(dir: &Path) -> ExitCode {
-    let fail = |why: String| {
-        let _ = writeln!(io::stderr(), "node: {why}");
-        ExitCode::FAILURE
-    };
-    if let Err(e) = UnixStream::connect(dir.join(SOCKET_FILE)) {
-        return fail(format!(
-            "no node is running with data directory {} ({SOCKET_FILE}: {e})",
-            dir.display()
-        ));
+/// `chatchain url`: prints the page's URL (with its token) of the node
+/// running with data directory `dir` (with `json`, `{"reply":"url",
+/// "url":…}`). Exit statuses as the other client subcommands': 3 when no
+/// node runs there, 4 when it is another user's, 1 when it serves no
+/// page; why on stderr (in JSON, on stdout).
+pub fn print_url(dir: &Path, json: bool) -> ExitCode {
+    if let Err(failed) = client::reach(dir) {
+        return failed.exit(json);
     }
     match fs::read_to_string(dir.join(URL_FILE)) {
+        Ok(url) if json => {
+            let reply = serde_json::json!({"reply": "url", "url": url.trim_end()});
+            let _ = writeln!(io::stdout(), "{reply}");
+            ExitCode::SUCCESS
+        }
         Ok(url) => {
             let _ = write!(io::stdout(), "{url}");
             ExitCode::SUCCESS
         }
-        Err(_) => fail(format!(
+        Err(_) => client::Failed::refused(format!(
             "the node of {} serves no page (started with --no-http, or its port was in use: \
              see its start-up lines)",
             dir.display()
-        )),
+        ))
+        .exit(json),
     }
 }
 
