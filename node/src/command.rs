@@ -19,12 +19,12 @@ pub const MAX_HIST: usize = 100_000;
 /// index `before`), or why not.
 ///
 /// # Errors
-/// More than [`MAX_HIST`] chats asked, in words naming `node export`.
+/// More than [`MAX_HIST`] chats asked, in words naming `chatchain export`.
 pub fn hist(n: usize, before: Option<usize>) -> Result<Command, String> {
     if n > MAX_HIST {
         return Err(format!(
             "hist refused: {n} chats asked, at most {MAX_HIST} are sent in one answer; \
-             'node export' writes the whole history"
+             'chatchain export' writes the whole history"
         ));
     }
     Ok(Command::Hist { n, before })
@@ -136,7 +136,7 @@ const TOPICS: [(Topic, &str, &str, &str); 6] = [
         "/hist [N]",
         "show the last N chats (default 20) with their index",
         "Shows the last N chats of the history (20 if N is not given, at most 100000: \
-         'node export' writes the whole history), each as '#INDEX TEXT'; control and \
+         'chatchain export' writes the whole history), each as '#INDEX TEXT'; control and \
          invisible characters, and bytes that are not UTF-8, are shown escaped.",
     ),
     (
@@ -426,7 +426,7 @@ mod tests {
         );
         let refused = parse(b"/hist 100001").unwrap_err().0;
         assert!(
-            refused.contains("at most 100000") && refused.contains("node export"),
+            refused.contains("at most 100000") && refused.contains("chatchain export"),
             "{refused}"
         );
         assert!(

@@ -191,7 +191,7 @@ fn the_client_subcommands_talk_to_the_running_node_and_read_a_stopped_one() {
         (
             Some(1),
             "hist refused: 100001 chats asked, at most 100000 are sent in one answer; \
-             'node export' writes the whole history"
+             'chatchain export' writes the whole history"
         )
     );
     for args in [&["chat", "x"][..], &["peers"]] {
@@ -353,7 +353,7 @@ fn clients_of_a_node_that_does_not_answer_give_up_in_bounded_time() {
     let in_10_s = format!("{late} 10 s");
     let chat_late = format!(
         "{late} 60 s; the chat may still be saved and sent once the node goes on: \
-         check 'node hist' before sending it again"
+         check 'chatchain hist' before sending it again"
     );
     let asked: Vec<_> = [
         (&["status"][..], &in_10_s, 10),
@@ -462,7 +462,7 @@ fn the_socket_serves_a_bounded_number_of_clients_and_chats() {
     let (code, out, _) = client(&node, &["hist", "100001", "--follow"]);
     assert_eq!(code, Some(1));
     assert!(
-        out.contains("100001 chats asked, at most 100000") && out.contains("node export"),
+        out.contains("100001 chats asked, at most 100000") && out.contains("chatchain export"),
         "{out}"
     );
     let refused = node.ask(&serde_json::json!({"command": "hist", "n": 100_001}));

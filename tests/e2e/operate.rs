@@ -58,7 +58,7 @@ fn a_node_of_another_user_is_not_said_to_be_down() {
     assert_eq!((code, out.as_str()), (Some(4), ""), "{err}");
     assert!(
         err.contains("belongs to user root (uid 0), and only its owner may use it")
-            && err.contains("sudo -u root node"),
+            && err.contains("sudo -u root chatchain"),
         "{err}"
     );
     let (code, out, _) = client_as_nobody(&node, &["status", "--json"]);

@@ -492,11 +492,12 @@ fn slow_clients_and_too_many_connections_are_closed() {
         .map(|i| format!("{i:0>250}").into_bytes())
         .collect();
     let texts: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
-    net.peer(100, 1)
-        .send(&Message::ArchiveResponse(mined(&texts)));
-    // Within the read timeout once the queue is full: the bound only
-    // catches a hang (a loaded machine once took more than 15 s).
-    let said = poll(WAIT * 4, || {
+    // Mined before connecting: with --read-timeout 1, a peer that says
+    // nothing for a second (mining 1,000 chats on a loaded machine) is
+    // closed as silent before it sends them.
+    let archive = Message::ArchiveResponse(mined(&texts));
+    net.peer(100, 1).send(&archive);
+    let said = poll(WAIT, || {
         node.stderr()
             .contains("page: a live stream dropped")
             .then_some(())

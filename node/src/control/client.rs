@@ -260,7 +260,7 @@ fn not_ours(path: &Path, e: &io::Error) -> String {
             format!(
                 "the control socket {} belongs to {who}, and only its owner may use it ({e}): \
                  the node there runs as that user; run this command as that user, e.g. \
-                 sudo -u {run_as} node ...",
+                 sudo -u {run_as} chatchain ...",
                 path.display()
             )
         }
@@ -314,7 +314,7 @@ fn late(dir: &Path, request: &Request, wait: Duration, sent: bool) -> Failed {
         Request::Chat { wait: stage, .. } if sent && *stage != Stage::Saved => Failed::new(
             format!(
                 "the chat was not {} within {secs} s; the node may still save, mine and send \
-                 it: check 'node hist' before sending it again",
+                 it: check 'chatchain hist' before sending it again",
                 match stage {
                     Stage::Sent => "sent to a peer",
                     _ => "mined",
@@ -331,7 +331,7 @@ fn late(dir: &Path, request: &Request, wait: Duration, sent: bool) -> Failed {
                 match request {
                     Request::Chat { .. } if sent => format!(
                         "{why}; the chat may still be saved and sent once the node goes on: \
-                         check 'node hist' before sending it again"
+                         check 'chatchain hist' before sending it again"
                     ),
                     _ => why,
                 },

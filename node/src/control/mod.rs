@@ -276,7 +276,7 @@ mod tests {
         );
         let refused = hist(MAX_HIST + 1).unwrap_err();
         assert!(refused.contains("at most 100000"), "{refused}");
-        assert!(refused.contains("node export"), "{refused}");
+        assert!(refused.contains("chatchain export"), "{refused}");
     }
 
     #[test]

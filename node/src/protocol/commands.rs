@@ -78,7 +78,7 @@ impl Node {
                     self.save_bans(now);
                     done(format!("{addr} is no longer banned"))
                 } else {
-                    error(format!("{addr} is not banned (see 'node bans')"))
+                    error(format!("{addr} is not banned (see 'chatchain bans')"))
                 }
             }
             Command::Bans => Reply::Bans {
@@ -116,7 +116,7 @@ impl Node {
     /// `node connect`: `addr` is dialed now and wanted from now on.
     fn connect_to(&mut self, now: Instant, addr: Ipv4Addr) -> Reply {
         if self.book.is_banned(addr) {
-            return error(format!("{addr} is banned: 'node unban {addr}' first"));
+            return error(format!("{addr} is banned: 'chatchain unban {addr}' first"));
         }
         if self.peers.is_connected(addr) {
             return done(format!("already connected to {addr}"));
@@ -128,7 +128,7 @@ impl Node {
         }
         self.dial(now);
         done(format!(
-            "connecting to {addr} (see 'node peers'); it is dialed again whenever lost"
+            "connecting to {addr} (see 'chatchain peers'); it is dialed again whenever lost"
         ))
     }
 
@@ -137,7 +137,7 @@ impl Node {
     fn disconnect(&mut self, addr: Ipv4Addr) -> Reply {
         self.book.unwant(addr);
         match self.close_all(addr) {
-            0 => error(format!("no connection with {addr} (see 'node peers')")),
+            0 => error(format!("no connection with {addr} (see 'chatchain peers')")),
             n => done(format!("disconnecting {addr} ({n} connection(s))")),
         }
     }

@@ -108,7 +108,7 @@ pub async fn access(State(shared): State<Arc<Shared>>, request: Request, next: N
         return refuse(
             StatusCode::UNAUTHORIZED,
             "the token is missing or wrong: open the URL with the token that the node \
-             printed at its start, or that 'node url' prints",
+             printed at its start, or that 'chatchain url' prints",
         );
     }
     let changes = !matches!(*request.method(), Method::GET | Method::HEAD);

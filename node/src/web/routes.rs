@@ -103,7 +103,7 @@ async fn index(State(shared): State<Arc<Shared>>, Query(login): Query<Login>) ->
         log::info!("page: a sign-in with a wrong token refused");
         return refuse(
             StatusCode::UNAUTHORIZED,
-            "wrong token: open the URL that 'node url' prints",
+            "wrong token: open the URL that 'chatchain url' prints",
         );
     }
     let cookie = format!(
