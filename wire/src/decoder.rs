@@ -1,6 +1,7 @@
 use std::net::Ipv4Addr;
 
-use crate::{CHAT_OVERHEAD, DecodeError, History, MAX_TEXT, Message, MessageType};
+use crate::relay::{RelayMessage, RelayType};
+use crate::{CHAT_OVERHEAD, DIGEST_LEN, DecodeError, History, MAX_TEXT, Message, MessageType};
 
 /// Default largest message accepted by a [`Decoder`]: 64 MiB, room for an
 /// ArchiveResponse of about 870,000 chats of 45 characters.
@@ -34,8 +35,23 @@ pub enum Frame<'a> {
     /// `[u8 N][N bytes of text][16-byte code][16-byte digest]` (33 to 288
     /// bytes). Borrowed from the decoder until its next call.
     Chat(&'a [u8]),
-    /// The ArchiveResponse in progress has given all its chats.
+    /// The ArchiveResponse or Chats in progress has given all its chats.
     ArchiveEnd,
+    /// An extension message other than Chats (only from a decoder made
+    /// with [`FrameDecoder::relay`]).
+    Relay(RelayMessage),
+    /// An extension Chats message begins (only from a decoder made with
+    /// [`FrameDecoder::relay`]): `count` chats from index `from` on, the
+    /// sender's chat `from - 1` having digest `prev`. As for an archive,
+    /// exactly `count` `Chat`s follow, then `ArchiveEnd`.
+    ChatsStart {
+        /// Index of its first chat in the sender's history.
+        from: u32,
+        /// The digest of the sender's chat `from - 1` (zeros for 0).
+        prev: [u8; DIGEST_LEN],
+        /// Chats claimed.
+        count: u32,
+    },
 }
 
 /// An incremental decoder of the message stream at the level of
@@ -52,6 +68,8 @@ pub enum Frame<'a> {
 /// returns the same error.
 #[derive(Debug)]
 pub struct FrameDecoder {
+    /// Extension messages are taken too (see [`FrameDecoder::relay`]).
+    relay: bool,
     max_message: usize,
     max_archive: usize,
     /// The limit of the message in progress.
@@ -91,6 +109,12 @@ enum State {
     },
     /// The last chat was given: `ArchiveEnd` is next.
     ArchiveDone,
+    /// Reading the fixed part of an extension message.
+    Fixed {
+        kind: RelayType,
+        buf: [u8; 24],
+        have: usize,
+    },
     /// Reading the u8 length of a Notification.
     NotificationLen,
     Notification {
@@ -105,7 +129,13 @@ enum State {
 enum Step {
     Nothing,
     Message(Message),
+    Relay(RelayMessage),
     ArchiveStart(u32),
+    ChatsStart {
+        from: u32,
+        prev: [u8; DIGEST_LEN],
+        count: u32,
+    },
     Chat,
 }
 
@@ -123,6 +153,7 @@ impl FrameDecoder {
     /// `usize::MAX` as `max_archive`.
     pub fn with_limits(max_message: usize, max_archive: usize) -> Self {
         FrameDecoder {
+            relay: false,
             max_message,
             max_archive,
             limit: max_message,
@@ -130,6 +161,17 @@ impl FrameDecoder {
             start: 0,
             state: State::Idle,
             chat: Vec::new(),
+        }
+    }
+
+    /// A decoder of the compact relay extension's connections: the
+    /// standard messages and the extension's (`docs/EXTENSION.md`), with
+    /// limits as [`with_limits`](Self::with_limits), a Chats message
+    /// counting against `max_archive`.
+    pub fn relay(max_message: usize, max_archive: usize) -> Self {
+        FrameDecoder {
+            relay: true,
+            ..FrameDecoder::with_limits(max_message, max_archive)
         }
     }
 
@@ -180,7 +222,14 @@ impl FrameDecoder {
                     self.state = State::Idle;
                     return Ok(Some(Frame::Message(message)));
                 }
+                Ok(Step::Relay(message)) => {
+                    self.state = State::Idle;
+                    return Ok(Some(Frame::Relay(message)));
+                }
                 Ok(Step::ArchiveStart(count)) => return Ok(Some(Frame::ArchiveStart { count })),
+                Ok(Step::ChatsStart { from, prev, count }) => {
+                    return Ok(Some(Frame::ChatsStart { from, prev, count }));
+                }
                 Ok(Step::Chat) => return Ok(Some(Frame::Chat(&self.chat))),
                 Err(err) => {
                     self.state = State::Failed(err.clone());
@@ -215,6 +264,22 @@ impl FrameDecoder {
             State::Idle => {
                 self.start = self.position;
                 let byte = input[0];
+                if self.relay
+                    && let Some(kind) = RelayType::from_byte(byte)
+                {
+                    self.limit = if kind == RelayType::Chats {
+                        self.max_archive
+                    } else {
+                        self.max_message
+                    };
+                    self.take(input, 1)?;
+                    self.state = State::Fixed {
+                        kind,
+                        buf: [0; 24],
+                        have: 0,
+                    };
+                    return Ok(Step::Nothing);
+                }
                 let kind = MessageType::from_byte(byte).ok_or(DecodeError::UnknownType {
                     byte,
                     offset: self.position,
@@ -267,23 +332,13 @@ impl FrameDecoder {
                         };
                         Step::Nothing
                     }
-                    (_, 0) => {
-                        self.state = State::ArchiveDone;
-                        Step::ArchiveStart(0)
-                    }
                     _ => {
-                        if self.chat.capacity() < MAX_CHAT {
-                            self.chat.reserve_exact(MAX_CHAT);
-                        }
-                        self.state = State::Chats {
-                            done: 0,
-                            remaining: count,
-                            need: 0,
-                        };
+                        self.begin_chats(count);
                         Step::ArchiveStart(count)
                     }
                 })
             }
+            State::Fixed { .. } => self.step_fixed(input),
             State::PeerList { .. } => self.step_peer_list(input),
             State::Chats { .. } => self.step_chat(input),
             State::ArchiveDone => unreachable!("`next` yields ArchiveEnd before stepping"),
@@ -313,6 +368,49 @@ impl FrameDecoder {
             }
             State::Failed(_) => unreachable!("`next` returns before stepping a failed decoder"),
         }
+    }
+
+    fn step_fixed(&mut self, input: &mut &[u8]) -> Result<Step, DecodeError> {
+        let State::Fixed { kind, have, .. } = self.state else {
+            unreachable!()
+        };
+        let need = kind.fixed_len();
+        let got = self.take(input, need - have)?;
+        let State::Fixed { buf, have, .. } = &mut self.state else {
+            unreachable!()
+        };
+        buf[*have..*have + got.len()].copy_from_slice(got);
+        *have += got.len();
+        if *have < need {
+            return Ok(Step::Nothing);
+        }
+        let body = *buf;
+        if kind != RelayType::Chats {
+            return RelayMessage::parse(kind, &body[..need])
+                .map(Step::Relay)
+                .ok_or(DecodeError::NotRelay { offset: self.start });
+        }
+        let from = u32::from_be_bytes(body[..4].try_into().expect("4 bytes"));
+        let prev: [u8; DIGEST_LEN] = body[4..20].try_into().expect("16 bytes");
+        let count = u32::from_be_bytes(body[20..24].try_into().expect("4 bytes"));
+        self.begin_chats(count);
+        Ok(Step::ChatsStart { from, prev, count })
+    }
+
+    /// The chats of an ArchiveResponse or Chats claiming `count` come next.
+    fn begin_chats(&mut self, count: u32) {
+        if count == 0 {
+            self.state = State::ArchiveDone;
+            return;
+        }
+        if self.chat.capacity() < MAX_CHAT {
+            self.chat.reserve_exact(MAX_CHAT);
+        }
+        self.state = State::Chats {
+            done: 0,
+            remaining: count,
+            need: 0,
+        };
     }
 
     fn step_peer_list(&mut self, input: &mut &[u8]) -> Result<Step, DecodeError> {
@@ -402,6 +500,7 @@ impl FrameDecoder {
             State::NotificationLen | State::Notification { .. } => {
                 format!("the Notification starting at byte {at}")
             }
+            State::Fixed { kind, .. } => format!("the {kind:?} starting at byte {at}"),
         }
     }
 }
@@ -482,6 +581,9 @@ impl Decoder {
                 Some(Frame::ArchiveEnd) => {
                     let history = self.archive.take().expect("ArchiveStart came first");
                     return Ok(Some(Message::ArchiveResponse(history)));
+                }
+                Some(Frame::Relay(_) | Frame::ChatsStart { .. }) => {
+                    unreachable!("a standard decoder yields no extension frame")
                 }
             }
         }

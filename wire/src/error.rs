@@ -30,6 +30,12 @@ pub enum DecodeError {
         /// ArchiveResponse starting at byte 0").
         inside: String,
     },
+    /// An extension Hello without the extension's magic at `offset`: the
+    /// other end is not the compact relay extension.
+    NotRelay {
+        /// Offset of the Hello's type byte.
+        offset: u64,
+    },
     /// A whole message was decoded but bytes follow it, from `offset`.
     TrailingBytes {
         /// Offset of the first byte after the message.
@@ -57,6 +63,12 @@ impl fmt::Display for DecodeError {
             ),
             DecodeError::Truncated { offset, inside } => {
                 write!(f, "input ends at byte {offset}, inside {inside}")
+            }
+            DecodeError::NotRelay { offset } => {
+                write!(
+                    f,
+                    "a Hello without the relay extension's magic at byte {offset}"
+                )
             }
             DecodeError::TrailingBytes { offset } => {
                 write!(f, "unexpected bytes after the message, from byte {offset}")

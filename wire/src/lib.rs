@@ -14,12 +14,16 @@ mod decoder;
 mod error;
 mod history;
 mod message;
+mod relay;
 
 pub use chat::{Chat, ChatRef, TextTooLong};
 pub use decoder::{DEFAULT_MAX_MESSAGE, Decoder, Frame, FrameDecoder, decode, decode_archive};
 pub use error::DecodeError;
 pub use history::{CHUNK_CHATS, ChunkPool, History, MalformedChat};
 pub use message::{Message, MessageType};
+pub use relay::{
+    CHATS_HEADER_LEN, RELAY_MAGIC, RELAY_VERSION, RelayMessage, RelayType, chats_header,
+};
 
 /// Bytes of a chat's verification code.
 pub const CODE_LEN: usize = 16;
