@@ -144,6 +144,7 @@ fn check_error(err: &DecodeError, stream: &[u8], start: usize, max_message: usiz
                 assert!(message.encoded_len() > max, "{message:?} refused");
             }
         }
+        DecodeError::NotRelay { .. } => panic!("{err:?} from a standard decoder"),
         DecodeError::Truncated { .. }
         | DecodeError::TrailingBytes { .. }
         | DecodeError::UnexpectedType { .. } => {
