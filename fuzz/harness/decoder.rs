@@ -4,7 +4,7 @@
 //!
 //! Input layout:
 //!
-//! - byte 0 picks the decoder's size limit (see [`max_message`]);
+//! - byte 0 picks the decoder's size limit (see [`input::limit`]);
 //! - byte 1 modulo 8 is how many chunk-size bytes follow, each giving a chunk
 //!   of 1..=256 bytes;
 //! - the rest is the byte stream, fed to a [`Decoder`] in chunks of those
@@ -19,7 +19,10 @@
 //! error without consuming input, and that `decode` agrees with the decoder
 //! on the first message.
 
-use wire::{DEFAULT_MAX_MESSAGE, DecodeError, Decoder, Message, decode};
+use wire::{DecodeError, Decoder, Message, decode};
+
+#[path = "input.rs"]
+mod input;
 
 /// Memory a decoder may hold for a partial message beyond twice the bytes
 /// of it received so far (buffers grow geometrically): room for the initial
@@ -30,9 +33,8 @@ pub fn run(data: &[u8]) {
     let [limit, n_sizes, rest @ ..] = data else {
         return;
     };
-    let (sizes, stream) = rest.split_at(usize::from(n_sizes % 8).min(rest.len()));
-    let sizes: Vec<usize> = sizes.iter().map(|&size| usize::from(size) + 1).collect();
-    let max_message = max_message(*limit);
+    let (sizes, stream) = input::chunk_sizes(*n_sizes, rest);
+    let max_message = input::limit(*limit);
 
     let chunked = feed(stream, max_message, &sizes);
     let whole = feed(stream, max_message, &[]);
@@ -41,17 +43,6 @@ pub fn run(data: &[u8]) {
     // nothing either.
     if max_message >= stream.len() {
         check_decode(stream, &whole);
-    }
-}
-
-/// The decoder's size limit for selector byte `byte`: limits of 0..=127
-/// bytes (so that a message crosses the limit inside its header, its count
-/// or its first items), multiples of 64 up to 7,104, or the default.
-fn max_message(byte: u8) -> usize {
-    match byte {
-        0..=0x7f => usize::from(byte),
-        0x80..=0xef => usize::from(byte - 0x7f) * 64,
-        0xf0..=0xff => DEFAULT_MAX_MESSAGE,
     }
 }
 
