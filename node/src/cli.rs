@@ -364,6 +364,19 @@ pub struct NodeArgs {
     #[arg(long, env = "CHATCHAIN_PORT", default_value_t = DEFAULT_PORT, value_parser = clap::value_parser!(u16).range(1..))]
     pub port: u16,
 
+    /// The compact relay extension's port (docs/EXTENSION.md), the same on
+    /// every node of a network [default: the network port + 1].
+    ///
+    /// Nodes of this implementation that both offer it send each other a
+    /// new chat and not the whole history; other peers see the standard
+    /// protocol only. A node is found to speak it by dialing this port.
+    #[arg(long, hide_short_help = true, value_name = "PORT", env = "CHATCHAIN_RELAY_PORT", conflicts_with = "no_relay", value_parser = clap::value_parser!(u16).range(1..))]
+    pub relay_port: Option<u16>,
+
+    /// Offer and use no relay extension: the standard protocol only.
+    #[arg(long, hide_short_help = true, env = "CHATCHAIN_NO_RELAY")]
+    pub no_relay: bool,
+
     /// Mining threads, at most 8 per core [default: all cores].
     #[arg(long, value_name = "N", env = "CHATCHAIN_THREADS", value_parser = parse_threads)]
     pub threads: Option<usize>,

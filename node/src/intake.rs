@@ -19,10 +19,11 @@ use std::fmt;
 
 use miner::InvalidChat;
 use wire::{
-    CHUNK_CHATS, ChunkPool, DIGEST_LEN, DecodeError, Frame, FrameDecoder, History, Message,
+    CHATS_HEADER_LEN, CHUNK_CHATS, ChunkPool, DIGEST_LEN, DecodeError, Frame, FrameDecoder,
+    History, Message, RelayMessage,
 };
 
-use crate::protocol::{Archive, ConnId, Tip};
+use crate::protocol::{Archive, ConnId, Dialect, Tip};
 
 /// New chats checked on the event loop when an archive ends (about 2 µs
 /// each); more go to the validation thread.
@@ -38,7 +39,12 @@ pub enum Arrival {
         /// Its bytes on the wire.
         wire_len: usize,
     },
-    /// An ArchiveResponse, judged.
+    /// An extension message other than Chats.
+    Relay {
+        /// The message.
+        message: RelayMessage,
+    },
+    /// An ArchiveResponse or an extension Chats message, judged.
     Archive {
         /// The verdict.
         archive: Archive,
@@ -96,8 +102,9 @@ pub enum IntakeError {
     /// nothing else would bound the rest (a count claims up to 4 G chats,
     /// a terabyte).
     InvalidGoesOn {
-        /// Its first invalid chat.
-        invalid: InvalidChat,
+        /// Its first invalid chat; `None` for an extension Chats message
+        /// extending a prefix we do not hold (skipped whole).
+        invalid: Option<InvalidChat>,
         /// The bytes skipped after it that were allowed (`--max-message`).
         max: usize,
     },
@@ -107,9 +114,16 @@ impl fmt::Display for IntakeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             IntakeError::Decode(error) => error.fmt(f),
-            IntakeError::InvalidGoesOn { invalid, max } => write!(
+            IntakeError::InvalidGoesOn {
+                invalid: Some(invalid),
+                max,
+            } => write!(
                 f,
                 "history ignored: {invalid}; its archive goes on for more than {max} bytes after it"
+            ),
+            IntakeError::InvalidGoesOn { invalid: None, max } => write!(
+                f,
+                "chats ignored: they extend a prefix we do not hold, and go on for more than {max} bytes"
             ),
         }
     }
@@ -163,18 +177,50 @@ enum Progress {
         unverified_bytes: usize,
         checking: Option<usize>,
     },
-    /// Not kept: shorter than `base` (`None`), or a chat was invalid.
-    Skipping(Option<InvalidChat>),
+    /// Not kept (see [`Skip`]).
+    Skipping(Skip),
+}
+
+/// Why the chats of an incoming history are skipped.
+#[derive(Debug, Clone, Copy)]
+enum Skip {
+    /// Shorter than `base`: it cannot win.
+    Shorter,
+    /// This chat is invalid.
+    Invalid(InvalidChat),
+    /// An extension Chats message extending a prefix we do not hold.
+    Unrooted,
+}
+
+impl Skip {
+    /// Skipped bytes are bounded (by `max_message`): what follows an
+    /// invalid chat, or chats we cannot place.
+    fn is_bounded(self) -> Option<Option<InvalidChat>> {
+        match self {
+            Skip::Shorter => None,
+            Skip::Invalid(invalid) => Some(Some(invalid)),
+            Skip::Unrooted => Some(None),
+        }
+    }
 }
 
 impl Intake {
     /// The intake of connection `conn`: messages other than archives of at
     /// most `max_message` bytes; at most `max_unverified` bytes of an
     /// archive's new chats held unchecked.
-    pub fn new(conn: ConnId, max_message: usize, max_unverified: usize) -> Intake {
+    pub fn new(
+        conn: ConnId,
+        dialect: Dialect,
+        max_message: usize,
+        max_unverified: usize,
+    ) -> Intake {
+        let frames = match dialect {
+            Dialect::Standard => FrameDecoder::with_limits(max_message, usize::MAX),
+            Dialect::Relay => FrameDecoder::relay(max_message, usize::MAX),
+        };
         Intake {
             conn,
-            frames: FrameDecoder::with_limits(max_message, usize::MAX),
+            frames,
             incoming: None,
             max_message,
             max_unverified,
@@ -249,29 +295,20 @@ impl Intake {
                     wire_len: message.encoded_len(),
                     message,
                 }),
+                Frame::Relay(message) => out.push(Arrival::Relay { message }),
                 Frame::ArchiveStart { count } => {
-                    let count = count as usize;
-                    self.archives += 1;
-                    self.incoming = Some(Incoming {
-                        id: self.archives,
-                        count,
-                        received: 0,
-                        start: self.frames.position() - 5,
-                        base: ours.clone(),
-                        digest: [0; DIGEST_LEN],
-                        progress: if count < ours.len() {
-                            Progress::Skipping(None)
-                        } else {
-                            Progress::Matching
-                        },
-                        ended: false,
-                        skipped_invalid: 0,
-                    });
+                    let start = self.frames.position() - 5;
+                    self.begin(ours, start, 0, [0; DIGEST_LEN], count);
+                }
+                Frame::ChatsStart { from, prev, count } => {
+                    let start = self.frames.position() - CHATS_HEADER_LEN as u64;
+                    self.begin(ours, start, from as usize, prev, count);
                 }
                 Frame::Chat(chat) => {
                     let incoming = self.incoming.as_mut().expect("ArchiveStart came first");
                     incoming.take(chat, pool);
-                    if let Progress::Skipping(Some(invalid)) = incoming.progress
+                    if let Progress::Skipping(skip) = incoming.progress
+                        && let Some(invalid) = skip.is_bounded()
                         && incoming.skipped_invalid > self.max_message
                     {
                         return Err(IntakeError::InvalidGoesOn {
@@ -292,6 +329,36 @@ impl Intake {
             }
         }
         Ok(())
+    }
+
+    /// An incoming history begins at stream offset `start`: `count` chats
+    /// from index `from` on, its chat `from - 1` having digest `prev` (an
+    /// ArchiveResponse: from 0, zeros). It extends our first `from` chats
+    /// if they end with `prev`; otherwise it is skipped.
+    fn begin(&mut self, ours: &History, start: u64, from: usize, prev: [u8; DIGEST_LEN], count: u32) {
+        let total = from + count as usize;
+        let ours_prev = match from {
+            0 => Some([0; DIGEST_LEN]),
+            _ => ours.chat(from - 1).map(|c| *c.digest()),
+        };
+        self.archives += 1;
+        self.incoming = Some(Incoming {
+            id: self.archives,
+            count: total,
+            received: from,
+            start,
+            base: ours.clone(),
+            digest: prev,
+            progress: if ours_prev != Some(prev) {
+                Progress::Skipping(Skip::Unrooted)
+            } else if total < ours.len() {
+                Progress::Skipping(Skip::Shorter)
+            } else {
+                Progress::Matching
+            },
+            ended: false,
+            skipped_invalid: 0,
+        });
     }
 
     /// A batch of new chats to check on the validation thread, if one is
@@ -365,11 +432,12 @@ impl Intake {
             } if *verified == history.len() => Archive::Valid(history.clone()),
             Progress::New { .. } => return None,
             Progress::Matching => Archive::Valid(incoming.base.prefix(incoming.count)),
-            Progress::Skipping(None) => Archive::Shorter(Tip {
+            Progress::Skipping(Skip::Shorter) => Archive::Shorter(Tip {
                 len: incoming.count,
                 digest: incoming.digest,
             }),
-            Progress::Skipping(Some(invalid)) => Archive::Invalid(*invalid),
+            Progress::Skipping(Skip::Invalid(invalid)) => Archive::Invalid(*invalid),
+            Progress::Skipping(Skip::Unrooted) => Archive::Unrooted,
         };
         let wire_len = (position - incoming.start) as usize;
         self.incoming = None;
@@ -382,7 +450,9 @@ impl Incoming {
     fn take(&mut self, chat: &[u8], pool: &mut ChunkPool) {
         let index = self.received;
         self.received += 1;
-        if let Progress::Skipping(Some(_)) = self.progress {
+        if let Progress::Skipping(skip) = self.progress
+            && skip.is_bounded().is_some()
+        {
             self.skipped_invalid += chat.len();
         }
         self.digest
@@ -421,7 +491,7 @@ impl Incoming {
             let after = (invalid.index + 1).min(history.len());
             self.skipped_invalid = history.wire_len() - history.wire_offset(after);
         }
-        self.progress = Progress::Skipping(Some(invalid));
+        self.progress = Progress::Skipping(Skip::Invalid(invalid));
     }
 
     /// At the end of an archive, checks a few new chats right away rather
@@ -438,7 +508,7 @@ impl Incoming {
             let result = miner::validate_from(history, *verified);
             let upto = history.len();
             self.progress = match result {
-                Err(invalid) => Progress::Skipping(Some(invalid)),
+                Err(invalid) => Progress::Skipping(Skip::Invalid(invalid)),
                 Ok(()) => Progress::New {
                     history: history.clone(),
                     verified: upto,
@@ -501,7 +571,7 @@ mod tests {
         out.into_iter()
             .filter_map(|a| match a {
                 Arrival::Archive { archive, .. } => Some(archive),
-                Arrival::Message { .. } => None,
+                Arrival::Message { .. } | Arrival::Relay { .. } => None,
             })
             .collect()
     }
@@ -510,7 +580,7 @@ mod tests {
     fn an_extension_shares_our_chats_and_a_copy_of_ours_is_ours() {
         let full = fixture();
         let ours = full.prefix(900);
-        let mut intake = Intake::new(ConnId(1), 1 << 20, 1 << 20);
+        let mut intake = Intake::new(ConnId(1), Dialect::Standard, 1 << 20, 1 << 20);
         let (out, held) = feed(&mut intake, &ours, &wire_of(&full), 4096);
         let [Archive::Valid(candidate)] = &archives(out)[..] else {
             panic!("not one valid archive")
@@ -531,7 +601,7 @@ mod tests {
         bytes[5 + full.chat_range(10).start + 1] ^= 1;
         bytes.push(0x01);
         // A limit smaller than the archive: it is checked in batches.
-        let mut intake = Intake::new(ConnId(1), 1 << 20, 2000);
+        let mut intake = Intake::new(ConnId(1), Dialect::Standard, 1 << 20, 2000);
         let (out, held) = feed(&mut intake, &History::new(), &bytes, 1000);
         assert!(held < 4000, "held {held}");
         assert!(matches!(
@@ -563,7 +633,7 @@ mod tests {
             let invalid_end = 5 + full.chat_range(bad).end;
             // Checked in batches, as large as the bound: the verdict comes
             // late.
-            let mut intake = Intake::new(ConnId(1), max, max);
+            let mut intake = Intake::new(ConnId(1), Dialect::Standard, max, max);
             let mut pool = ChunkPool::new();
             let mut out = Vec::new();
             let mut taken = 0;
@@ -582,7 +652,7 @@ mod tests {
             match ended {
                 Some(IntakeError::InvalidGoesOn { invalid, max: m }) => {
                     assert!(goes_on, "chat {bad}");
-                    assert_eq!((invalid.index, m), (bad, max));
+                    assert_eq!((invalid.map(|i| i.index), m), (Some(bad), max));
                     let skipped = intake.position() as usize - invalid_end;
                     assert!(skipped <= max + 288, "{skipped} bytes skipped");
                 }
@@ -604,7 +674,7 @@ mod tests {
     #[test]
     fn a_shorter_archive_is_not_kept_and_its_tip_is_told() {
         let full = fixture();
-        let mut intake = Intake::new(ConnId(1), 1 << 20, 1 << 20);
+        let mut intake = Intake::new(ConnId(1), Dialect::Standard, 1 << 20, 1 << 20);
         let short = full.prefix(10);
         let (out, held) = feed(&mut intake, &full, &wire_of(&short), 100);
         assert!(

@@ -36,7 +36,7 @@ use cli::{NodeArgs, PeerArg};
 use control::Request;
 use control::server::ControlServer;
 use protocol::{Config, Node, OwnChats, ResolvingRow, StatusBar};
-use reactor::{Endpoint, Limits, MiningThread, Reactor, ValidationThread, Workers};
+use reactor::{Endpoint, Limits, Listeners, MiningThread, Reactor, ValidationThread, Workers};
 use screen::{LogSink, Screen};
 use store::{DataDir, StoreThread};
 use terminal::TerminalGuard;
@@ -190,9 +190,34 @@ fn default_data_dir(bind: Ipv4Addr) -> Result<PathBuf, String> {
     Ok(base.join("chatchain").join(bind.to_string()))
 }
 
-/// Why the node cannot listen, and what to do.
-fn cannot_listen(at: Endpoint, e: &std::io::Error) -> String {
-    let (bind, port) = (at.bind, at.port);
+/// The relay port's listener and port, unless the extension is off: a
+/// port given that cannot be listened on ends the start; the default one
+/// (the network port + 1) in use is said, and the node goes on without the
+/// extension.
+fn listen_relay(args: &NodeArgs) -> Result<(Option<mio::net::TcpListener>, Option<u16>), String> {
+    if args.no_relay {
+        return Ok((None, None));
+    }
+    let Some(port) = args.relay_port.or(args.port.checked_add(1)) else {
+        warn!("no relay port above the network port 65535: the relay extension is off");
+        return Ok((None, None));
+    };
+    match reactor::listen(args.bind, port) {
+        Ok(listener) => Ok((Some(listener), Some(port))),
+        Err(e) if args.relay_port.is_some() => Err(cannot_listen(args.bind, port, &e)),
+        Err(e) => {
+            warn!(
+                "cannot listen on the relay port {}:{port} ({e}): the relay extension is off \
+                 (--relay-port PORT to choose another, the same for every node)",
+                args.bind
+            );
+            Ok((None, None))
+        }
+    }
+}
+
+/// Why the node cannot listen on `bind:port`, and what to do.
+fn cannot_listen(bind: Ipv4Addr, port: u16, e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::AddrInUse => format!(
             "cannot listen on {bind}:{port}: the address is in use: another program holds that \
@@ -271,13 +296,16 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let data_dir = data_dir_of(&args)?;
+    // Before the data directory is made: a start that fails here leaves
+    // nothing behind.
+    let listener =
+        reactor::listen(args.bind, args.port).map_err(|e| cannot_listen(args.bind, args.port, &e))?;
+    let (relay_listener, relay_port) = listen_relay(&args)?;
     let endpoint = Endpoint {
         bind: args.bind,
         port: args.port,
+        relay_port,
     };
-    // Before the data directory is made: a start that fails here leaves
-    // nothing behind.
-    let listener = reactor::listen(endpoint).map_err(|e| cannot_listen(endpoint, &e))?;
     control::check_path(&data_dir)?;
     let (dir, recovered) = DataDir::open(&data_dir)?;
     let control = ControlServer::bind(&data_dir.join(control::SOCKET_FILE)).map_err(|e| {
@@ -345,6 +373,7 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
         pid: std::process::id(),
         bans: recovered.bans,
         room: screen.is_editor(),
+        relay: endpoint.relay_port.is_some(),
     };
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -369,7 +398,8 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
         max_inbound: budget.max_inbound,
         max_buffered: args.max_buffered,
     };
-    let reactor = Reactor::new(poll, listener, inbox, node, workers, endpoint, limits, pool)
+    let listeners = Listeners::new(listener, relay_listener);
+    let reactor = Reactor::new(poll, listeners, inbox, node, workers, endpoint, limits, pool)
         .map_err(|e| format!("cannot start the event loop: {e}"))?;
     let ran = reactor.run();
     // The editor lets go of the screen, the terminal is put back, then the

@@ -50,7 +50,7 @@ use wire::{History, Message};
 
 use super::Node;
 use super::feed::Change;
-use super::io::{Archive, ConnId, Payload, Save, Tip};
+use super::io::{Archive, ConnId, Dialect, Payload, Save, Tip};
 use super::report::{Line, Why};
 use super::room::ScreenLine;
 
@@ -99,6 +99,9 @@ impl Node {
         let pushed = peer.archive_asked_at.take().is_none();
         let candidate = match archive {
             Archive::Invalid(invalid) => return self.reject(now, conn, &invalid),
+            // Pushed chats past a prefix we do not hold: we ask for what
+            // the peer has past ours, with the digest of our last chat.
+            Archive::Unrooted => return self.ask_archive(now, conn),
             Archive::Shorter(tip) => {
                 peer.has = Some(tip);
                 return self.catch_up(conn);
@@ -125,7 +128,7 @@ impl Node {
     /// up, unless it was sent ours (once per history of ours, in case it
     /// cannot take it and pushes its own again) or our source delivers to
     /// it.
-    fn catch_up(&mut self, conn: ConnId) {
+    pub(super) fn catch_up(&mut self, conn: ConnId) {
         if self.needs_history(conn) {
             self.send_archive_to(conn, Why::CatchUp);
         }
@@ -283,7 +286,7 @@ impl Node {
 
     /// What we send of our history: all of it, but for chats of ours whose
     /// copy is not on disk yet (and what follows them).
-    fn served(&self) -> History {
+    pub(super) fn served(&self) -> History {
         match self.own.first_undurable(&self.history) {
             Some(len) => self.history.prefix(len),
             None => self.history.clone(),
@@ -304,8 +307,17 @@ impl Node {
         }
     }
 
-    /// Sends our history to `conn`, for `why`.
+    /// Sends our history to `conn`, for `why`: a full archive, but for an
+    /// extension peer not asked for one (`relay.rs`).
     pub(super) fn send_archive_to(&mut self, conn: ConnId, why: Why) {
+        if why != Why::Asked
+            && self
+                .peers
+                .get(conn)
+                .is_some_and(|p| p.dialect == Dialect::Relay)
+        {
+            return self.send_compact(conn, why);
+        }
         let served = self.served();
         let tip = Tip::of(&served);
         if self.peers.get(conn).is_some() {

@@ -66,6 +66,17 @@ pub fn message_type(message: &Message) -> &'static str {
     }
 }
 
+/// An extension message's name in the metrics' `type` label.
+pub fn relay_type(kind: wire::RelayType) -> &'static str {
+    match kind {
+        wire::RelayType::Hello => "hello",
+        wire::RelayType::Tip => "tip",
+        wire::RelayType::ChatsRequest => "chats_request",
+        wire::RelayType::Chats => "chats",
+        wire::RelayType::NoCommonPrefix => "no_common_prefix",
+    }
+}
+
 /// A direction's name in the metrics' `direction` label.
 pub fn direction_name(direction: Direction) -> &'static str {
     match direction {

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use miner::{InvalidChat, JobStats};
-use wire::{Chat, DIGEST_LEN, History, Message};
+use wire::{Chat, DIGEST_LEN, History, Message, RelayMessage};
 
 use super::report::{BanRow, Line, Reply, Why};
 use super::room::{ScreenLine, StatusBar};
@@ -24,6 +24,17 @@ pub enum Direction {
     Inbound,
     /// We dialed the peer.
     Outbound,
+}
+
+/// What a connection speaks: which port it was opened on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    /// The standard protocol, on the network port (`docs/PROTOCOL.md`).
+    Standard,
+    /// The compact relay extension, on the relay port
+    /// (`docs/EXTENSION.md`): the standard messages and the extension's.
+    Relay,
 }
 
 /// Where a command came from, and so where its reply goes.
@@ -68,6 +79,9 @@ pub enum Archive {
     Shorter(Tip),
     /// A chat is invalid; nothing after it was kept.
     Invalid(InvalidChat),
+    /// An extension Chats message extending a prefix we do not hold (its
+    /// `prev` is not the digest of our chat `from - 1`): skipped.
+    Unrooted,
 }
 
 #[cfg(test)]
@@ -81,6 +95,23 @@ impl Archive {
         match miner::validate_extension(ours, &candidate) {
             Ok(_) => Archive::Valid(candidate),
             Err(invalid) => Archive::Invalid(invalid),
+        }
+    }
+
+    /// Judges an extension Chats message carrying chats `from..` of
+    /// `theirs` as the intake does: it extends our first `from` chats when
+    /// our chat `from - 1` has the digest of theirs (the digests chain
+    /// every chat before, so the prefixes are then equal).
+    pub fn judge_chats(ours: &History, theirs: History, from: usize) -> Archive {
+        let digest_at = |h: &History, i: usize| h.chat(i).map(|c| *c.digest());
+        let rooted = match from.checked_sub(1) {
+            None => true,
+            Some(last) => digest_at(ours, last).is_some() && digest_at(ours, last) == digest_at(&theirs, last),
+        };
+        if rooted {
+            Archive::judge(ours, theirs)
+        } else {
+            Archive::Unrooted
         }
     }
 }
@@ -190,6 +221,8 @@ pub enum Event {
         local: Ipv4Addr,
         /// Who dialed.
         direction: Direction,
+        /// The port it was opened on.
+        dialect: Dialect,
     },
     /// Our dial of `addr` reached this node itself: the inbound connection
     /// `inbound` is the other end of our outbound `outbound` (its remote
@@ -212,6 +245,8 @@ pub enum Event {
         /// No answer came (timed out, host or network unreachable): the
         /// path is down, not the peer refusing.
         unanswered: bool,
+        /// The port dialed.
+        dialect: Dialect,
     },
     /// An inbound peer we have not heard from has begun sending a message
     /// (told once per connection): it is not silent, and is greeted once
@@ -230,7 +265,16 @@ pub enum Event {
         /// Its size on the wire, in bytes.
         wire_len: usize,
     },
-    /// A whole ArchiveResponse arrived and was judged.
+    /// A whole extension message other than Chats arrived (on a
+    /// [`Dialect::Relay`] connection).
+    Relayed {
+        /// From whom.
+        conn: ConnId,
+        /// The message.
+        message: RelayMessage,
+    },
+    /// A whole ArchiveResponse, or an extension Chats message, arrived and
+    /// was judged.
     Archive {
         /// From whom.
         conn: ConnId,
@@ -317,15 +361,50 @@ pub enum Payload {
         /// Why it is sent.
         why: Why,
     },
+    /// An extension Chats message carrying chats `from..` of this
+    /// history, written from its chunks as an archive is.
+    Chats {
+        /// The history.
+        history: History,
+        /// Its first chat sent.
+        from: usize,
+        /// Why it is sent ([`Why::Asked`]: an answer to a ChatsRequest,
+        /// bounded as archives asked for are).
+        why: Why,
+    },
     /// Any other message, encoded.
     Message(Vec<u8>),
 }
 
 impl Payload {
+    /// Why a history is sent, and its bytes; `None` for a message.
+    pub fn unsent(&self) -> Option<(Why, usize)> {
+        match self {
+            Payload::Archive { why, .. } | Payload::Chats { why, .. } => Some((*why, self.len())),
+            Payload::Message(_) => None,
+        }
+    }
+
+    /// The header of a Chats message carrying chats `from..` of `history`.
+    ///
+    /// # Panics
+    /// If `from > history.len()`.
+    pub fn chats_header(history: &History, from: usize) -> [u8; wire::CHATS_HEADER_LEN] {
+        let prev = from
+            .checked_sub(1)
+            .and_then(|last| history.chat(last))
+            .map_or([0; DIGEST_LEN], |c| *c.digest());
+        assert!(from <= history.len(), "chat {from} of {}", history.len());
+        wire::chats_header(from as u32, &prev, (history.len() - from) as u32)
+    }
+
     /// Bytes on the wire.
     pub fn len(&self) -> usize {
         match self {
             Payload::Archive { history, .. } => history.archive_len(),
+            Payload::Chats { history, from, .. } => {
+                wire::CHATS_HEADER_LEN + history.wire_len() - history.wire_offset(*from)
+            }
             Payload::Message(bytes) => bytes.len(),
         }
     }
@@ -376,10 +455,12 @@ pub enum Action {
         /// What.
         payload: Payload,
     },
-    /// Dial `addr` on the network port.
+    /// Dial `addr` on the port of `dialect`.
     Connect {
         /// Whom.
         addr: Ipv4Addr,
+        /// The network port, or the relay port.
+        dialect: Dialect,
     },
     /// Close after what is queued is written, with a Notification of this
     /// text first if given.

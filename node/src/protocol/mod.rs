@@ -29,6 +29,7 @@ mod mining;
 mod network;
 mod own;
 mod peers;
+mod relay;
 mod report;
 mod room;
 mod watch;
@@ -47,7 +48,7 @@ use addrbook::AddressBook;
 pub use counts::{Counts, Scrape, Timed};
 use feed::Feed;
 pub use io::{
-    Action, Archive, ConnId, Direction, Ending, Event, Mined, Origin, Payload, Save, Saved, Tip,
+    Action, Archive, ConnId, Dialect, Direction, Ending, Event, Mined, Origin, Payload, Save, Saved, Tip,
 };
 use mining::Mining;
 use network::Timers;
@@ -100,6 +101,8 @@ pub struct Config {
     /// The screen is a person's terminal: it shows the room (`room.rs`),
     /// not the feed's exact lines.
     pub room: bool,
+    /// The compact relay extension is offered and used (`docs/EXTENSION.md`).
+    pub relay: bool,
 }
 
 /// The longest a `quit` waits for our chats to be mined and saved.
@@ -143,6 +146,8 @@ pub struct Node {
     counts: Counts,
     /// Chats awaited at a stage by control clients.
     watches: Vec<watch::Watch>,
+    /// The compact relay extension's dialing state.
+    relay: relay::RelayDials,
 }
 
 impl Node {
@@ -163,6 +168,7 @@ impl Node {
         } else {
             (None, Vec::new())
         };
+        let relay = relay::RelayDials::new(config.relay);
         let mut node = Node {
             config,
             room,
@@ -188,6 +194,7 @@ impl Node {
             started: now,
             counts: Counts::default(),
             watches: Vec::new(),
+            relay,
         };
         for line in backlog {
             node.print(line);
@@ -228,7 +235,8 @@ impl Node {
                 addr,
                 local,
                 direction,
-            } => self.on_connected(now, conn, addr, local, direction),
+                dialect,
+            } => self.on_connected(now, conn, (addr, local), (direction, dialect)),
             Event::SelfDialed {
                 outbound,
                 inbound,
@@ -238,11 +246,27 @@ impl Node {
                 addr,
                 reason,
                 unanswered,
-            } => self.on_connect_failed(now, addr, &reason, unanswered),
+                dialect,
+            } => self.on_connect_failed(now, addr, &reason, (unanswered, dialect)),
             Event::Streaming { conn } => {
                 if let Some(peer) = self.peers.get_mut(conn) {
                     peer.streaming = true;
                 }
+            }
+            Event::Received { conn, .. } | Event::Archive { conn, .. }
+                if self.relay.awaits_hello(conn) =>
+            {
+                self.not_relay(now, conn);
+            }
+            Event::Relayed { conn, message } => {
+                if self.count_in(conn, message.encoded_len()) {
+                    *self
+                        .counts
+                        .bytes_in
+                        .entry(counts::relay_type(message.relay_type()))
+                        .or_default() += message.encoded_len() as u64;
+                }
+                self.on_relayed(now, conn, message);
             }
             Event::Received {
                 conn,

@@ -10,7 +10,7 @@ use wire::Message;
 
 use super::Node;
 use super::counts;
-use super::io::{Action, ConnId, Direction, Ending};
+use super::io::{Action, ConnId, Dialect, Direction, Ending};
 use super::peers::{Peer, survives};
 use super::report::Why;
 
@@ -75,28 +75,46 @@ impl Node {
             debug!("no outbound connection left: closing a peer that said nothing for 30 s");
             self.outbox.push_back(Action::Close { conn, notify: None });
         }
-        let peers = &self.peers;
-        for addr in self
-            .book
-            .next_dials(now, room, |addr| peers.is_connected(addr))
+        let (peers, relay) = (&self.peers, &self.relay);
+        for addr in self.book.next_dials(now, room, |addr| {
+            peers.is_connected(addr) || relay.awaits_addr(addr)
+        })
         {
-            debug!("connecting to {addr}");
+            let dialect = self.relay.dialect_for(addr, now);
+            debug!("connecting to {addr} ({dialect:?})");
             self.counts.dials += 1;
-            self.outbox.push_back(Action::Connect { addr });
+            self.outbox.push_back(Action::Connect { addr, dialect });
         }
     }
 
+    /// A connection is established: a peer, or for the relay port, one
+    /// once its Hello comes (`relay.rs`).
     pub(super) fn on_connected(
         &mut self,
         now: Instant,
         conn: ConnId,
-        addr: Ipv4Addr,
-        local: Ipv4Addr,
-        direction: Direction,
+        (addr, local): (Ipv4Addr, Ipv4Addr),
+        (direction, dialect): (Direction, Dialect),
     ) {
         if direction == Direction::Outbound {
+            self.relay.dial_succeeded(addr, dialect);
             self.book.dial_succeeded(addr);
         }
+        if dialect == Dialect::Relay {
+            return self.await_hello(now, conn, (addr, local), direction);
+        }
+        self.admit(now, conn, (addr, local), (direction, dialect));
+    }
+
+    /// A connection becomes a peer's (on the relay port, once its Hello
+    /// came).
+    pub(super) fn admit(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        (addr, local): (Ipv4Addr, Ipv4Addr),
+        (direction, dialect): (Direction, Dialect),
+    ) {
         if self.book.is_banned(addr) {
             debug!("{addr} is banned: closing its connection");
             self.outbox.push_back(Action::Close { conn, notify: None });
@@ -112,27 +130,34 @@ impl Node {
             None => true,
             Some(existing) => {
                 let race = self.dial_race(now, existing, direction);
-                let Some(keep_new) = self.second_connection(race, direction, local, addr) else {
+                let other_dialect = self.peers.get(existing).is_some_and(|p| p.dialect != dialect);
+                let second = if other_dialect {
+                    relay_wins(direction, dialect)
+                } else {
+                    self.second_connection(race, direction, local, addr)
+                };
+                let Some(keep_new) = second else {
                     debug!("{addr}: dropping our second connection");
                     self.outbox.push_back(Action::Close { conn, notify: None });
                     self.dial(now);
                     return;
                 };
                 if keep_new {
-                    self.demote(existing, race);
+                    self.demote(existing, race || other_dialect);
                 }
                 keep_new
             }
         };
         if let Some(suppressed) = self.log_limit.allow(now) {
             info!(
-                "connected to {addr} ({direction:?}{}){suppressed}",
+                "connected to {addr} ({direction:?}{}{}){suppressed}",
+                if dialect == Dialect::Relay { ", relay" } else { "" },
                 if primary { "" } else { ", duplicate" }
             );
         }
         let joined = !self.peers.is_connected(addr);
         self.peers
-            .insert(conn, Peer::new(addr, direction, now, primary));
+            .insert(conn, Peer::new(addr, (direction, dialect), now, primary));
         self.close_extra_duplicates(addr);
         if primary {
             self.timers.peers_changed = true;
@@ -145,7 +170,7 @@ impl Node {
         // reading: anything we sent first would turn its close into a reset
         // that can discard the archive in our receive buffer. It is greeted
         // after its first message, or after a second of silence.
-        if primary && direction == Direction::Outbound {
+        if primary && (direction == Direction::Outbound || dialect == Dialect::Relay) {
             self.greet(now, conn);
         }
         self.dial(now);
@@ -241,9 +266,13 @@ impl Node {
         now: Instant,
         addr: Ipv4Addr,
         reason: &str,
-        unanswered: bool,
+        (unanswered, dialect): (bool, Dialect),
     ) {
-        debug!("connecting to {addr} failed: {reason}");
+        debug!("connecting to {addr} ({dialect:?}) failed: {reason}");
+        if dialect == Dialect::Relay {
+            return self.relay_refused(now, addr);
+        }
+        self.relay.standard_dial_failed(addr);
         self.counts.dials_failed += 1;
         if let Some(backoff) = self.book.dial_failed(addr, now, unanswered)
             && backoff.bootstrap
@@ -266,20 +295,24 @@ impl Node {
 
     /// A connection loses to a second one with the same address: it is
     /// kept unused, or closed if it is ours and lost a simultaneous dial
-    /// (`race`; see [`second_connection`](Self::second_connection)).
-    fn demote(&mut self, conn: ConnId, race: bool) {
+    /// or to a relay connection (`close_ours`; see
+    /// [`second_connection`](Self::second_connection)).
+    fn demote(&mut self, conn: ConnId, close_ours: bool) {
         let Some(peer) = self.peers.get_mut(conn) else {
             return;
         };
         peer.primary = false;
         debug!("{}: using the other connection", peer.addr);
-        if race && peer.direction == Direction::Outbound {
+        if close_ours && peer.direction == Direction::Outbound {
             self.outbox.push_back(Action::Close { conn, notify: None });
         }
     }
 
     pub(super) fn on_disconnected(&mut self, now: Instant, conn: ConnId, ending: Ending) {
         *self.endings.entry(ending.kind()).or_default() += 1;
+        if self.hello_never_came(now, conn) {
+            return;
+        }
         let Some(peer) = self.peers.remove(conn) else {
             return;
         };
@@ -323,8 +356,10 @@ impl Node {
                 self.book.probe(peer.addr, now);
             }
         }
-        self.book
-            .redial_wanted(now, |addr| self.peers.is_connected(addr));
+        let (peers, relay) = (&self.peers, &self.relay);
+        self.book.redial_wanted(now, |addr| {
+            peers.is_connected(addr) || relay.awaits_addr(addr)
+        });
         self.dial(now);
     }
 
@@ -373,19 +408,30 @@ impl Node {
     }
 
     /// Asks a new peer for its archive and its peers.
+    /// An extension peer is sent our tip instead, and sends its own.
     pub(super) fn greet(&mut self, now: Instant, conn: ConnId) {
-        if let Some(peer) = self.peers.get_mut(conn) {
-            peer.greeted = true;
+        let Some(peer) = self.peers.get_mut(conn) else {
+            return;
+        };
+        peer.greeted = true;
+        match peer.dialect {
+            Dialect::Standard => self.ask_archive(now, conn),
+            Dialect::Relay => self.send_tip(conn),
         }
-        self.ask_archive(now, conn);
         self.send_message(conn, &Message::PeerRequest);
     }
 
-    fn ask_archive(&mut self, now: Instant, conn: ConnId) {
-        if let Some(peer) = self.peers.get_mut(conn) {
-            peer.archive_asked_at = Some(now);
+    /// Asks the peer on `conn` for its history: the full archive, or for an
+    /// extension peer the chats past our tip.
+    pub(super) fn ask_archive(&mut self, now: Instant, conn: ConnId) {
+        let Some(peer) = self.peers.get_mut(conn) else {
+            return;
+        };
+        peer.archive_asked_at = Some(now);
+        match peer.dialect {
+            Dialect::Standard => self.send_message(conn, &Message::ArchiveRequest),
+            Dialect::Relay => self.ask_chats(conn, self.history.len()),
         }
-        self.send_message(conn, &Message::ArchiveRequest);
     }
 
     /// Our peers (the primary connections), except the one it goes to.
@@ -410,6 +456,7 @@ impl Node {
     }
 
     pub(super) fn on_tick(&mut self, now: Instant) {
+        self.check_hellos(now);
         if self.book.expire_bans(now) {
             self.save_bans(now);
         }
@@ -472,8 +519,22 @@ impl Node {
             }
         }
         self.release_relay(now, None);
-        self.book
-            .redial_wanted(now, |addr| self.peers.is_connected(addr));
+        let (peers, relay) = (&self.peers, &self.relay);
+        self.book.redial_wanted(now, |addr| {
+            peers.is_connected(addr) || relay.awaits_addr(addr)
+        });
         self.dial(now);
+    }
+}
+
+/// A second connection, of `dialect`, with an address whose primary one
+/// speaks the other dialect: the relay connection is the one used; a
+/// standard one we dialed is closed (`None`), one the peer dialed is kept
+/// unused (`Some(false)`), as in `second_connection`.
+fn relay_wins(direction: Direction, dialect: Dialect) -> Option<bool> {
+    match (dialect, direction) {
+        (Dialect::Relay, _) => Some(true),
+        (Dialect::Standard, Direction::Inbound) => Some(false),
+        (Dialect::Standard, Direction::Outbound) => None,
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
-use super::io::{ConnId, Direction, Tip};
+use super::io::{ConnId, Dialect, Direction, Tip};
 use super::report::PeerRow;
 
 /// One connection and what we know of the peer on it.
@@ -14,6 +14,8 @@ pub struct Peer {
     pub addr: Ipv4Addr,
     /// Who dialed.
     pub direction: Direction,
+    /// What it speaks.
+    pub dialect: Dialect,
     /// When it connected.
     pub since: Instant,
     /// Bytes received from it.
@@ -28,8 +30,14 @@ pub struct Peer {
     pub primary: bool,
     /// The last history the peer sent us.
     pub has: Option<Tip>,
-    /// The last history we sent the peer.
+    /// The last history we sent the peer (for an extension peer, maybe
+    /// only its tip).
     pub sent: Option<Tip>,
+    /// The last history we sent an extension peer the chats of.
+    pub pushed: Option<Tip>,
+    /// Our last request for an extension peer's chats found no common
+    /// prefix and was asked again from earlier (`relay.rs`).
+    pub retried: bool,
     /// The peer's last PeerList and when it came.
     pub peer_list: Option<(Instant, Vec<Ipv4Addr>)>,
     /// When we asked for its archive, until it answers.
@@ -46,16 +54,24 @@ pub struct Peer {
 
 impl Peer {
     /// A peer that has just connected.
-    pub fn new(addr: Ipv4Addr, direction: Direction, since: Instant, primary: bool) -> Self {
+    pub fn new(
+        addr: Ipv4Addr,
+        (direction, dialect): (Direction, Dialect),
+        since: Instant,
+        primary: bool,
+    ) -> Self {
         Peer {
             addr,
             direction,
+            dialect,
             since,
             bytes_in: 0,
             bytes_out: 0,
             primary,
             has: None,
             sent: None,
+            pushed: None,
+            retried: false,
             peer_list: None,
             archive_asked_at: None,
             notifies: false,
@@ -204,6 +220,7 @@ impl Peers {
             .map(|p| PeerRow {
                 addr: p.addr,
                 direction: p.direction,
+                dialect: p.dialect,
                 duplicate: !p.primary,
                 connected_for: now.saturating_duration_since(p.since),
                 bytes_in: p.bytes_in,

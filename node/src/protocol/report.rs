@@ -12,7 +12,7 @@ use std::time::Duration;
 use miner::JobStats;
 use serde::{Deserialize, Serialize};
 
-use super::io::Direction;
+use super::io::{Dialect, Direction};
 use crate::text::{count, printable};
 
 /// The figures of a mining job: tries and time.
@@ -161,6 +161,9 @@ pub struct PeerRow {
     pub addr: Ipv4Addr,
     /// Who dialed.
     pub direction: Direction,
+    /// What it speaks: the standard protocol, or the compact relay
+    /// extension too.
+    pub dialect: Dialect,
     /// A second connection with the same address, served but not sent
     /// to, left to its dialer to close.
     pub duplicate: bool,

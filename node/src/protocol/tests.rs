@@ -47,6 +47,7 @@ pub fn config(bind: Ipv4Addr, bootstrap: Vec<Ipv4Addr>) -> Config {
         pid: 1,
         bans: Vec::new(),
         room: false,
+        relay: false,
     }
 }
 
@@ -142,6 +143,7 @@ impl Harness {
         direction: Direction,
     ) -> Vec<Action> {
         self.handle(Event::Connected {
+            dialect: Dialect::Standard,
             conn: ConnId(id),
             addr,
             local,
@@ -190,6 +192,7 @@ fn sent(actions: &[Action]) -> Vec<(ConnId, Message)> {
                 match payload {
                     Payload::Archive { history, .. } => Message::ArchiveResponse(history.clone()),
                     Payload::Message(bytes) => wire::decode(bytes).expect("we send valid bytes"),
+                    Payload::Chats { .. } => unreachable!("the tests' peers speak the standard protocol"),
                 },
             )),
             _ => None,
@@ -276,7 +279,7 @@ fn dials(actions: &[Action]) -> Vec<Ipv4Addr> {
     actions
         .iter()
         .filter_map(|a| match a {
-            Action::Connect { addr } => Some(*addr),
+            Action::Connect { addr, .. } => Some(*addr),
             _ => None,
         })
         .collect()
@@ -345,6 +348,7 @@ fn a_host_name_resolved_later_is_shown_until_then_and_dialed_as_a_bootstrap_peer
     let mut redials = 0;
     for _ in 0..20 {
         h.handle(Event::ConnectFailed {
+            dialect: Dialect::Standard,
             addr: ip(7),
             reason: "refused".into(),
             unanswered: false,
@@ -375,6 +379,7 @@ fn outbound_connections_stay_within_their_budget() {
     assert!(dials(&h.advance(Duration::from_secs(1))).is_empty());
     // The third dial fails: room for one more.
     let actions = h.handle(Event::ConnectFailed {
+            dialect: Dialect::Standard,
         addr: first[2],
         reason: "refused".into(),
         unanswered: false,
@@ -770,11 +775,12 @@ fn peer_lists_list_peers_and_drive_capped_dialing() {
     // at a time.
     assert_eq!(dials_now, [ip(10), ip(11), ip(12), ip(13)]);
     let actions = h.handle(Event::ConnectFailed {
+            dialect: Dialect::Standard,
         addr: ip(10),
         reason: "refused".into(),
         unanswered: false,
     });
-    assert!(matches!(actions[..], [Action::Connect { addr }] if addr == ip(14)));
+    assert!(matches!(actions[..], [Action::Connect { addr, .. }] if addr == ip(14)));
     // Once the inbound peer has gone, it is dialed once to learn whether
     // it listens (queued behind the discovery in flight).
     h.advance(Duration::from_secs(11));
@@ -785,6 +791,7 @@ fn peer_lists_list_peers_and_drive_capped_dialing() {
     let mut later = Vec::new();
     for addr in [11, 12, 13, 14] {
         later.extend(dials(&h.handle(Event::ConnectFailed {
+            dialect: Dialect::Standard,
             addr: ip(addr),
             reason: "refused".into(),
             unanswered: false,
@@ -868,7 +875,7 @@ fn a_peer_that_dials_again_gets_its_new_connection_used_and_none_closed() {
 #[test]
 fn a_connection_to_ourselves_is_closed_and_never_retried() {
     let mut h = Harness::with_config(config(Ipv4Addr::UNSPECIFIED, vec![ip(7)]), History::new());
-    assert!(matches!(h.actions()[..], [Action::Connect { addr }] if addr == ip(7)));
+    assert!(matches!(h.actions()[..], [Action::Connect { addr, .. }] if addr == ip(7)));
     // The reactor matched the socket pair: our dial of 127.40.0.7 came back.
     let actions = h.handle(Event::SelfDialed {
         outbound: ConnId(1),
@@ -948,9 +955,10 @@ fn bootstrap_peers_are_retried_with_doubling_jittered_backoff() {
     for _ in 0..300 {
         let actions = h.advance(Duration::from_millis(100));
         for a in actions {
-            if let Action::Connect { addr } = a {
+            if let Action::Connect { addr, .. } = a {
                 attempts.push((h.now - start).as_millis() / 100);
                 h.handle(Event::ConnectFailed {
+            dialect: Dialect::Standard,
                     addr,
                     reason: "refused".into(),
                     unanswered: false,
@@ -977,7 +985,7 @@ fn a_peer_that_closes_at_once_is_redialed_with_backoff() {
     let mut next = 1;
     for _ in 0..300 {
         for a in h.advance(Duration::from_millis(100)) {
-            if let Action::Connect { addr } = a {
+            if let Action::Connect { addr, .. } = a {
                 dials += 1;
                 // It accepts, then closes at once.
                 h.connected(next, addr, ip(1), Direction::Outbound);

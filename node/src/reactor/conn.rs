@@ -9,7 +9,7 @@ use mio::net::TcpStream;
 use wire::{ChunkPool, History, Message};
 
 use crate::intake::{Arrival, Intake, IntakeError};
-use crate::protocol::{ConnId, Direction, Payload, Why};
+use crate::protocol::{ConnId, Dialect, Direction, Payload, Why};
 
 /// Small messages (not archives) a peer may leave unread before it is cut
 /// off. Archives are bounded by count instead: at most one being written
@@ -69,6 +69,8 @@ pub struct Conn {
     pub id: ConnId,
     /// The peer's address.
     pub addr: Ipv4Addr,
+    /// What it speaks (the port it was opened on).
+    pub dialect: Dialect,
     /// Our side's address and port.
     pub local: Option<SocketAddrV4>,
     /// Who dialed.
@@ -138,7 +140,7 @@ impl Conn {
     pub fn new(
         stream: TcpStream,
         id: ConnId,
-        addr: Ipv4Addr,
+        (addr, dialect): (Ipv4Addr, Dialect),
         local: Option<SocketAddrV4>,
         direction: Direction,
         state: State,
@@ -150,6 +152,7 @@ impl Conn {
             stream,
             id,
             addr,
+            dialect,
             local,
             direction,
             state,
@@ -157,7 +160,7 @@ impl Conn {
             reported: false,
             to_self: false,
             told_streaming: false,
-            intake: Intake::new(id, max_message, max_unverified),
+            intake: Intake::new(id, dialect, max_message, max_unverified),
             unread: Vec::new(),
             queue: VecDeque::new(),
             queued_messages: 0,
@@ -300,10 +303,7 @@ impl Conn {
         now: Instant,
     ) -> Result<Option<(Why, usize)>, String> {
         if self.writing_ended {
-            return Ok(match payload {
-                Payload::Archive { history, why } => Some((why, history.archive_len())),
-                Payload::Message(_) => None,
-            });
+            return Ok(payload.unsent());
         }
         if self.queue.is_empty() {
             self.last_write_progress = now;
@@ -322,23 +322,15 @@ impl Conn {
                     };
                     return Ok(Some((why, history.archive_len())));
                 }
-                let answers = self
-                    .queue
-                    .iter()
-                    .filter(|o| {
-                        matches!(
-                            o.payload,
-                            Payload::Archive {
-                                why: Why::Asked,
-                                ..
-                            }
-                        )
-                    })
-                    .count();
-                if answer && answers >= MAX_QUEUED_ANSWERS {
-                    return Err(format!(
-                        "peer leaves more than {MAX_QUEUED_ANSWERS} archives it asked for unread"
-                    ));
+                if answer {
+                    self.check_answers()?;
+                }
+            }
+            // Chats pushed are never superseded: each extends what the one
+            // before gave, and they are small.
+            Payload::Chats { why, .. } => {
+                if *why == Why::Asked {
+                    self.check_answers()?;
                 }
             }
             Payload::Message(bytes) => {
@@ -352,6 +344,22 @@ impl Conn {
         }
         self.queue.push_back(Outgoing { payload, sent: 0 });
         Ok(None)
+    }
+
+    /// Refuses one more answer to a request for chats when
+    /// [`MAX_QUEUED_ANSWERS`] wait unread.
+    fn check_answers(&self) -> Result<(), String> {
+        let answers = self
+            .queue
+            .iter()
+            .filter(|o| o.payload.unsent().is_some_and(|(why, _)| why == Why::Asked))
+            .count();
+        if answers >= MAX_QUEUED_ANSWERS {
+            return Err(format!(
+                "peer leaves more than {MAX_QUEUED_ANSWERS} archives it asked for unread"
+            ));
+        }
+        Ok(())
     }
 
     /// A write failed: drops what waits to be written (returning the
@@ -384,10 +392,7 @@ impl Conn {
     pub fn unsent_archives(&self) -> Vec<(Why, usize)> {
         self.queue
             .iter()
-            .filter_map(|o| match &o.payload {
-                Payload::Archive { history, why } => Some((*why, history.archive_len() - o.sent)),
-                Payload::Message(_) => None,
-            })
+            .filter_map(|o| o.payload.unsent().map(|(why, len)| (why, len - o.sent)))
             .collect()
     }
 
@@ -452,7 +457,12 @@ impl Conn {
                 Payload::Message(bytes) => self.stream.write(&bytes[front.sent..]),
                 Payload::Archive { history, .. } => {
                     let header = history.archive_header();
-                    let slices = archive_slices(&header, history, front.sent);
+                    let slices = archive_slices(&header, history.segments(), front.sent);
+                    self.stream.write_vectored(&slices)
+                }
+                Payload::Chats { history, from, .. } => {
+                    let header = Payload::chats_header(history, *from);
+                    let slices = archive_slices(&header, history.segments_from(*from), front.sent);
                     self.stream.write_vectored(&slices)
                 }
             };
@@ -477,13 +487,17 @@ impl Conn {
     }
 }
 
-/// The bytes of an ArchiveResponse of `history` from offset `sent` on, as
-/// at most [`MAX_IOVECS`] slices: what is left of the header, then the
-/// history's segments.
-fn archive_slices<'a>(header: &'a [u8; 5], history: &'a History, sent: usize) -> Vec<IoSlice<'a>> {
+/// The bytes of an ArchiveResponse or Chats message (`header`, then the
+/// chats' `segments`) from offset `sent` on, as at most [`MAX_IOVECS`]
+/// slices.
+fn archive_slices<'a>(
+    header: &'a [u8],
+    segments: impl Iterator<Item = &'a [u8]>,
+    sent: usize,
+) -> Vec<IoSlice<'a>> {
     let mut slices = Vec::new();
     let mut skip = sent;
-    for part in std::iter::once(&header[..]).chain(history.segments()) {
+    for part in std::iter::once(header).chain(segments) {
         if slices.len() == MAX_IOVECS {
             break;
         }
@@ -512,7 +526,7 @@ mod tests {
         let conn = Conn::new(
             TcpStream::from_std(ours),
             ConnId(1),
-            Ipv4Addr::LOCALHOST,
+            (Ipv4Addr::LOCALHOST, Dialect::Standard),
             None,
             Direction::Inbound,
             State::Open,
@@ -535,7 +549,7 @@ mod tests {
             .iter()
             .filter_map(|o| match &o.payload {
                 Payload::Archive { history, why } => Some((*why, history.len())),
-                Payload::Message(_) => None,
+                Payload::Chats { .. } | Payload::Message(_) => None,
             })
             .collect()
     }
@@ -595,7 +609,7 @@ mod tests {
             history.wire_offset(CHUNK_CHATS) + 5,
             whole.len() - 1,
         ] {
-            let bytes: Vec<u8> = archive_slices(&header, &history, sent)
+            let bytes: Vec<u8> = archive_slices(&header, history.segments(), sent)
                 .iter()
                 .flat_map(|s| s.to_vec())
                 .collect();

@@ -6,6 +6,7 @@
 //! queued. Every way a connection ends goes through [`Reactor::teardown`].
 
 mod conn;
+mod listeners;
 mod workers;
 
 use std::collections::{HashMap, VecDeque};
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
@@ -26,13 +27,13 @@ use crate::control::server::ControlServer;
 use crate::inbox::{Inbox, Mail};
 use crate::intake::{Arrival, IntakeError};
 use crate::log_limit::LogLimit;
-use crate::protocol::{Action, ConnId, Direction, Ending, Event, Node, Origin, Payload};
+use crate::protocol::{Action, ConnId, Dialect, Direction, Ending, Event, Node, Origin};
 use crate::screen::{LogSink, Screen};
 use crate::store::StoreThread;
 use conn::{Conn, End, State};
+pub use listeners::{Endpoint, Listeners, listen};
 pub use workers::{MiningThread, ValidationThread};
 
-const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 const SIGNALS: Token = Token(2);
 const CONTROL: Token = Token(3);
@@ -56,15 +57,6 @@ const LINGER: Duration = Duration::from_secs(2);
 /// Rounds of events and actions in one settling before the loop serves the
 /// sockets again (a safety bound: a round normally settles in two or three).
 const MAX_SETTLE_ROUNDS: usize = 10_000;
-
-/// Where the node listens, and dials from.
-#[derive(Debug, Clone, Copy)]
-pub struct Endpoint {
-    /// The address to listen on and dial from (0.0.0.0: any).
-    pub bind: Ipv4Addr,
-    /// The network port.
-    pub port: u16,
-}
 
 /// What a peer may cost (the state machine never sees them).
 #[derive(Debug, Clone)]
@@ -101,7 +93,7 @@ pub struct Workers {
 /// The event loop.
 pub struct Reactor {
     poll: Poll,
-    listener: TcpListener,
+    listeners: Listeners,
     signals: Signals,
     inbox: Inbox,
     conns: HashMap<Token, Conn>,
@@ -124,26 +116,6 @@ pub struct Reactor {
     log_limit: LogLimit,
 }
 
-/// Connections the kernel may hold accepted before the loop takes them: a
-/// peer reconnecting in a tight loop fills a short queue between two rounds
-/// and honest newcomers' handshakes are then dropped and retried a second
-/// later.
-const LISTEN_BACKLOG: i32 = 1024;
-
-/// Binds the listening socket; done before anything else so that a busy
-/// port is reported at once.
-///
-/// # Errors
-/// The bind's or the listen's.
-pub fn listen(endpoint: Endpoint) -> io::Result<TcpListener> {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&SocketAddr::V4(SocketAddrV4::new(endpoint.bind, endpoint.port)).into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    socket.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(socket.into()))
-}
-
 /// The waker of `poll`'s loop, for the threads' mailer.
 ///
 /// # Errors
@@ -162,7 +134,7 @@ impl Reactor {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         poll: Poll,
-        mut listener: TcpListener,
+        mut listeners: Listeners,
         inbox: Inbox,
         node: Node,
         workers: Workers,
@@ -170,8 +142,7 @@ impl Reactor {
         limits: Limits,
         pool: ChunkPool,
     ) -> io::Result<Self> {
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        listeners.register(poll.registry())?;
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
@@ -179,7 +150,7 @@ impl Reactor {
         workers.control.register(poll.registry(), CONTROL)?;
         Ok(Reactor {
             poll,
-            listener,
+            listeners,
             signals,
             inbox,
             conns: HashMap::new(),
@@ -225,10 +196,12 @@ impl Reactor {
                 return Err(e);
             }
             let now = Instant::now();
-            let mut accept = false;
+            let mut accept = Vec::new();
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => accept = true,
+                    token if let Some(dialect) = Listeners::dialect_of(token) => {
+                        accept.push(dialect);
+                    }
                     WAKER => {}
                     SIGNALS => self.on_signals(),
                     CONTROL => {
@@ -260,8 +233,8 @@ impl Reactor {
             }
             // Accepted first: a dial of ours that reached this node is then
             // recognised before it is taken for a peer.
-            if accept {
-                self.accept(now);
+            for dialect in accept {
+                self.accept(dialect, now);
             }
             self.take_mail();
             self.serve_connections(now);
@@ -358,9 +331,9 @@ impl Reactor {
         }
     }
 
-    fn accept(&mut self, now: Instant) {
+    fn accept(&mut self, dialect: Dialect, now: Instant) {
         loop {
-            let (stream, addr) = match self.listener.accept() {
+            let (stream, addr) = match self.listeners.accept(dialect) {
                 Ok(accepted) => accepted,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -394,7 +367,7 @@ impl Reactor {
             let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(UNACKNOWLEDGED_FOR));
             let Some(token) = self.add_conn(
                 stream,
-                *remote.ip(),
+                (*remote.ip(), dialect),
                 local,
                 Direction::Inbound,
                 State::Open,
@@ -425,6 +398,7 @@ impl Reactor {
                 addr: *remote.ip(),
                 local: local.map_or(self.endpoint.bind, |l| *l.ip()),
                 direction: Direction::Inbound,
+                dialect,
             });
             // Read at once, before the next accept: a peer that has already
             // spoken is not taken for a silent one and evicted, and one
@@ -466,7 +440,7 @@ impl Reactor {
     fn add_conn(
         &mut self,
         mut stream: TcpStream,
-        addr: Ipv4Addr,
+        (addr, dialect): (Ipv4Addr, Dialect),
         local: Option<SocketAddrV4>,
         direction: Direction,
         state: State,
@@ -485,7 +459,7 @@ impl Reactor {
         let mut conn = Conn::new(
             stream,
             ConnId(token.0 as u64),
-            addr,
+            (addr, dialect),
             local,
             direction,
             state,
@@ -498,8 +472,8 @@ impl Reactor {
         Some(token)
     }
 
-    fn connect(&mut self, addr: Ipv4Addr, now: Instant) {
-        let stream = match self.start_connect(addr) {
+    fn connect(&mut self, addr: Ipv4Addr, dialect: Dialect, now: Instant) {
+        let stream = match self.start_connect(addr, dialect) {
             Ok(stream) => stream,
             Err(e) => {
                 let ending = dial_ending(&e);
@@ -507,6 +481,7 @@ impl Reactor {
                     addr,
                     unanswered: matches!(ending, Ending::Unanswered(_)),
                     reason: ending.to_string(),
+                    dialect,
                 });
             }
         };
@@ -517,7 +492,14 @@ impl Reactor {
         let state = State::Connecting {
             deadline: now + CONNECT_TIMEOUT,
         };
-        match self.add_conn(stream, addr, local, Direction::Outbound, state, now) {
+        match self.add_conn(
+            stream,
+            (addr, dialect),
+            local,
+            Direction::Outbound,
+            state,
+            now,
+        ) {
             Some(token) => {
                 if let Some(local) = local {
                     self.dialing_from.insert(local, token);
@@ -527,20 +509,25 @@ impl Reactor {
                 addr,
                 reason: "cannot register".into(),
                 unanswered: false,
+                dialect,
             }),
         }
     }
 
     /// A non-blocking connect from the bind address, so that peers see the
     /// address we listen on as the source.
-    fn start_connect(&self, addr: Ipv4Addr) -> io::Result<TcpStream> {
+    fn start_connect(&self, addr: Ipv4Addr, dialect: Dialect) -> io::Result<TcpStream> {
+        let port = self
+            .endpoint
+            .port_of(dialect)
+            .ok_or_else(|| io::Error::other("the relay extension is off"))?;
         let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))?;
         socket.set_nonblocking(true)?;
         socket.set_tcp_nodelay(true)?;
         socket.set_tcp_user_timeout(Some(UNACKNOWLEDGED_FOR))?;
         let bind = SocketAddrV4::new(self.endpoint.bind, 0);
         socket.bind(&SocketAddr::V4(bind).into())?;
-        let target = SocketAddrV4::new(addr, self.endpoint.port);
+        let target = SocketAddrV4::new(addr, port);
         match socket.connect(&SocketAddr::V4(target).into()) {
             Ok(()) => {}
             // The connect has started; the first writable event ends it.
@@ -582,7 +569,9 @@ impl Reactor {
     /// The first event of a dial: connected, or failed.
     fn complete_connect(&mut self, token: Token, now: Instant) {
         // A dial that reached this node has its twin in the accept queue.
-        self.accept(now);
+        if let Some(dialect) = self.conns.get(&token).map(|c| c.dialect) {
+            self.accept(dialect, now);
+        }
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
@@ -607,6 +596,7 @@ impl Reactor {
                 addr: conn.addr,
                 local: conn.local.map_or(self.endpoint.bind, |l| *l.ip()),
                 direction: Direction::Outbound,
+                dialect: conn.dialect,
             });
         }
         self.update_interest(token);
@@ -821,6 +811,7 @@ impl Reactor {
                     addr: conn.addr,
                     reason: ending.to_string(),
                     unanswered: matches!(ending, Ending::Unanswered(_)),
+                    dialect: conn.dialect,
                 });
             }
             _ if conn.reported => self.events.push_back(Event::Disconnected {
@@ -924,8 +915,7 @@ impl Reactor {
                     .get_mut(&token)
                     .filter(|c| !matches!(c.state, State::Connecting { .. }))
                 else {
-                    if let Payload::Archive { history, why } = payload {
-                        let bytes = history.archive_len();
+                    if let Some((why, bytes)) = payload.unsent() {
                         self.events.push_back(Event::Unsent { conn, why, bytes });
                     }
                     return;
@@ -938,7 +928,7 @@ impl Reactor {
                     Err(_) => self.teardown(token, Ending::RepliesUnread, now),
                 }
             }
-            Action::Connect { addr } => self.connect(addr, now),
+            Action::Connect { addr, dialect } => self.connect(addr, dialect, now),
             Action::Close { conn, notify } => {
                 let token = Token(conn.0 as usize);
                 if let (Some(c), Some(text)) = (self.conns.get_mut(&token), notify) {
@@ -996,6 +986,7 @@ fn arrival_event(conn: ConnId, arrival: Arrival) -> Event {
             message,
             wire_len,
         },
+        Arrival::Relay { message } => Event::Relayed { conn, message },
         Arrival::Archive { archive, wire_len } => Event::Archive {
             conn,
             archive,

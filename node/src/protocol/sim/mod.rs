@@ -39,6 +39,8 @@
 mod net;
 mod properties;
 mod tests;
+#[cfg(test)]
+mod compact;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -48,7 +50,7 @@ use std::time::{Duration, Instant};
 use miner::{JobStats, Miner};
 use rand::{RngExt, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
-use wire::{History, Message};
+use wire::{History, Message, RelayMessage};
 
 use super::tests::config;
 use super::*;
@@ -84,10 +86,31 @@ enum Delivery {
         history: History,
         wire_len: usize,
     },
+    /// An extension Chats message carrying chats `from..` of `history`,
+    /// judged likewise.
+    Chats {
+        conn: ConnId,
+        history: History,
+        from: usize,
+        wire_len: usize,
+    },
+    /// An extension message other than Chats.
+    Relayed { conn: ConnId, message: RelayMessage },
     /// The peer closed `conn`; it arrives after everything sent before it.
     Fin { conn: ConnId },
     /// The link under `conn` reached the end of its life (`Faults::link_life`).
     Cut { conn: ConnId },
+}
+
+/// The extension message `bytes` hold, if they hold one (the simulator
+/// decodes what nodes send, as a peer would).
+fn decode_relay(bytes: &[u8]) -> Option<RelayMessage> {
+    let mut decoder = wire::FrameDecoder::relay(usize::MAX, usize::MAX);
+    let mut input = bytes;
+    match decoder.next(&mut input) {
+        Ok(Some(wire::Frame::Relay(message))) => Some(message),
+        _ => None,
+    }
 }
 
 /// What a node keeps in its data directory: its history, and its own
@@ -133,9 +156,14 @@ pub struct Sim {
     pub max_steps: u64,
     /// Links cut (at random, by a partition, or under a node that left).
     pub cuts: u64,
-    /// Archives sent, and their bytes.
+    /// Archives and extension Chats sent, and their bytes.
     pub archive_bytes: u64,
     pub archives: u64,
+    /// Bytes of the other extension messages (Hello, Tip, ChatsRequest,
+    /// NoCommonPrefix) sent.
+    pub relay_bytes: u64,
+    /// Which nodes offer the compact relay extension.
+    relay: Box<dyn Fn(usize) -> bool>,
 }
 
 impl Sim {
@@ -160,6 +188,19 @@ impl Sim {
         faults: Faults,
         data: impl Fn(usize) -> Kept,
     ) -> Sim {
+        Sim::with_relay(n, bootstrap, seed, faults, data, |_| false)
+    }
+
+    /// `n` nodes as with [`with_data`](Self::with_data), those for which
+    /// `relay(i)` holds offering the compact relay extension.
+    pub fn with_relay(
+        n: usize,
+        bootstrap: impl Fn(usize) -> Vec<usize>,
+        seed: u64,
+        faults: Faults,
+        data: impl Fn(usize) -> Kept,
+        relay: impl Fn(usize) -> bool + 'static,
+    ) -> Sim {
         let mut sim = Sim {
             slots: Vec::new(),
             by_addr: HashMap::new(),
@@ -178,6 +219,8 @@ impl Sim {
             cuts: 0,
             archive_bytes: 0,
             archives: 0,
+            relay_bytes: 0,
+            relay: Box::new(relay),
         };
         for i in 0..n {
             sim.add_slot();
@@ -207,6 +250,7 @@ impl Sim {
     fn boot(&mut self, i: usize, bootstrap: Vec<usize>, history: History, own: OwnChats) {
         let peers = bootstrap.iter().map(|&j| self.slots[j].addr).collect();
         let mut config = config(self.slots[i].addr, peers);
+        config.relay = (self.relay)(i);
         // The CLI's default.
         config.max_connecting = 16;
         let seed = self.rng.random();
@@ -334,11 +378,13 @@ impl Sim {
                         Event::Connected {
                             addr,
                             direction: Direction::Outbound,
+                            dialect,
                             ..
                         } => Some(Event::ConnectFailed {
                             addr,
                             reason: "connection reset".into(),
                             unanswered: false,
+                            dialect,
                         }),
                         _ => None,
                     };
@@ -378,6 +424,25 @@ impl Sim {
                     wire_len,
                 })
             }
+            Delivery::Chats {
+                conn,
+                history,
+                from,
+                wire_len,
+            } => {
+                self.net.end(conn)?;
+                let ours = self.slots[node].node.as_ref().expect("up").history();
+                Some(Event::Archive {
+                    conn,
+                    archive: Archive::judge_chats(ours, history, from),
+                    wire_len,
+                })
+            }
+            Delivery::Relayed { conn, message } => self
+                .net
+                .end(conn)
+                .is_some()
+                .then_some(Event::Relayed { conn, message }),
             Delivery::Fin { conn } => self.net.remove(conn).map(|_| Event::Disconnected {
                 conn,
                 ending: Ending::ClosedByPeer,
@@ -408,7 +473,7 @@ impl Sim {
         while let Some(action) = self.slots[i].node.as_mut().and_then(Node::poll_action) {
             match action {
                 Action::Send { conn, payload } => self.send(conn, payload),
-                Action::Connect { addr } => self.dial(i, addr),
+                Action::Connect { addr, dialect } => self.dial(i, addr, dialect),
                 Action::Close { conn, .. } => {
                     // The close goes after what was sent before it; the
                     // other end keeps its side until the close arrives.
@@ -498,10 +563,29 @@ impl Sim {
                     wire_len,
                 }
             }
-            Payload::Message(bytes) => Delivery::Message {
-                conn: remote,
-                message: wire::decode(&bytes).expect("nodes send valid bytes"),
-                wire_len,
+            Payload::Chats { history, from, .. } => {
+                self.archives += 1;
+                self.archive_bytes += wire_len as u64;
+                Delivery::Chats {
+                    conn: remote,
+                    history,
+                    from,
+                    wire_len,
+                }
+            }
+            Payload::Message(bytes) => match decode_relay(&bytes) {
+                Some(message) => {
+                    self.relay_bytes += wire_len as u64;
+                    Delivery::Relayed {
+                        conn: remote,
+                        message,
+                    }
+                }
+                None => Delivery::Message {
+                    conn: remote,
+                    message: wire::decode(&bytes).expect("nodes send valid bytes"),
+                    wire_len,
+                },
             },
         };
         self.deliver_at(at, j, delivery);
@@ -510,7 +594,7 @@ impl Sim {
     /// Node `i` dials `addr`: refused after a round trip if nobody runs
     /// there or the topology forbids it; timed out across a partition;
     /// else a connection.
-    fn dial(&mut self, i: usize, addr: Ipv4Addr) {
+    fn dial(&mut self, i: usize, addr: Ipv4Addr, dialect: Dialect) {
         let me = self.slots[i].addr;
         let target = self.by_addr.get(&addr).copied();
         let rtt = 2 * self.net.base(me, addr);
@@ -518,9 +602,12 @@ impl Sim {
             addr,
             reason: reason.into(),
             unanswered,
+            dialect,
         };
         let Some(j) = target.filter(|&j| {
-            self.is_up(j) && self.allowed.as_ref().is_none_or(|allowed| allowed(i, j))
+            self.is_up(j)
+                && self.allowed.as_ref().is_none_or(|allowed| allowed(i, j))
+                && (dialect == Dialect::Standard || (self.relay)(j))
         }) else {
             return self.schedule(rtt, i, failed("connection refused", false));
         };
@@ -535,6 +622,7 @@ impl Sim {
                 addr,
                 local,
                 direction,
+                dialect,
             },
         };
         self.deliver_at(out_at, i, connected(out, addr, me, Direction::Outbound));
