@@ -335,7 +335,14 @@ impl Intake {
     /// from index `from` on, its chat `from - 1` having digest `prev` (an
     /// ArchiveResponse: from 0, zeros). It extends our first `from` chats
     /// if they end with `prev`; otherwise it is skipped.
-    fn begin(&mut self, ours: &History, start: u64, from: usize, prev: [u8; DIGEST_LEN], count: u32) {
+    fn begin(
+        &mut self,
+        ours: &History,
+        start: u64,
+        from: usize,
+        prev: [u8; DIGEST_LEN],
+        count: u32,
+    ) {
         let total = from + count as usize;
         let ours_prev = match from {
             0 => Some([0; DIGEST_LEN]),

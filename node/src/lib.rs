@@ -298,8 +298,8 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
     let data_dir = data_dir_of(&args)?;
     // Before the data directory is made: a start that fails here leaves
     // nothing behind.
-    let listener =
-        reactor::listen(args.bind, args.port).map_err(|e| cannot_listen(args.bind, args.port, &e))?;
+    let listener = reactor::listen(args.bind, args.port)
+        .map_err(|e| cannot_listen(args.bind, args.port, &e))?;
     let (relay_listener, relay_port) = listen_relay(&args)?;
     let endpoint = Endpoint {
         bind: args.bind,
@@ -373,7 +373,7 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
         pid: std::process::id(),
         bans: recovered.bans,
         room: screen.is_editor(),
-        relay: endpoint.relay_port.is_some(),
+        relay_port: endpoint.relay_port,
     };
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -399,8 +399,10 @@ fn run(args: NodeArgs, terminal: TerminalGuard) -> Result<(), String> {
         max_buffered: args.max_buffered,
     };
     let listeners = Listeners::new(listener, relay_listener);
-    let reactor = Reactor::new(poll, listeners, inbox, node, workers, endpoint, limits, pool)
-        .map_err(|e| format!("cannot start the event loop: {e}"))?;
+    let reactor = Reactor::new(
+        poll, listeners, inbox, node, workers, endpoint, limits, pool,
+    )
+    .map_err(|e| format!("cannot start the event loop: {e}"))?;
     let ran = reactor.run();
     // The editor lets go of the screen, the terminal is put back, then the
     // last lines are printed plainly.

@@ -192,6 +192,7 @@ impl Node {
         Status {
             bind: self.config.bind,
             port: self.config.port,
+            relay_port: self.config.relay_port,
             peers: self.peers.count(),
             history: self.history.len(),
             stored: self.stored,

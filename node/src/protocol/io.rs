@@ -27,7 +27,9 @@ pub enum Direction {
 }
 
 /// What a connection speaks: which port it was opened on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Dialect {
     /// The standard protocol, on the network port (`docs/PROTOCOL.md`).
@@ -106,7 +108,9 @@ impl Archive {
         let digest_at = |h: &History, i: usize| h.chat(i).map(|c| *c.digest());
         let rooted = match from.checked_sub(1) {
             None => true,
-            Some(last) => digest_at(ours, last).is_some() && digest_at(ours, last) == digest_at(&theirs, last),
+            Some(last) => {
+                digest_at(ours, last).is_some() && digest_at(ours, last) == digest_at(&theirs, last)
+            }
         };
         if rooted {
             Archive::judge(ours, theirs)

@@ -48,7 +48,8 @@ use addrbook::AddressBook;
 pub use counts::{Counts, Scrape, Timed};
 use feed::Feed;
 pub use io::{
-    Action, Archive, ConnId, Dialect, Direction, Ending, Event, Mined, Origin, Payload, Save, Saved, Tip,
+    Action, Archive, ConnId, Dialect, Direction, Ending, Event, Mined, Origin, Payload, Save,
+    Saved, Tip,
 };
 use mining::Mining;
 use network::Timers;
@@ -101,8 +102,9 @@ pub struct Config {
     /// The screen is a person's terminal: it shows the room (`room.rs`),
     /// not the feed's exact lines.
     pub room: bool,
-    /// The compact relay extension is offered and used (`docs/EXTENSION.md`).
-    pub relay: bool,
+    /// The compact relay extension's port, when it is offered and used
+    /// (`docs/EXTENSION.md`); `None` when it is off.
+    pub relay_port: Option<u16>,
 }
 
 /// The longest a `quit` waits for our chats to be mined and saved.
@@ -168,7 +170,7 @@ impl Node {
         } else {
             (None, Vec::new())
         };
-        let relay = relay::RelayDials::new(config.relay);
+        let relay = relay::RelayDials::new(config.relay_port.is_some());
         let mut node = Node {
             config,
             room,

@@ -78,8 +78,7 @@ impl Node {
         let (peers, relay) = (&self.peers, &self.relay);
         for addr in self.book.next_dials(now, room, |addr| {
             peers.is_connected(addr) || relay.awaits_addr(addr)
-        })
-        {
+        }) {
             let dialect = self.relay.dialect_for(addr, now);
             debug!("connecting to {addr} ({dialect:?})");
             self.counts.dials += 1;
@@ -130,7 +129,10 @@ impl Node {
             None => true,
             Some(existing) => {
                 let race = self.dial_race(now, existing, direction);
-                let other_dialect = self.peers.get(existing).is_some_and(|p| p.dialect != dialect);
+                let other_dialect = self
+                    .peers
+                    .get(existing)
+                    .is_some_and(|p| p.dialect != dialect);
                 let second = if other_dialect {
                     relay_wins(direction, dialect)
                 } else {
@@ -151,7 +153,11 @@ impl Node {
         if let Some(suppressed) = self.log_limit.allow(now) {
             info!(
                 "connected to {addr} ({direction:?}{}{}){suppressed}",
-                if dialect == Dialect::Relay { ", relay" } else { "" },
+                if dialect == Dialect::Relay {
+                    ", relay"
+                } else {
+                    ""
+                },
                 if primary { "" } else { ", duplicate" }
             );
         }

@@ -124,8 +124,7 @@ fn digest_before(history: &History, from: usize) -> [u8; DIGEST_LEN] {
 
 /// Whether `tip` names a prefix of `history`.
 fn is_prefix(tip: Tip, history: &History) -> bool {
-    tip.len <= history.len()
-        && (tip.len == 0 || digest_before(history, tip.len) == tip.digest)
+    tip.len <= history.len() && (tip.len == 0 || digest_before(history, tip.len) == tip.digest)
 }
 
 impl Node {
@@ -286,7 +285,13 @@ impl Node {
     fn answer_chats(&mut self, conn: ConnId, from: u32, prev: [u8; DIGEST_LEN]) {
         let served = self.served();
         let start = from as usize;
-        if is_prefix(Tip { len: start, digest: prev }, &served) {
+        if is_prefix(
+            Tip {
+                len: start,
+                digest: prev,
+            },
+            &served,
+        ) {
             self.send_chats(conn, served, start, Why::Asked);
         } else {
             let answer = RelayMessage::NoCommonPrefix { from, prev };
@@ -384,11 +389,41 @@ mod tests {
     #[test]
     fn a_tip_is_a_prefix_when_its_last_digest_is_there() {
         let h = history(&[1, 2, 3]);
-        assert!(is_prefix(Tip { len: 0, digest: [0; 16] }, &h));
-        assert!(is_prefix(Tip { len: 2, digest: [2; 16] }, &h));
-        assert!(is_prefix(Tip { len: 3, digest: [3; 16] }, &h));
-        assert!(!is_prefix(Tip { len: 2, digest: [3; 16] }, &h));
-        assert!(!is_prefix(Tip { len: 4, digest: [0; 16] }, &h));
+        assert!(is_prefix(
+            Tip {
+                len: 0,
+                digest: [0; 16]
+            },
+            &h
+        ));
+        assert!(is_prefix(
+            Tip {
+                len: 2,
+                digest: [2; 16]
+            },
+            &h
+        ));
+        assert!(is_prefix(
+            Tip {
+                len: 3,
+                digest: [3; 16]
+            },
+            &h
+        ));
+        assert!(!is_prefix(
+            Tip {
+                len: 2,
+                digest: [3; 16]
+            },
+            &h
+        ));
+        assert!(!is_prefix(
+            Tip {
+                len: 4,
+                digest: [0; 16]
+            },
+            &h
+        ));
         assert_eq!(digest_before(&h, 0), [0; 16]);
         assert_eq!(digest_before(&h, 9), [0; 16]);
     }

@@ -258,10 +258,10 @@ impl Why {
     }
 }
 
-/// Archives sent since start.
+/// Histories sent since start: ArchiveResponses, and extension Chats.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sent {
-    /// ArchiveResponses.
+    /// ArchiveResponses and extension Chats messages.
     pub archives: u64,
     /// Their bytes.
     pub bytes: u64,
@@ -335,6 +335,9 @@ pub struct Status {
     pub bind: Ipv4Addr,
     /// The network port.
     pub port: u16,
+    /// The compact relay extension's port; `None` when it is off.
+    #[serde(default)]
+    pub relay_port: Option<u16>,
     /// Connected peers (one per address).
     pub peers: usize,
     /// Chats in the history.
@@ -573,8 +576,8 @@ fn write_peers(
     } else {
         let _ = writeln!(
             out,
-            "{:<16} {:<9} {:>10} {:>12} {:>12}",
-            "address", "direction", "since", "bytes in", "bytes out"
+            "{:<16} {:<9} {:<8} {:>10} {:>12} {:>12}",
+            "address", "direction", "speaks", "since", "bytes in", "bytes out"
         );
         for peer in peers {
             let direction = format!(
@@ -583,11 +586,16 @@ fn write_peers(
                 if peer.duplicate { "*" } else { "" }
             )
             .to_lowercase();
+            let speaks = match peer.dialect {
+                Dialect::Standard => "standard",
+                Dialect::Relay => "relay",
+            };
             let _ = writeln!(
                 out,
-                "{:<16} {:<9} {:>10} {:>12} {:>12}",
+                "{:<16} {:<9} {:<8} {:>10} {:>12} {:>12}",
                 peer.addr.to_string(),
                 direction,
+                speaks,
                 format!("{} ago", span(peer.connected_for)),
                 peer.bytes_in,
                 peer.bytes_out
@@ -676,9 +684,13 @@ fn write_status(f: &mut fmt::Formatter<'_>, s: &Status) -> fmt::Result {
     };
     write!(
         f,
-        "address:   {}:{}\npeers:     {}\nhistory:   {}, last {last}\non disk:   {}\npending:   {}\nmining:    {mining}\nlast job:  {last_job}\nsent:      {} archives ({} mined, {} relayed, {} asked, {} to catch up), {} bytes\nclosed:    {endings}\ndata dir:  {}\nnode:      version {}, pid {}, up {}",
+        "address:   {}:{} ({})\npeers:     {}\nhistory:   {}, last {last}\non disk:   {}\npending:   {}\nmining:    {mining}\nlast job:  {last_job}\nsent:      {} histories ({} mined, {} relayed, {} asked, {} to catch up), {} bytes\nclosed:    {endings}\ndata dir:  {}\nnode:      version {}, pid {}, up {}",
         s.bind,
         s.port,
+        s.relay_port
+            .map_or("relay extension off".to_string(), |port| {
+                format!("relay extension on port {port}")
+            }),
         s.peers,
         count(s.history, "chat"),
         count(s.stored, "chat"),

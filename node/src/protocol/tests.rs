@@ -47,7 +47,7 @@ pub fn config(bind: Ipv4Addr, bootstrap: Vec<Ipv4Addr>) -> Config {
         pid: 1,
         bans: Vec::new(),
         room: false,
-        relay: false,
+        relay_port: None,
     }
 }
 
@@ -192,7 +192,9 @@ fn sent(actions: &[Action]) -> Vec<(ConnId, Message)> {
                 match payload {
                     Payload::Archive { history, .. } => Message::ArchiveResponse(history.clone()),
                     Payload::Message(bytes) => wire::decode(bytes).expect("we send valid bytes"),
-                    Payload::Chats { .. } => unreachable!("the tests' peers speak the standard protocol"),
+                    Payload::Chats { .. } => {
+                        unreachable!("the tests' peers speak the standard protocol")
+                    }
                 },
             )),
             _ => None,
@@ -379,7 +381,7 @@ fn outbound_connections_stay_within_their_budget() {
     assert!(dials(&h.advance(Duration::from_secs(1))).is_empty());
     // The third dial fails: room for one more.
     let actions = h.handle(Event::ConnectFailed {
-            dialect: Dialect::Standard,
+        dialect: Dialect::Standard,
         addr: first[2],
         reason: "refused".into(),
         unanswered: false,
@@ -775,7 +777,7 @@ fn peer_lists_list_peers_and_drive_capped_dialing() {
     // at a time.
     assert_eq!(dials_now, [ip(10), ip(11), ip(12), ip(13)]);
     let actions = h.handle(Event::ConnectFailed {
-            dialect: Dialect::Standard,
+        dialect: Dialect::Standard,
         addr: ip(10),
         reason: "refused".into(),
         unanswered: false,
@@ -958,7 +960,7 @@ fn bootstrap_peers_are_retried_with_doubling_jittered_backoff() {
             if let Action::Connect { addr, .. } = a {
                 attempts.push((h.now - start).as_millis() / 100);
                 h.handle(Event::ConnectFailed {
-            dialect: Dialect::Standard,
+                    dialect: Dialect::Standard,
                     addr,
                     reason: "refused".into(),
                     unanswered: false,

@@ -61,9 +61,16 @@ fn colliding_chats_converge_with_the_extension_and_in_mixed_networks() {
                 "{name}, seed {seed}: no convergence"
             );
             let history = sim.node(0).history();
-            assert_eq!(history.len(), base.len() + texts.len(), "{name}, seed {seed}");
+            assert_eq!(
+                history.len(),
+                base.len() + texts.len(),
+                "{name}, seed {seed}"
+            );
             for text in &texts {
-                let count = history.iter().filter(|c| c.text() == text.as_bytes()).count();
+                let count = history
+                    .iter()
+                    .filter(|c| c.text() == text.as_bytes())
+                    .count();
                 assert_eq!(count, 1, "{name}, seed {seed}: {text:?} {count} times");
             }
             miner::validate(history).expect("valid");

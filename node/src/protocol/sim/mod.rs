@@ -36,11 +36,11 @@
 //! failure shows up again on its seed only now and then: its message
 //! prints every node's history, to be read rather than replayed.
 
+#[cfg(test)]
+mod compact;
 mod net;
 mod properties;
 mod tests;
-#[cfg(test)]
-mod compact;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
@@ -250,7 +250,7 @@ impl Sim {
     fn boot(&mut self, i: usize, bootstrap: Vec<usize>, history: History, own: OwnChats) {
         let peers = bootstrap.iter().map(|&j| self.slots[j].addr).collect();
         let mut config = config(self.slots[i].addr, peers);
-        config.relay = (self.relay)(i);
+        config.relay_port = (self.relay)(i).then_some(51512);
         // The CLI's default.
         config.max_connecting = 16;
         let seed = self.rng.random();
