@@ -1159,3 +1159,119 @@ fn the_room_shows_a_mined_chat_once_the_history_is_quiet() {
         ["hi (mined here: 1 tries in 1.0 ms, 0.0 MH/s)"]
     );
 }
+
+/// The dials asked for, with their ports.
+fn dials_with_dialect(actions: &[Action]) -> Vec<(Ipv4Addr, Dialect)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Connect { addr, dialect } => Some((*addr, *dialect)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The extension messages sent to `conn`, decoded, and the `from` of each
+/// Chats sent.
+fn relayed_to(actions: &[Action], to: ConnId) -> (Vec<wire::RelayMessage>, Vec<usize>) {
+    let (mut messages, mut chats) = (Vec::new(), Vec::new());
+    for action in actions {
+        match action {
+            Action::Send {
+                conn,
+                payload: Payload::Message(bytes),
+            } if *conn == to => {
+                let mut decoder = wire::FrameDecoder::relay(usize::MAX, usize::MAX);
+                if let Ok(Some(wire::Frame::Relay(m))) = decoder.next(&mut &bytes[..]) {
+                    messages.push(m);
+                }
+            }
+            Action::Send {
+                conn,
+                payload: Payload::Chats { from, .. },
+            } if *conn == to => chats.push(*from),
+            Action::Send {
+                conn,
+                payload: Payload::Archive { .. },
+            } if *conn == to => panic!("a full archive unasked to an extension peer"),
+            _ => {}
+        }
+    }
+    (messages, chats)
+}
+
+/// A peer's relay port refused: its network port is dialed at once, and
+/// for the next 10 minutes it is dialed there first.
+#[test]
+fn a_refused_relay_port_is_followed_by_the_network_port_at_once() {
+    let mut cfg = config(ip(1), vec![ip(2)]);
+    cfg.relay_port = Some(51512);
+    let mut h = Harness::with_config(cfg, History::new());
+    assert_eq!(dials_with_dialect(&h.actions()), [(ip(2), Dialect::Relay)]);
+    let actions = h.handle(Event::ConnectFailed {
+        addr: ip(2),
+        reason: "connection refused".into(),
+        unanswered: false,
+        dialect: Dialect::Relay,
+    });
+    assert_eq!(dials_with_dialect(&actions), [(ip(2), Dialect::Standard)]);
+    h.connected(5, ip(2), ip(1), Direction::Outbound);
+    let actions = h.handle(Event::Disconnected {
+        conn: ConnId(5),
+        ending: Ending::ClosedByPeer,
+    });
+    let later = h.advance(Duration::from_secs(3));
+    let dialed: Vec<_> = dials_with_dialect(&actions)
+        .into_iter()
+        .chain(dials_with_dialect(&later))
+        .collect();
+    assert!(
+        dialed.iter().all(|&(_, d)| d == Dialect::Standard),
+        "{dialed:?}"
+    );
+}
+
+/// An extension peer: Hello first, then our tip; a chat mined here goes to
+/// it as the chats past the tip it told us, never as the whole history.
+#[test]
+fn an_extension_peer_is_pushed_the_chats_past_its_tip() {
+    let base = extend(&Miner::new(1), &History::new(), &["one", "two", "three"]);
+    let mut cfg = config(ip(1), vec![]);
+    cfg.relay_port = Some(51512);
+    let mut h = Harness::with_config(cfg, base.clone());
+    let peer = ConnId(9);
+    let actions = h.handle(Event::Connected {
+        conn: peer,
+        addr: ip(3),
+        local: ip(1),
+        direction: Direction::Inbound,
+        dialect: Dialect::Relay,
+    });
+    assert_eq!(
+        relayed_to(&actions, peer).0,
+        [wire::RelayMessage::Hello { version: 1 }]
+    );
+    let actions = h.handle(Event::Relayed {
+        conn: peer,
+        message: wire::RelayMessage::Hello { version: 1 },
+    });
+    let tip = Tip::of(&base);
+    assert_eq!(
+        relayed_to(&actions, peer).0,
+        [wire::RelayMessage::Tip {
+            len: 3,
+            digest: tip.digest
+        }]
+    );
+    h.handle(Event::Relayed {
+        conn: peer,
+        message: wire::RelayMessage::Tip {
+            len: 3,
+            digest: tip.digest,
+        },
+    });
+    h.chat("four");
+    let chat = Miner::new(1).mine_next(&base, b"four");
+    let actions = h.mined(0, &chat);
+    assert_eq!(relayed_to(&actions, peer).1, [3]);
+}
