@@ -101,6 +101,8 @@ fn frame_type(frame: &Frame<'_>) -> Option<u8> {
     match frame {
         Frame::Message(message) => Some(message.message_type() as u8),
         Frame::ArchiveStart { .. } => Some(MessageType::ArchiveResponse as u8),
+        Frame::Relay(message) => Some(message.relay_type() as u8),
+        Frame::ChatsStart { .. } => Some(wire::RelayType::Chats as u8),
         Frame::Chat(_) | Frame::ArchiveEnd => None,
     }
 }
