@@ -79,8 +79,10 @@ impl Node {
         for addr in self.book.next_dials(now, room, |addr| {
             peers.is_connected(addr) || relay.awaits_addr(addr)
         }) {
+            // One line per dial, whichever port it tries first (a refused
+            // relay port is followed by the network port, `relay.rs`).
             let dialect = self.relay.dialect_for(addr, now);
-            debug!("connecting to {addr} ({dialect:?})");
+            debug!("connecting to {addr}");
             self.counts.dials += 1;
             self.outbox.push_back(Action::Connect { addr, dialect });
         }
