@@ -44,7 +44,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use wire::{Decoder, Frame, FrameDecoder, Message, MessageType};
+use wire::{Decoder, Frame, FrameDecoder, Message, MessageType, RelayType};
 
 use super::observe::Stop;
 use super::{Net, Node, WAIT, connect_from};
@@ -101,6 +101,8 @@ fn frame_type(frame: &Frame<'_>) -> Option<u8> {
     match frame {
         Frame::Message(message) => Some(message.message_type() as u8),
         Frame::ArchiveStart { .. } => Some(MessageType::ArchiveResponse as u8),
+        Frame::Relay(message) => Some(message.relay_type() as u8),
+        Frame::ChatsStart { .. } => Some(RelayType::Chats as u8),
         Frame::Chat(_) | Frame::ArchiveEnd => None,
     }
 }
