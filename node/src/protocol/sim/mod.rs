@@ -38,6 +38,7 @@
 
 mod net;
 mod properties;
+mod scale;
 mod tests;
 #[cfg(test)]
 mod compact;
