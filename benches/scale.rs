@@ -10,13 +10,13 @@
 //!   time a new chat takes to cross one hop, the time to restart with it,
 //!   and resident memory: steady (after it settled) and peak (while
 //!   adopting and serving), against the targets of 1.15 x the wire size
-//!   + 10 MB and 1.5 x + 20 MB. The hop (A mines 11 chats, each timed from
-//!   mined at A to in B's history, median) is measured twice, side by
-//!   side: over the compact relay extension (`docs/EXTENSION.md`, on by
-//!   default), then with both nodes restarted with `--no-relay` (the
+//!   plus 10 MB and 1.5 x plus 20 MB. The hop (A mines 11 chats, each
+//!   timed from mined at A to in B's history, median) is measured twice,
+//!   side by side: over the compact relay extension (`docs/EXTENSION.md`,
+//!   on by default), then with both nodes restarted with `--no-relay` (the
 //!   standard protocol: the whole history on every hop); each with the
-//!   bytes B received per chat (`bytes_in` of `peers`, before and after the
-//!   11 chats; PeerLists and the like included).
+//!   bytes B received per chat (`bytes_in` of `peers`, before and after
+//!   the 11 chats; PeerLists and the like included).
 //!
 //! Sizes: the 100,000-chat fixture, and a 1,000,000-chat history the bench
 //! mines itself (once; 6 minutes on two busy cores here) and caches under

@@ -211,7 +211,8 @@ fn bytes_per_chat_on_a_large_network_of_large_histories() {
         "{:<34} {:>16} {:>14} {:>14} {:>12} {:>9}",
         "", "(network-wide)", "per chat", "bytes per chat", "after span", "time"
     );
-    let runs: [(&str, fn(usize) -> bool); 3] = [
+    type Offers = fn(usize) -> bool;
+    let runs: [(&str, Offers); 3] = [
         ("(a) on every node", |_| true),
         ("(b) off everywhere", |_| false),
         ("(c) on every other node (even i)", |i| i % 2 == 0),
