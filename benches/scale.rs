@@ -10,7 +10,13 @@
 //!   time a new chat takes to cross one hop, the time to restart with it,
 //!   and resident memory: steady (after it settled) and peak (while
 //!   adopting and serving), against the targets of 1.15 x the wire size
-//!   + 10 MB and 1.5 x + 20 MB.
+//!   plus 10 MB and 1.5 x plus 20 MB. The hop (A mines 11 chats, each
+//!   timed from mined at A to in B's history, median) is measured twice,
+//!   side by side: over the compact relay extension (`docs/EXTENSION.md`,
+//!   on by default), then with both nodes restarted with `--no-relay` (the
+//!   standard protocol: the whole history on every hop); each with the
+//!   bytes B received per chat (`bytes_in` of `peers`, before and after
+//!   the 11 chats; PeerLists and the like included).
 //!
 //! Sizes: the 100,000-chat fixture, and a 1,000,000-chat history the bench
 //! mines itself (once; 6 minutes on two busy cores here) and caches under
@@ -159,38 +165,41 @@ fn history_row(test: u8, size: usize) {
     // Serving and joining: B starts empty, knowing A.
     reset_peak(&a);
     let started = Instant::now();
-    let b = net.node(2, &["--peer", &net.addr(1).to_string()]);
+    let mut b = net.node(2, &["--peer", &net.addr(1).to_string()]);
     let b_follower = b.follow();
     let joined = b_follower.len_at(size, LONG).expect("B joins") - started;
     std::thread::sleep(Duration::from_secs(1));
     let (_, a_serving_peak) = memory(&a);
     let (b_steady, b_peak) = memory(&b);
 
-    // One hop: chats typed at A, in B's history.
-    let mut hops = Vec::new();
-    for k in 0..11 {
-        let text = format!("hop probe {k}");
-        a.chat(&text);
-        let mined = follower.chat_at(&text, LONG).expect("mined at A");
-        let crossed = b_follower.chat_at(&text, LONG).expect("crossed to B");
-        hops.push(crossed - mined);
-    }
-    let hop = median(hops);
+    // One hop: chats typed at A, in B's history, over the compact relay
+    // extension (both nodes offer it by default).
+    let relay = hop_row(&mut a, &b, "relay", "hop probe");
     let (b_after_hops, _) = memory(&b);
 
     // A restart loads it from disk.
     drop(follower);
+    drop(b_follower);
     a.sigterm();
     let started = Instant::now();
     a.restart();
     let restarted = started.elapsed();
     let (a_loaded, a_loaded_peak) = memory(&a);
 
+    // One hop again, both nodes restarted with --no-relay: the standard
+    // protocol, the whole history on every hop.
+    a.sigterm();
+    a.restart_with(&["--no-relay"]);
+    b.sigterm();
+    b.restart_with(&["--peer", &net.addr(1).to_string(), "--no-relay"]);
+    let standard = hop_row(&mut a, &b, "standard", "standard hop probe");
+
     println!(
         "history of {size} chats ({:.1} MB on the wire):\n\
          \x20 adopt (pushed by a peer): {:.0} ms; steady RSS {:.1} MB, peak {:.1} MB\n\
          \x20 join (a new node in sync with A): {:.0} ms; B steady RSS {:.1} MB, peak {:.1} MB; A's peak while serving {:.1} MB\n\
-         \x20 one hop (mined at A, in B's history), median of 11: {:.1} ms; B's RSS after {:.1} MB\n\
+         \x20 one hop (mined at A, in B's history), median of 11: with the extension {:.1} ms, {:.0} bytes received by B per chat; \
+         --no-relay {:.1} ms, {:.0} bytes per chat (targets with the extension at 1M: < 5 ms, < 1,000 bytes); B's RSS after {:.1} MB\n\
          \x20 restart (load and check it from disk): {:.0} ms; RSS {:.1} MB, peak {:.1} MB\n\
          \x20 targets: steady <= {:.1} MB, peak <= {:.1} MB",
         mb(wire),
@@ -201,7 +210,10 @@ fn history_row(test: u8, size: usize) {
         mb(b_steady),
         mb(b_peak),
         mb(a_serving_peak),
-        ms(hop),
+        ms(relay.median),
+        relay.bytes_per_chat,
+        ms(standard.median),
+        standard.bytes_per_chat,
         mb(b_after_hops),
         ms(restarted),
         mb(a_loaded),
@@ -209,4 +221,67 @@ fn history_row(test: u8, size: usize) {
         steady_target / 1e6,
         peak_target / 1e6,
     );
+}
+
+/// What one hop costs.
+struct Hop {
+    /// Median of [`HOPS`] chats, from mined at A to in B's history.
+    median: Duration,
+    /// The bytes B received on its connections, per chat.
+    bytes_per_chat: f64,
+}
+
+/// Chats timed across one hop.
+const HOPS: usize = 11;
+
+/// The bytes a node received on its open connections (`peers`), and the
+/// dialects of those connections.
+fn received(node: &Node) -> (u64, Vec<String>) {
+    let reply = node.ask(&serde_json::json!({"command": "peers"}));
+    let rows = reply["peers"].as_array().cloned().unwrap_or_default();
+    let bytes = rows
+        .iter()
+        .map(|row| row["bytes_in"].as_u64().expect("bytes_in"))
+        .sum();
+    let dialects = rows
+        .iter()
+        .map(|row| row["dialect"].as_str().unwrap_or("?").to_string())
+        .collect();
+    (bytes, dialects)
+}
+
+/// [`HOPS`] chats typed at A (texts `PROBE k`), each timed from mined at A
+/// to in B's history (events of `hist --follow` on each), once B's
+/// connections are all of `dialect`; and the bytes B received meanwhile.
+fn hop_row(a: &mut Node, b: &Node, dialect: &str, probe: &str) -> Hop {
+    let (a_follower, b_follower) = (a.follow(), b.follow());
+    let connected = poll(LONG, || {
+        let (_, dialects) = received(b);
+        (!dialects.is_empty() && dialects.iter().all(|d| d == dialect)).then_some(())
+    });
+    assert!(
+        connected.is_some(),
+        "B never had only {dialect} connections: {:?}",
+        received(b).1
+    );
+    // Let the greetings (tips, PeerLists) go by.
+    std::thread::sleep(Duration::from_secs(2));
+    let (before, _) = received(b);
+    let mut hops = Vec::new();
+    for k in 0..HOPS {
+        let text = format!("{probe} {k}");
+        a.chat(&text);
+        let mined = a_follower.chat_at(&text, LONG).expect("mined at A");
+        let crossed = b_follower.chat_at(&text, LONG).expect("crossed to B");
+        hops.push(crossed - mined);
+    }
+    let (after, dialects) = received(b);
+    assert!(
+        dialects.iter().all(|d| d == dialect),
+        "B's connections changed dialect: {dialects:?}"
+    );
+    Hop {
+        median: median(hops),
+        bytes_per_chat: after.saturating_sub(before) as f64 / HOPS as f64,
+    }
 }

@@ -9,9 +9,10 @@
 //! lacks it prints `partition: skipped: ...` and passes) and runs this
 //! test binary again under `unshare --net`, with only the inner test
 //! selected; and that inner test, `#[ignore]`d, which refuses to run
-//! unless the outer one started it ([`INNER`] set) and it is in a
-//! network namespace other than that test's. Inside, only `lo` exists: it
-//! is brought up and everything runs on 127.0.0.0/8.
+//! unless the outer one started it and it is in a network namespace other
+//! than that test's (`support/namespace.rs`, shared with the relay bench).
+//! Inside, only `lo` exists: it is brought up and everything runs on
+//! 127.0.0.0/8.
 //!
 //! 1. Split and heal, then 5 % loss: 8 nodes in a mesh, cut into two
 //!    groups of four by rules that drop their packets on the input hook
@@ -47,12 +48,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::env;
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -61,16 +59,11 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use serde_json::{Value, json};
 use wire::Message;
 
+use crate::support::namespace::{self, missing, nft, run};
 use crate::support::{Net, Node, Peer, WAIT, poll, shared_cpu};
 
 /// This module's id in the address plan of `support`.
 const FILE: u8 = 6;
-/// Set by an outer test, to the name of the inner test it runs in a
-/// network namespace.
-const INNER: &str = "PARTITION_INNER";
-/// Set by an outer test, to its own network namespace (the link
-/// `/proc/self/ns/net`): the one the inner test must not be in.
-const OUTER_NS: &str = "PARTITION_OUTER_NETNS";
 /// The longest an inner test may run before it is killed.
 const INNER_LIMIT: Duration = Duration::from_secs(300);
 
@@ -101,76 +94,46 @@ const IDLE_CPU_SHARE: f64 = 0.01;
 // ---------------------------------------------------------------------
 // The outer tests and the namespace.
 
-/// Why the namespace tests cannot run here, if they cannot: `euid` must
-/// be 0, and `unshare`, `ip`, `ss` and `nft` must be on `path` (a PATH
-/// value).
-fn missing(euid: u32, path: &OsStr) -> Option<String> {
-    if euid != 0 {
-        return Some(format!(
-            "not running as root (euid {euid}); a network namespace and nftables need it"
-        ));
-    }
-    let tools = [
-        ("unshare", "util-linux"),
-        ("ip", "iproute2"),
-        ("ss", "iproute2"),
-        ("nft", "nftables"),
-    ];
-    tools
-        .iter()
-        .find(|(tool, _)| !on_path(path, tool))
-        .map(|(tool, package)| format!("{tool} not found (apt-get install {package})"))
-}
-
-/// Whether an executable file named `tool` is in a directory of `path`.
-fn on_path(path: &OsStr, tool: &str) -> bool {
-    env::split_paths(path).any(|dir| {
-        fs::metadata(dir.join(tool))
-            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    })
-}
+/// What the namespace tests need on PATH (with the package that has it),
+/// besides root.
+const TOOLS: [(&str, &str); 4] = [
+    ("unshare", "util-linux"),
+    ("ip", "iproute2"),
+    ("ss", "iproute2"),
+    ("nft", "nftables"),
+];
 
 /// Runs the inner test `inner` of this module in a new network namespace
 /// and a private mount namespace (this test binary again, under `unshare
-/// --net --mount`), or says why it cannot
+/// --net --mount`: [`namespace::command`]), or says why it cannot
 /// and returns. Prints the inner test's output; fails, with it, when the
 /// inner test fails or does not run.
 fn in_namespace(inner: &str) {
     let _cpu = shared_cpu();
-    // SAFETY: geteuid(2) cannot fail and touches no memory.
-    let euid = unsafe { libc::geteuid() };
-    let path = env::var_os("PATH").unwrap_or_default();
-    if let Some(why) = missing(euid, &path) {
+    if let Some(why) = namespace::missing_here(&TOOLS) {
         println!("partition: skipped: {why}");
         return;
     }
-    let exe = env::current_exe().expect("the test binary's path");
     let dir = tempfile::Builder::new()
         .prefix("partition-")
         .tempdir()
         .expect("a temporary directory");
     let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
-    let mut command = Command::new("unshare");
+    let test = format!("partition::{inner}");
+    let mut command = namespace::command(
+        &[
+            "--exact",
+            &test,
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ],
+        inner,
+    );
     command
-        .args(["--net", "--mount"])
-        .arg("--")
-        .arg(&exe)
-        .args(["--exact", &format!("partition::{inner}")])
-        .args(["--include-ignored", "--nocapture", "--test-threads", "1"])
-        .env(INNER, inner)
-        .env(OUTER_NS, network_namespace())
-        .stdin(Stdio::null())
         .stdout(fs::File::create(&out_path).expect("a file for stdout"))
         .stderr(fs::File::create(&err_path).expect("a file for stderr"));
-    // The inner test (unshare execs it) dies with this test process, and
-    // its nodes with it.
-    // SAFETY: prctl(2) only; async-signal-safe in the forked child.
-    unsafe {
-        command.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
     let began = Instant::now();
     let mut child = command.spawn().expect("starting unshare");
     let status = poll(INNER_LIMIT, || {
@@ -203,70 +166,17 @@ fn in_namespace(inner: &str) {
 }
 
 /// Checks that this process is an inner test started by [`in_namespace`]
-/// (else panics: its rules and its 0.0.0.0 listener are for a private
-/// namespace only), then brings up the namespace's loopback.
+/// in a network namespace of its own (else panics: its rules and its
+/// 0.0.0.0 listener are for a private namespace only), then brings up the
+/// namespace's loopback.
 fn inside_namespace(test: &str) {
-    let started_for = env::var(INNER).unwrap_or_default();
-    assert_eq!(
-        started_for,
+    namespace::enter(
         test,
-        "partition::{test} runs only inside a network namespace of its own, started by the \
-         outer test partition::{} (it sets {INNER}={test})",
-        test.trim_end_matches("_inside")
+        &format!(
+            "the outer test partition::{}",
+            test.trim_end_matches("_inside")
+        ),
     );
-    let outer = env::var_os(OUTER_NS).unwrap_or_default();
-    assert!(
-        !outer.is_empty() && network_namespace() != outer,
-        "partition::{test}: this process is in the network namespace of the test that started \
-         it ({outer:?}), not in one of its own"
-    );
-    run("ip", &["link", "set", "lo", "up"]);
-}
-
-/// This process's network namespace, as `/proc/self/ns/net` names it
-/// (`net:[4026531840]`).
-fn network_namespace() -> OsString {
-    fs::read_link("/proc/self/ns/net")
-        .expect("reading /proc/self/ns/net")
-        .into_os_string()
-}
-
-/// Runs a tool (bounded by [`WAIT`]) and returns its stdout; panics with
-/// its stderr when it fails.
-fn run(tool: &str, args: &[&str]) -> String {
-    run_with_input(tool, args, "")
-}
-
-fn run_with_input(tool: &str, args: &[&str], input: &str) -> String {
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {tool}: {e}"));
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    stdin
-        .write_all(input.as_bytes())
-        .unwrap_or_else(|e| panic!("writing to {tool}: {e}"));
-    drop(stdin);
-    let waited = poll(WAIT, || child.try_wait().expect("waiting for a tool"));
-    if waited.is_none() {
-        let _ = child.kill();
-    }
-    let output = child.wait_with_output().expect("reading a tool's output");
-    assert!(
-        waited.is_some() && output.status.success(),
-        "{tool} {args:?} ({}): {}\n{input}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Applies an nftables script.
-fn nft(script: &str) {
-    run_with_input("nft", &["-f", "-"], script);
 }
 
 /// The packets dropped so far by the rules of `inet split`, in order.
@@ -306,7 +216,7 @@ fn skips_without_root_or_tools() {
         fs::set_permissions(&file, fs::Permissions::from_mode(mode)).expect("its mode");
     };
     let path: OsString = env::join_paths([Path::new("/nonexistent"), &bin]).expect("a PATH");
-    let said = |euid: u32| missing(euid, &path);
+    let said = |euid: u32| missing(euid, &path, &TOOLS);
     assert_eq!(
         said(1000).as_deref(),
         Some("not running as root (euid 1000); a network namespace and nftables need it")
@@ -334,7 +244,7 @@ fn skips_without_root_or_tools() {
     );
     tool("nft", 0o755);
     assert_eq!(said(0), None);
-    assert!(missing(0, OsStr::new("")).is_some());
+    assert!(missing(0, OsStr::new(""), &TOOLS).is_some());
 }
 
 // ---------------------------------------------------------------------

@@ -2,8 +2,8 @@
 //! loopback ([`Node`], in `node.rs`), a raw protocol client ([`Peer`], in
 //! `peer.rs`), observers of a node under test (`observe.rs`), scripted
 //! misbehaving peers (`misbehave.rs`), a real browser for the page
-//! (`browser.rs`), and a scheme that gives every test
-//! its own addresses and port ([`Net`]).
+//! (`browser.rs`), private network namespaces (`namespace.rs`), and a
+//! scheme that gives every test its own addresses and port ([`Net`]).
 //!
 //! Every wait here is bounded: a test that goes wrong fails with the
 //! node's output and logs, it never hangs. Every process started here is
@@ -25,6 +25,7 @@
 
 pub mod browser;
 pub mod misbehave;
+pub mod namespace;
 mod node;
 pub mod observe;
 mod peer;

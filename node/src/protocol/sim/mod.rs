@@ -40,6 +40,7 @@
 mod compact;
 mod net;
 mod properties;
+mod scale;
 mod tests;
 
 use std::cmp::Reverse;
