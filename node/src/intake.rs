@@ -532,12 +532,7 @@ mod tests {
     use super::*;
 
     fn fixture() -> History {
-        let bytes = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../tests/fixtures/history-1k.bin"
-        ))
-        .expect("fixture");
-        wire::decode_archive(&bytes).expect("an archive")
+        crate::test_support::fixture("history-1k.bin")
     }
 
     fn wire_of(history: &History) -> Vec<u8> {

@@ -18,6 +18,8 @@ mod resolver;
 mod screen;
 mod store;
 mod terminal;
+#[cfg(test)]
+mod test_support;
 mod text;
 mod web;
 

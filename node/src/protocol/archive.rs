@@ -374,13 +374,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire::Chat;
-
-    fn history(tags: &[u8]) -> History {
-        tags.iter()
-            .map(|&t| Chat::new(vec![t], [t; 16], [t; 16]).unwrap())
-            .collect()
-    }
+    use crate::test_support::tagged as history;
 
     #[test]
     fn longer_wins_and_equal_length_forks_break_ties_by_digest() {

@@ -378,13 +378,7 @@ impl Node {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wire::Chat;
-
-    fn history(tags: &[u8]) -> History {
-        tags.iter()
-            .map(|&t| Chat::new(vec![t], [t; 16], [t; 16]).unwrap())
-            .collect()
-    }
+    use crate::test_support::tagged as history;
 
     #[test]
     fn a_tip_is_a_prefix_when_its_last_digest_is_there() {

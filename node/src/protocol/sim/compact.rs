@@ -6,16 +6,12 @@ use std::time::Duration;
 
 use wire::History;
 
+use super::tests::{assert_all_chats_once, type_in_rounds};
 use super::{Faults, Kept, Sim};
 
 /// The 1,000-chat fixture every node starts from.
 fn fixture() -> History {
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/history-1k.bin"
-    ))
-    .expect("the fixture");
-    wire::decode_archive(&bytes).expect("an archive")
+    crate::test_support::fixture("history-1k.bin")
 }
 
 /// `n` nodes in a chain, each holding `history`, those with `relay(i)`
@@ -47,33 +43,12 @@ fn colliding_chats_converge_with_the_extension_and_in_mixed_networks() {
             let n = 6;
             let mut sim = chain(n, seed, &base, relay);
             sim.run_for(Duration::from_secs(8));
-            let mut texts = Vec::new();
-            for round in 0..5 {
-                for node in 0..n {
-                    let text = format!("chat {round} from node {node}");
-                    sim.command(node, &text);
-                    texts.push(text);
-                }
-                sim.run_for(Duration::from_millis(30));
-            }
+            let texts = type_in_rounds(&mut sim, n, 5);
             assert!(
                 sim.run_until_settled(Duration::from_secs(600)).is_some(),
                 "{name}, seed {seed}: no convergence"
             );
-            let history = sim.node(0).history();
-            assert_eq!(
-                history.len(),
-                base.len() + texts.len(),
-                "{name}, seed {seed}"
-            );
-            for text in &texts {
-                let count = history
-                    .iter()
-                    .filter(|c| c.text() == text.as_bytes())
-                    .count();
-                assert_eq!(count, 1, "{name}, seed {seed}: {text:?} {count} times");
-            }
-            miner::validate(history).expect("valid");
+            assert_all_chats_once(&sim, base.len(), &texts);
         }
     }
 }

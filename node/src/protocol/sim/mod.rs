@@ -80,19 +80,13 @@ enum Delivery {
         message: Message,
         wire_len: usize,
     },
-    /// An archive that arrived on `conn`, judged against the receiver's
-    /// history when it arrives.
+    /// An archive (`from` is `None`), or an extension Chats message
+    /// carrying chats `from..` of `history`, that arrived on `conn`, judged
+    /// against the receiver's history when it arrives.
     Archive {
         conn: ConnId,
         history: History,
-        wire_len: usize,
-    },
-    /// An extension Chats message carrying chats `from..` of `history`,
-    /// judged likewise.
-    Chats {
-        conn: ConnId,
-        history: History,
-        from: usize,
+        from: Option<usize>,
         wire_len: usize,
     },
     /// An extension message other than Chats.
@@ -415,27 +409,18 @@ impl Sim {
             Delivery::Archive {
                 conn,
                 history,
-                wire_len,
-            } => {
-                self.net.end(conn)?;
-                let ours = self.slots[node].node.as_ref().expect("up").history();
-                Some(Event::Archive {
-                    conn,
-                    archive: Archive::judge(ours, history),
-                    wire_len,
-                })
-            }
-            Delivery::Chats {
-                conn,
-                history,
                 from,
                 wire_len,
             } => {
                 self.net.end(conn)?;
                 let ours = self.slots[node].node.as_ref().expect("up").history();
+                let archive = match from {
+                    None => Archive::judge(ours, history),
+                    Some(from) => Archive::judge_chats(ours, history, from),
+                };
                 Some(Event::Archive {
                     conn,
-                    archive: Archive::judge_chats(ours, history, from),
+                    archive,
                     wire_len,
                 })
             }
@@ -554,20 +539,15 @@ impl Sim {
             return;
         };
         let wire_len = payload.len();
+        let from = match &payload {
+            Payload::Chats { from, .. } => Some(*from),
+            _ => None,
+        };
         let delivery = match payload {
-            Payload::Archive { history, .. } => {
+            Payload::Archive { history, .. } | Payload::Chats { history, .. } => {
                 self.archives += 1;
                 self.archive_bytes += wire_len as u64;
                 Delivery::Archive {
-                    conn: remote,
-                    history,
-                    wire_len,
-                }
-            }
-            Payload::Chats { history, from, .. } => {
-                self.archives += 1;
-                self.archive_bytes += wire_len as u64;
-                Delivery::Chats {
                     conn: remote,
                     history,
                     from,

@@ -57,12 +57,7 @@ fn param(name: &str, default: u64) -> u64 {
 
 /// The 100,000-chat fixture.
 fn fixture() -> History {
-    let bytes = std::fs::read(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/history-100k.bin"
-    ))
-    .expect("the fixture");
-    wire::decode_archive(&bytes).expect("an archive")
+    crate::test_support::fixture("history-100k.bin")
 }
 
 /// Each node's peers: node `i` gets 3 or 4 random earlier nodes (all of

@@ -8,8 +8,9 @@ use wire::History;
 use super::{Faults, Sim};
 use crate::protocol::tests::extend;
 
-/// Every chat typed anywhere, in the final history exactly once.
-fn assert_all_chats_once(sim: &Sim, texts: &[String]) {
+/// Every chat typed anywhere, in the final history exactly once, after
+/// the `base` chats every node started with.
+pub(super) fn assert_all_chats_once(sim: &Sim, base: usize, texts: &[String]) {
     let history = sim.node(0).history();
     for text in texts {
         let count = history
@@ -18,8 +19,23 @@ fn assert_all_chats_once(sim: &Sim, texts: &[String]) {
             .count();
         assert_eq!(count, 1, "chat {text:?} is in the history {count} times");
     }
-    assert_eq!(history.len(), texts.len());
+    assert_eq!(history.len(), base + texts.len());
     miner::validate(history).expect("valid");
+}
+
+/// A chat typed at each of the `n` nodes at once, in `rounds` rounds 30 ms
+/// apart; returns their texts.
+pub(super) fn type_in_rounds(sim: &mut Sim, n: usize, rounds: usize) -> Vec<String> {
+    let mut texts = Vec::new();
+    for round in 0..rounds {
+        for node in 0..n {
+            let text = format!("chat {round} from node {node}");
+            sim.command(node, &text);
+            texts.push(text);
+        }
+        sim.run_for(Duration::from_millis(30));
+    }
+    texts
 }
 
 /// On a network in one room, and on one spread over the world.
@@ -38,20 +54,12 @@ fn colliding_chats_all_land_once_and_every_node_agrees() {
         let latency = faults.latency;
         let mut sim = Sim::with_faults(n, chain, seed, faults);
         sim.run_for(Duration::from_secs(8));
-        let mut texts = Vec::new();
-        for round in 0..10 {
-            for node in 0..n {
-                let text = format!("chat {round} from node {node}");
-                sim.command(node, &text);
-                texts.push(text);
-            }
-            sim.run_for(Duration::from_millis(30));
-        }
+        let texts = type_in_rounds(&mut sim, n, 10);
         assert!(
             sim.run_until_settled(Duration::from_secs(600)).is_some(),
             "seed {seed}, {latency:?}: no convergence"
         );
-        assert_all_chats_once(&sim, &texts);
+        assert_all_chats_once(&sim, 0, &texts);
     }
 }
 
