@@ -86,21 +86,6 @@ fn archive_of(history: &History) -> Vec<u8> {
     bytes
 }
 
-/// A node at `host` of `net`, started with `args`, given `archive` by a
-/// short-lived peer (and holding it).
-fn node_holding(net: &Net, host: u8, args: &[&str], archive: &[u8], chats: usize) -> Node {
-    let mut node = net.node(host, args);
-    let mut pusher = net.peer(PUSHER, host);
-    pusher.send_raw(archive);
-    assert!(
-        node.wait_history_len(chats),
-        "the node did not adopt the {chats}-chat history: {:?}",
-        node.status()
-    );
-    drop(pusher);
-    node
-}
-
 /// The CPU time `node` uses over `span` from now, as a share of one core.
 fn cpu_share(node: &Node, span: Duration) -> (Duration, f64) {
     let (before, started) = (node.cpu_time(), Instant::now());
@@ -322,7 +307,7 @@ fn reconnect_loops_leave_the_node_responsive_and_are_dialed_back_within_the_back
     let _cpu = own_cpu();
     let net = Net::new(FILE, 2);
     let archive = Arc::new(fixture_bytes("history-1k.bin"));
-    let node = node_holding(&net, 1, &["--log", "debug"], &archive, 1000);
+    let node = net.node_holding(1, &["--log", "debug"], &archive, 1000);
     let node_at = at(&net, 1);
     // The loops' addresses listen too (accepting and closing): every dial
     // the node makes to them is counted.
@@ -655,7 +640,7 @@ fn half_closed_peers_get_their_answers_then_our_close() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 5);
     let archive = fixture_bytes("history-1k.bin");
-    let mut node = node_holding(&net, 1, &[], &archive, 1000);
+    let mut node = net.node_holding(1, &[], &archive, 1000);
     let node_at = at(&net, 1);
 
     // One request, then shutdown: 10 tries of each; as netcat may do it
@@ -809,7 +794,7 @@ fn requests_before_garbage_are_answered_then_told_why_and_closed_cleanly() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 4);
     let archive = fixture_bytes("history-100k.bin");
-    let _node = node_holding(&net, 1, &[], &archive, 100_000);
+    let _node = net.node_holding(1, &[], &archive, 100_000);
     let cases = [
         (&[0x01, 0x06][..], MessageType::PeerList, 0),
         (&[0x01, 0x06], MessageType::PeerList, 1 << 20),
@@ -841,7 +826,7 @@ fn archives_a_peer_never_reads_are_not_counted_as_sent() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 8);
     let archive = fixture_bytes("history-100k.bin");
-    let mut node = node_holding(&net, 1, &["--read-timeout", "2"], &archive, 100_000);
+    let mut node = net.node_holding(1, &["--read-timeout", "2"], &archive, 100_000);
     let sent = |node: &mut Node| {
         let sent = &node.status()["sent"];
         (
@@ -897,8 +882,7 @@ fn half_closed_peers_that_never_read_hold_at_most_max_inbound_sockets() {
     let _cpu = shared_cpu();
     let net = Net::new(FILE, 7);
     let archive = fixture_bytes("history-100k.bin");
-    let node = node_holding(
-        &net,
+    let node = net.node_holding(
         1,
         &["--max-inbound", &MAX_INBOUND.to_string()],
         &archive,

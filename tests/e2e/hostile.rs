@@ -39,8 +39,6 @@ use crate::support::{
 const FILE: u8 = 3;
 /// The honest peer that keeps asking for the archive.
 const HONEST: u8 = 200;
-/// The short-lived peer that gives the node its history.
-const PUSHER: u8 = 254;
 /// The short-lived peer that checks the history at the end.
 const CHECKER: u8 = 253;
 /// The bound on an honest peer's delay under slow peers, also
@@ -62,16 +60,8 @@ fn archive_of(history: &History) -> Vec<u8> {
 /// The node at host 1 of `net`, started with `args`, holding the 1k
 /// fixture history; and that history's ArchiveResponse bytes.
 fn start(net: &Net, args: &[&str]) -> (Node, Arc<Vec<u8>>) {
-    let mut node = net.node(1, args);
     let archive = fixture_bytes("history-1k.bin");
-    let mut pusher = net.peer(PUSHER, 1);
-    pusher.send_raw(&archive);
-    assert!(
-        node.wait_history_len(1000),
-        "the node did not adopt the 1k history: {:?}",
-        node.status()
-    );
-    drop(pusher);
+    let node = net.node_holding(1, args, &archive, 1000);
     net.assert_serves(CHECKER, 1, &archive);
     (node, Arc::new(archive))
 }

@@ -23,6 +23,7 @@ mod hostile;
 mod node;
 mod operate;
 mod partition;
+mod relay;
 mod scale;
 mod terminal;
 mod verify;

@@ -30,6 +30,17 @@
 //!   that keeps one entry per IP address, dropped when any connection with
 //!   that address ends; it may redial a second after losing its
 //!   connection.
+//! - The extension's liars (in `relay_peer.rs`, on the relay port, see
+//!   `docs/EXTENSION.md`, "Lies"): [`lie_about_lengths`](super::relay_peer::lie_about_lengths)
+//!   (a Tip claiming u32::MAX chats, then a Chats whose count claims more
+//!   chats than it sends), [`endless_chats`](super::relay_peer::endless_chats)
+//!   (a Chats claiming u32::MAX chats that never ends: invalid chats, or
+//!   chats past a prefix the node does not hold),
+//!   [`SilentRelayPort`](super::relay_peer::SilentRelayPort) (a relay port
+//!   that accepts and never says Hello); a prefix digest that does not
+//!   match, full archives on a relay connection and a first message other
+//!   than Hello are single sends of a
+//!   [`RelayPeer`](super::relay_peer::RelayPeer).
 //!
 //! Every one that runs a thread stops when told (a [`Stop`] flag) and is
 //! joined when dropped, also when a test fails early; every wait and loop
@@ -44,24 +55,26 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use wire::{Decoder, Frame, FrameDecoder, Message, MessageType};
+use wire::{Decoder, Frame, FrameDecoder, Message, MessageType, RelayType};
 
 use super::observe::Stop;
 use super::{Net, Node, WAIT, connect_from};
 
 /// How often a thread of this module looks at its [`Stop`] flag while it
 /// waits for something.
-const POLL: Duration = Duration::from_millis(10);
+pub(super) const POLL: Duration = Duration::from_millis(10);
 
 /// A helper thread: told to stop through a [`Stop`] flag, joined when
 /// finished or dropped (so that none outlives its test).
-struct Task<T> {
+pub(super) struct Task<T> {
     stop: Option<Stop>,
     thread: Option<JoinHandle<T>>,
 }
 
 impl<T: Send + 'static> Task<T> {
-    fn spawn(run: impl FnOnce(Arc<AtomicBool>) -> T + Send + 'static) -> Task<T> {
+    /// Runs `run` on a thread of its own, with the flag that tells it to
+    /// stop.
+    pub(super) fn spawn(run: impl FnOnce(Arc<AtomicBool>) -> T + Send + 'static) -> Task<T> {
         let stop = Stop::default();
         let flag = stop.flag();
         Task {
@@ -102,7 +115,7 @@ fn frame_type(frame: &Frame<'_>) -> Option<u8> {
         Frame::Message(message) => Some(message.message_type() as u8),
         Frame::ArchiveStart { .. } => Some(MessageType::ArchiveResponse as u8),
         Frame::Relay(message) => Some(message.relay_type() as u8),
-        Frame::ChatsStart { .. } => Some(wire::RelayType::Chats as u8),
+        Frame::ChatsStart { .. } => Some(RelayType::Chats as u8),
         Frame::Chat(_) | Frame::ArchiveEnd => None,
     }
 }
@@ -707,7 +720,9 @@ fn bind_address_no_port(socket: &socket2::Socket) -> io::Result<()> {
 }
 
 /// Log lines (stderr) of `node` that end with `connecting to ADDR`: its
-/// dials of `addr`. The node must run with `--log debug`.
+/// dials of `addr` (one line a dial, whichever port it tries first: a
+/// refused relay port is followed by the network port within the same
+/// dial). The node must run with `--log debug`.
 pub fn dials_logged(node: &Node, addr: Ipv4Addr) -> usize {
     let dial = format!("connecting to {addr}");
     node.stderr()

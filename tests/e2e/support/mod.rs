@@ -1,9 +1,12 @@
 //! Shared helpers for the end-to-end tests: real `node` processes on
 //! loopback ([`Node`], in `node.rs`), a raw protocol client ([`Peer`], in
-//! `peer.rs`), observers of a node under test (`observe.rs`), scripted
-//! misbehaving peers (`misbehave.rs`), a real browser for the page
-//! (`browser.rs`), private network namespaces (`namespace.rs`), and a
-//! scheme that gives every test its own addresses and port ([`Net`]).
+//! `peer.rs`), a client of the compact relay extension on a node's relay
+//! port (`relay_peer.rs`), a simple foreign node that speaks the standard
+//! protocol only (`foreign.rs`), observers of a node under test
+//! (`observe.rs`), scripted misbehaving peers (`misbehave.rs`), a real
+//! browser for the page (`browser.rs`), private network namespaces
+//! (`namespace.rs`), and a scheme that gives every test its own addresses
+//! and port ([`Net`]).
 //!
 //! Every wait here is bounded: a test that goes wrong fails with the
 //! node's output and logs, it never hangs. Every process started here is
@@ -12,9 +15,12 @@
 //! Address plan: module F, test T, host H is `127.F.T.H` on port
 //! `47100 + 50 * (F - 1) + T`. Ids: the test modules `node` 1,
 //! `convergence` 2, `hostile` 3, `field` 4, `terminal` 5, `partition` 6,
-//! `control` 7, `scale` 8, `cli` 9, `operate` 10, `disk` 11, `web` 12; the benches 17 (`verify` starts no node); give each new module the next free id (ports
+//! `control` 7, `scale` 8, `cli` 9, `operate` 10, `disk` 11, `web` 12,
+//! `relay` 13; the benches 17 (`verify` starts no node); give each new module the next free id (ports
 //! 47100..=47999 leave room for 18 modules of 50 tests). Hosts 1..=99 are
-//! nodes by convention, 100..=254 test peers.
+//! nodes by convention, 100..=254 test peers. A node's relay port (the
+//! compact relay extension, `docs/EXTENSION.md`) is its port + 1, the
+//! default: the next test's port, on other addresses, so no two clash.
 //!
 //! Every test holds [`shared_cpu`] or [`own_cpu`] while it runs.
 //!
@@ -24,6 +30,7 @@
 //! there because it uses only a part of it.
 
 pub mod browser;
+pub mod foreign;
 pub mod misbehave;
 pub mod namespace;
 mod node;
@@ -31,21 +38,27 @@ pub mod observe;
 mod peer;
 pub mod per_ip;
 pub mod pty;
+pub mod relay_peer;
 
 pub use node::{
     Node, chatchain_command, client_output, node_command, read_lines, run_client, run_command,
     run_to_exit, run_with_input, spawn_piped,
 };
 pub use peer::{Peer, connect_from, plain};
+pub use relay_peer::RelayPeer;
 
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use wire::History;
+
+/// The host of the short-lived client that gives a node its history
+/// ([`Net::node_holding`]).
+pub const PUSHER: u8 = 254;
 
 /// Patience for things that normally take milliseconds (a node starting,
 /// a command answering, a connection opening) on a loaded 2-core machine.
@@ -119,8 +132,12 @@ pub fn temp_dir(prefix: &str) -> tempfile::TempDir {
 
 /// The history made of chats with these texts, mined.
 pub fn mined(texts: &[&[u8]]) -> History {
+    mined_on(History::new(), texts)
+}
+
+/// `history` followed by chats with these texts, mined on top of it.
+pub fn mined_on(mut history: History, texts: &[&[u8]]) -> History {
     let miner = miner::Miner::new(1);
-    let mut history = History::new();
     for text in texts {
         let chat = miner.mine_next(&history, text);
         history.push(&chat);
@@ -168,9 +185,49 @@ impl Net {
         47100 + 50 * (u16::from(self.file) - 1) + u16::from(self.test)
     }
 
+    /// This test's relay port (the compact relay extension's): the
+    /// network port + 1, the nodes' default.
+    pub fn relay_port(&self) -> u16 {
+        self.port() + 1
+    }
+
+    /// `addr(host)` on the network port.
+    pub fn at(&self, host: u8) -> SocketAddrV4 {
+        SocketAddrV4::new(self.addr(host), self.port())
+    }
+
+    /// `addr(host)` on the relay port.
+    pub fn relay_at(&self, host: u8) -> SocketAddrV4 {
+        SocketAddrV4::new(self.addr(host), self.relay_port())
+    }
+
+    /// A client of the relay extension from `addr(from)` to the relay port
+    /// of the node at `addr(to)`, Hellos exchanged (see
+    /// [`RelayPeer::connect`]).
+    pub fn relay_peer(&self, from: u8, to: u8) -> RelayPeer {
+        RelayPeer::connect(self.addr(from), self.relay_at(to))
+    }
+
     /// Starts a node on `addr(host)` (see [`Node::start`]).
     pub fn node(&self, host: u8, args: &[&str]) -> Node {
         Node::start(self.addr(host), self.port(), args)
+    }
+
+    /// Starts a node on `addr(host)` with `args` and gives it `archive`
+    /// (an ArchiveResponse of `chats` chats), pushed by a short-lived
+    /// client at host [`PUSHER`]; returns once the node holds them
+    /// (panics if it does not within [`WAIT`]).
+    pub fn node_holding(&self, host: u8, args: &[&str], archive: &[u8], chats: usize) -> Node {
+        let mut node = self.node(host, args);
+        let mut pusher = self.peer(PUSHER, host);
+        pusher.send_raw(archive);
+        assert!(
+            node.wait_history_len(chats),
+            "the node did not adopt the {chats}-chat history: {:?}",
+            node.status()
+        );
+        drop(pusher);
+        node
     }
 
     /// A raw client from `addr(from)` to the node at `addr(to)`.

@@ -560,11 +560,8 @@ impl Node {
     /// The node's connections: address and direction (`inbound`,
     /// `outbound`, with `*` for a second connection with the same address).
     pub fn peers(&mut self) -> Vec<(Ipv4Addr, String)> {
-        let reply = self.ask(&serde_json::json!({"command": "peers"}));
-        let rows = reply["peers"]
-            .as_array()
-            .unwrap_or_else(|| panic!("node {}: not a peers reply: {reply}", self.addr));
-        rows.iter()
+        self.peer_rows()
+            .iter()
             .map(|row| {
                 let addr = row["addr"].as_str().and_then(|a| a.parse().ok());
                 let mut direction = row["direction"].as_str().unwrap_or("?").to_string();
@@ -574,6 +571,17 @@ impl Node {
                 (addr.expect("an address"), direction)
             })
             .collect()
+    }
+
+    /// The node's connections, each the JSON row of its `peers` reply
+    /// (docs/CONTROL.md): `addr`, `direction`, `dialect` (`relay` or
+    /// `standard`), `duplicate`, `bytes_in`, `bytes_out`...
+    pub fn peer_rows(&mut self) -> Vec<Value> {
+        let reply = self.ask(&serde_json::json!({"command": "peers"}));
+        match reply["peers"].as_array() {
+            Some(rows) => rows.clone(),
+            None => panic!("node {}: not a peers reply: {reply}", self.addr),
+        }
     }
 
     /// The addresses `peers` lists.
