@@ -144,6 +144,11 @@ pub struct Intake {
     max_message: usize,
     max_unverified: usize,
     archives: u64,
+    /// On a relay connection, the last valid history it gave, while the
+    /// state machine may not have taken it yet: Chats pushed back to back
+    /// extend it, not our history (`None` on a standard connection).
+    last_valid: Option<History>,
+    relay: bool,
 }
 
 /// An ArchiveResponse being received.
@@ -225,6 +230,8 @@ impl Intake {
             max_message,
             max_unverified,
             archives: 0,
+            last_valid: None,
+            relay: dialect == Dialect::Relay,
         }
     }
 
@@ -334,7 +341,8 @@ impl Intake {
     /// An incoming history begins at stream offset `start`: `count` chats
     /// from index `from` on, its chat `from - 1` having digest `prev` (an
     /// ArchiveResponse: from 0, zeros). It extends our first `from` chats
-    /// if they end with `prev`; otherwise it is skipped.
+    /// if they end with `prev`, or else those of the last valid history
+    /// this connection gave (see `last_valid`); otherwise it is skipped.
     fn begin(
         &mut self,
         ours: &History,
@@ -344,9 +352,18 @@ impl Intake {
         count: u32,
     ) {
         let total = from + count as usize;
-        let ours_prev = match from {
-            0 => Some([0; DIGEST_LEN]),
-            _ => ours.chat(from - 1).map(|c| *c.digest()),
+        let rooted = |h: &History| match from {
+            0 => prev == [0; DIGEST_LEN],
+            _ => h.chat(from - 1).is_some_and(|c| *c.digest() == prev),
+        };
+        let base = [Some(ours), self.last_valid.as_ref()]
+            .into_iter()
+            .flatten()
+            .find(|h| rooted(h));
+        let progress = match base {
+            None => Progress::Skipping(Skip::Unrooted),
+            Some(base) if total < base.len() => Progress::Skipping(Skip::Shorter),
+            Some(_) => Progress::Matching,
         };
         self.archives += 1;
         self.incoming = Some(Incoming {
@@ -354,15 +371,9 @@ impl Intake {
             count: total,
             received: from,
             start,
-            base: ours.clone(),
+            base: base.unwrap_or(ours).clone(),
             digest: prev,
-            progress: if ours_prev != Some(prev) {
-                Progress::Skipping(Skip::Unrooted)
-            } else if total < ours.len() {
-                Progress::Skipping(Skip::Shorter)
-            } else {
-                Progress::Matching
-            },
+            progress,
             ended: false,
             skipped_invalid: 0,
         });
@@ -448,6 +459,12 @@ impl Intake {
         };
         let wire_len = (position - incoming.start) as usize;
         self.incoming = None;
+        if self.relay {
+            self.last_valid = match &archive {
+                Archive::Valid(history) => Some(history.clone()),
+                _ => None,
+            };
+        }
         Some(Arrival::Archive { archive, wire_len })
     }
 }
@@ -576,6 +593,35 @@ mod tests {
                 Arrival::Message { .. } | Arrival::Relay { .. } => None,
             })
             .collect()
+    }
+
+    /// Chats messages pushed back to back on a relay connection, each
+    /// extending the one before: each is judged against what the one
+    /// before gave, not our history (which the state machine has not yet
+    /// changed); one whose prefix neither holds is skipped.
+    #[test]
+    fn chats_pushed_back_to_back_extend_each_other() {
+        let full = fixture();
+        let ours = full.prefix(997);
+        let mut bytes = Vec::new();
+        for from in 997..1000 {
+            bytes.extend_from_slice(&crate::protocol::Payload::chats_header(
+                &full.prefix(from + 1),
+                from,
+            ));
+            bytes.extend_from_slice(full.chat(from).expect("in the fixture").as_bytes());
+        }
+        bytes.extend_from_slice(&wire::chats_header(5, &[7; DIGEST_LEN], 0));
+        let mut intake = Intake::new(ConnId(1), Dialect::Relay, 1 << 20, 1 << 20);
+        let (out, _) = feed(&mut intake, &ours, &bytes, 50);
+        let lens: Vec<Option<usize>> = archives(out)
+            .iter()
+            .map(|a| match a {
+                Archive::Valid(h) => Some(h.len()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lens, [Some(998), Some(999), Some(1000), None]);
     }
 
     #[test]

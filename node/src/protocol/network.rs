@@ -77,7 +77,7 @@ impl Node {
         }
         let (peers, relay) = (&self.peers, &self.relay);
         for addr in self.book.next_dials(now, room, |addr| {
-            peers.is_connected(addr) || relay.awaits_addr(addr)
+            peers.is_connected(addr) || relay.is_dialing(addr)
         }) {
             // One line per dial, whichever port it tries first (a refused
             // relay port is followed by the network port, `relay.rs`).
@@ -366,7 +366,7 @@ impl Node {
         }
         let (peers, relay) = (&self.peers, &self.relay);
         self.book.redial_wanted(now, |addr| {
-            peers.is_connected(addr) || relay.awaits_addr(addr)
+            peers.is_connected(addr) || relay.is_dialing(addr)
         });
         self.dial(now);
     }
@@ -529,7 +529,7 @@ impl Node {
         self.release_relay(now, None);
         let (peers, relay) = (&self.peers, &self.relay);
         self.book.redial_wanted(now, |addr| {
-            peers.is_connected(addr) || relay.awaits_addr(addr)
+            peers.is_connected(addr) || relay.is_dialing(addr)
         });
         self.dial(now);
     }

@@ -100,10 +100,11 @@ impl RelayDials {
         self.awaiting.contains_key(&conn)
     }
 
-    /// Whether a relay connection with `addr` waits for its Hello (it is
-    /// not dialed again meanwhile).
-    pub fn awaits_addr(&self, addr: Ipv4Addr) -> bool {
-        self.awaiting.values().any(|a| a.addr == addr)
+    /// Whether a relay connection with `addr` waits for its Hello, or the
+    /// dial of its network port that follows a refusal is in flight: it
+    /// is not dialed again meanwhile.
+    pub fn is_dialing(&self, addr: Ipv4Addr) -> bool {
+        self.falling_back.contains(&addr) || self.awaiting.values().any(|a| a.addr == addr)
     }
 
     /// `addr` does not speak the extension, as of `now`.
@@ -345,9 +346,13 @@ impl Node {
         }
     }
 
-    /// Sends our tip (of what we serve).
+    /// Sends our tip (of what we serve): the peer knows what we hold, and
+    /// asks for what it lacks (so it is not pushed the same chats too).
     pub(super) fn send_tip(&mut self, conn: ConnId) {
         let tip = self.served_tip();
+        if let Some(peer) = self.peers.get_mut(conn) {
+            peer.sent = Some(tip);
+        }
         let message = RelayMessage::Tip {
             len: tip.len as u32,
             digest: tip.digest,
