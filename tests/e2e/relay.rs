@@ -12,8 +12,7 @@
 //! than Hello) leave the node's history whole, its honest peers answered,
 //! and what it spends bounded.
 //!
-//! Two of these fail against the node as of this writing, each for a bug
-//! of the node it names in its message:
+//! Two of these found bugs of the node, since fixed:
 //! `a_relay_port_that_never_says_hello_is_given_up_for_the_network_port`
 //! (two standard connections opened at once after the Hello wait) and
 //! `back_to_back_pushes_are_taken_without_asking_again` (a push judged
