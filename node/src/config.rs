@@ -100,6 +100,7 @@ fn read(path: &Path) -> Result<FileValues, String> {
             toml::de::DeValue::String(s) => Some(s.to_string()),
             toml::de::DeValue::Integer(i) => Some(i.to_string()),
             toml::de::DeValue::Float(f) => Some(f.to_string()),
+            toml::de::DeValue::Boolean(b) => Some(b.to_string()),
             _ => None,
         };
         let values = match value.get_ref() {
@@ -110,7 +111,7 @@ fn read(path: &Path) -> Result<FileValues, String> {
             at(
                 line,
                 key.get_ref(),
-                "a value is a string or a number (or an array of them, for peer)",
+                "a value is a string, a number or true/false (or an array of them, for peer)",
             )
         })?;
         entries.push((key.get_ref().to_string(), values, line));
@@ -163,9 +164,18 @@ pub fn layer(
                     )
                 })?;
             let id = arg.get_id().as_str();
+            // A switch (--no-relay, --no-http) takes true or false.
+            let switch = !arg.get_action().takes_values();
             let mut flags = Vec::new();
             for value in values {
-                let flag = [OsString::from(format!("--{key}")), OsString::from(value)];
+                let flag = match (switch, value.as_str()) {
+                    (false, _) => vec![OsString::from(format!("--{key}")), OsString::from(value)],
+                    (true, "true") => vec![OsString::from(format!("--{key}"))],
+                    (true, "false") => continue,
+                    (true, _) => {
+                        return Err(refuse(format!("'{value}': a switch takes true or false")));
+                    }
+                };
                 // Checked alone by the flag's own parser, even when a flag
                 // or the environment overrides it: the file is refused
                 // whole or taken whole.

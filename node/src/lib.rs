@@ -204,9 +204,18 @@ fn listen_relay(args: &NodeArgs) -> Result<(Option<mio::net::TcpListener>, Optio
         warn!("no relay port above the network port 65535: the relay extension is off");
         return Ok((None, None));
     };
+    if port == args.port {
+        return Err(format!(
+            "--relay-port {port} is the network port (--port): the relay extension needs a \
+             port of its own, the same on every node (default: the network port + 1)"
+        ));
+    }
     match reactor::listen(args.bind, port) {
         Ok(listener) => Ok((Some(listener), Some(port))),
-        Err(e) if args.relay_port.is_some() => Err(cannot_listen(args.bind, port, &e)),
+        Err(e) if args.relay_port.is_some() => Err(format!(
+            "the relay port (--relay-port): {}",
+            cannot_listen(args.bind, port, &e)
+        )),
         Err(e) => {
             warn!(
                 "cannot listen on the relay port {}:{port} ({e}): the relay extension is off \

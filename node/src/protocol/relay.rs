@@ -30,6 +30,10 @@ const REFUSAL_KEPT: Duration = Duration::from_secs(600);
 /// A relay connection whose Hello has not come by then is not the
 /// extension.
 const HELLO_WAIT: Duration = Duration::from_secs(5);
+/// Most chats pushed unasked: a peer whose last known tip is further
+/// behind (its tip known from long ago, the history since having reached
+/// it through others) is sent our tip and asks for what it lacks.
+const MOST_PUSHED: usize = 64;
 /// After a NoCommonPrefix, chats are asked again from this many earlier,
 /// once, before the full archive is asked for: forks of two chats mined
 /// at once cost a few chats, not the history.
@@ -255,6 +259,10 @@ impl Node {
     /// peer behind.
     fn on_tip(&mut self, now: Instant, conn: ConnId, tip: Tip) {
         let ours = Tip::of(&self.history);
+        // A Tip of no chats with a digest describes no history.
+        if tip.len == 0 && tip.digest != [0; DIGEST_LEN] {
+            return;
+        }
         let Some(peer) = self.peers.get_mut(conn) else {
             return;
         };
@@ -339,7 +347,7 @@ impl Node {
             .max_by_key(|t| t.len);
         peer.sent = Some(tip);
         match base {
-            Some(known) if known.len < served.len() => {
+            Some(known) if known.len < served.len() && served.len() - known.len <= MOST_PUSHED => {
                 self.send_chats(conn, served, known.len, why);
             }
             _ => self.send_tip(conn),
