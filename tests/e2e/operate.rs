@@ -372,8 +372,18 @@ fn settings_come_from_flags_then_environment_then_file_then_defaults() {
         ("port = 5\nprot = 6\n", 2, "prot", "no such setting"),
         ("\n\nport = \"abc\"\n", 3, "port", "invalid value 'abc'"),
         ("log = true\n", 1, "log", "invalid value 'true'"),
-        ("no-relay = \"yes\"\n", 1, "no-relay", "a switch takes true or false"),
-        ("port = { a = 1 }\n", 1, "port", "a value is a string, a number or true/false"),
+        (
+            "no-relay = \"yes\"\n",
+            1,
+            "no-relay",
+            "a switch takes true or false",
+        ),
+        (
+            "port = { a = 1 }\n",
+            1,
+            "port",
+            "a value is a string, a number or true/false",
+        ),
     ] {
         fs::write(&file, text).expect("the file");
         let (code, _, err) = with_env(&["status", "--data-dir", &data], &[]);

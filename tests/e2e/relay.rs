@@ -939,3 +939,48 @@ fn back_to_back_pushes_are_taken_without_asking_again() {
          the pushes ahead of it were taken"
     );
 }
+
+/// Three nodes of ours, B and C each dialing A: a history that reaches B
+/// and C through A leaves each not knowing what the other holds, and the
+/// next chat typed at B still costs C little (a peer whose known tip is
+/// far behind is sent our tip and asks for what it lacks; it was once
+/// pushed every chat since the tip it told at connect).
+#[test]
+fn a_history_taken_through_another_peer_leaves_the_next_chat_small() {
+    const PER_CHAT: u64 = 1000;
+    let _cpu = shared_cpu();
+    let net = Net::new(FILE, 16);
+    let a = net.node(1, &[]);
+    let mut b = net.node(2, &["--peer", &net.addr(1).to_string()]);
+    let mut c = net.node(3, &["--peer", &net.addr(1).to_string()]);
+    wait_links(&mut b, WAIT, "connected to A and C by relay", |l| {
+        l.len() == 2 && l.iter().all(|(_, _, d)| d == "relay")
+    });
+    let (archive, _) = fixture_1k();
+    net.peer(100, 1).send_raw(&archive);
+    for node in [&mut b, &mut c] {
+        let (got, addr) = (node.wait_history_len(1000), node.addr);
+        assert!(got, "{addr} did not get the history: {:?}", node.status());
+    }
+    let before = bytes_in(&mut c, net.addr(2));
+    b.chat("one short chat from B");
+    assert!(
+        c.wait_history_len(1001),
+        "C did not get B's chat: {:?}",
+        c.status()
+    );
+    thread::sleep(Duration::from_secs(1));
+    let from_b = bytes_in(&mut c, net.addr(2)) - before;
+    row(
+        "a_history_taken_through_another_peer_leaves_the_next_chat_small",
+        &format!(
+            "C received {from_b} bytes from B for B's next chat (the history is {} bytes)",
+            archive.len()
+        ),
+    );
+    assert!(
+        from_b < PER_CHAT,
+        "C received {from_b} bytes from B for one chat; A held {:?}",
+        a.addr
+    );
+}
