@@ -24,6 +24,19 @@ pub fn connect_from(
     Ok(socket.into())
 }
 
+/// Sets `stream`'s read timeout to what is left until `deadline`; false
+/// when nothing is left.
+pub fn read_until(stream: &TcpStream, deadline: Instant) -> bool {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return false;
+    }
+    stream
+        .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+        .expect("setting a read timeout");
+    true
+}
+
 /// No socket options, for [`connect_from`].
 pub fn plain(_: &Socket) -> io::Result<()> {
     Ok(())
@@ -116,13 +129,9 @@ impl Peer {
             if self.closed {
                 return None;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if !read_until(&self.stream, deadline) {
                 return None;
             }
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .expect("setting a read timeout");
             match self.stream.read(&mut buf) {
                 Ok(0) => self.closed = true,
                 Ok(n) => self.unread.extend_from_slice(&buf[..n]),

@@ -235,13 +235,9 @@ impl RelayPeer {
             if self.ended.is_some() {
                 return None;
             }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if !super::peer::read_until(&self.stream, deadline) {
                 return None;
             }
-            self.stream
-                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
-                .expect("setting a read timeout");
             match read_once(&mut self.stream, &mut buf) {
                 Got::Bytes(n) => self.unread.extend_from_slice(&buf[..n]),
                 Got::Again => {}
