@@ -53,7 +53,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::support::{Net, WAIT, node_command, poll, read_lines, shared_cpu};
+use crate::support::{Net, WAIT, kill_child, node_command, poll, read_lines, shared_cpu};
 
 /// This module's id in the address plan of `support`.
 const FILE: u8 = 11;
@@ -519,10 +519,7 @@ impl NsNode {
 
 impl Drop for NsNode {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
         if thread::panicking() {
             eprintln!(
                 "=== node {} in the namespace:\n{}",

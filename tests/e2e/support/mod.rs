@@ -41,8 +41,8 @@ pub mod pty;
 pub mod relay_peer;
 
 pub use node::{
-    Node, chatchain_command, client_output, node_command, read_lines, run_client, run_command,
-    run_to_exit, run_with_input, spawn_piped,
+    Node, chatchain_command, client_output, kill_child, node_command, read_lines, run_client,
+    run_command, run_to_exit, run_with_input, spawn_piped,
 };
 pub use peer::{Peer, connect_from, plain};
 pub use relay_peer::RelayPeer;

@@ -701,16 +701,22 @@ impl Node {
     }
 }
 
+/// Kills and reaps the process in `child`, if any (what every node a test
+/// started gets when it is dropped).
+pub fn kill_child(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
 impl Drop for Node {
     /// Kills the node. When the test is failing, keeps its output in
     /// [`kept_logs`] and prints where, with the last [`TAIL_LINES`] of it:
     /// a debug log runs to tens of thousands of lines, which would bury
     /// the test's reason.
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        kill_child(&mut self.child);
         if thread::panicking() {
             eprintln!(
                 "=== node {} (data in {}): {}",
